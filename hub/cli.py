@@ -1,0 +1,206 @@
+"""The ``kenshin-hub`` command: the composition root that wires settings, clients and components.
+
+Settings are read from the environment here, once, when a command runs — never at import time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from hub.runtime.errors import StackError
+from hub.settings import Settings, SettingsError, load_settings
+
+log = logging.getLogger("kenshin_hub")
+
+
+class CommandError(RuntimeError):
+    """A failure worded for the user; printed without a traceback."""
+
+
+def _table(rows: Sequence[dict[str, str]]) -> str:
+    if not rows:
+        return "(none)"
+    cols = list(rows[0])
+    widths = {c: max(len(c), *(len(r[c]) for r in rows)) for c in cols}
+    lines = ["  ".join(c.ljust(widths[c]) for c in cols)]
+    lines += ["  ".join(r[c].ljust(widths[c]) for c in cols) for r in rows]
+    return "\n".join(lines)
+
+
+# --- stack ---------------------------------------------------------------------------------------------------
+
+
+def cmd_stack(settings: Settings, args: argparse.Namespace) -> int:
+    from hub.runtime.stack import LocalStack
+
+    stack = LocalStack(settings)
+    if args.action == "up":
+        started = time.monotonic()
+        info = stack.up(nodes=args.nodes)
+        print(f"stack ready in {time.monotonic() - started:.1f}s")
+        print(f"  KENSHIN_KAFKA_BOOTSTRAP_SERVERS={info.bootstrap}")
+        print(f"  KENSHIN_SCHEMA_REGISTRY_URL={info.registry_url}")
+        return 0
+    if args.action == "down":
+        stopped = stack.down(purge=args.purge)
+        print("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
+        if args.purge:
+            print(f"purged state under {settings.state_dir}")
+        return 0
+    status = stack.status()
+    manifest = status["manifest"]
+    processes = status["processes"]
+    assert isinstance(processes, dict)
+    print(f"state directory: {status['state_dir']}")
+    if not isinstance(manifest, dict):
+        print("no stack has been started here")
+        return 1
+    print(f"Kafka {manifest.get('kafka_version')} ({manifest.get('nodes')} node(s)): {manifest.get('bootstrap')}")
+    print(f"{manifest.get('registry')}: {manifest.get('registry_url')}")
+    for name, pid in sorted(processes.items()):
+        print(f"  {name:<10} {'running, pid ' + str(pid) if pid else 'stopped'}")
+    return 0 if processes and all(processes.values()) else 1
+
+
+# --- topics / schemas --------------------------------------------------------------------------------------
+
+
+def _admin(settings: Settings) -> object:
+    from confluent_kafka.admin import AdminClient
+
+    conf: dict[str, object] = dict(settings.kafka_config())
+    conf["socket.timeout.ms"] = 10_000
+    conf["log_level"] = 0
+    admin = AdminClient(conf)
+    try:
+        admin.list_topics(timeout=15)
+    except Exception as exc:  # noqa: BLE001 - shown to the user as a clear error
+        raise CommandError(
+            f"cannot reach Kafka at {settings.kafka_bootstrap_servers} ({exc}); is the stack up? "
+            "(`kenshin-hub stack up`)"
+        ) from None
+    return admin
+
+
+def cmd_topics(settings: Settings, args: argparse.Namespace) -> int:
+    from topics.admin import apply, listing
+
+    admin = _admin(settings)
+    if args.action == "apply":
+        changes = apply(admin)  # type: ignore[arg-type]
+        print("\n".join(changes) if changes else "topics already match the catalog")
+        return 0
+    rows = listing(admin)  # type: ignore[arg-type]
+    print(_table(rows))
+    return 0 if all(r["status"] == "ok" for r in rows) else 1
+
+
+def cmd_schemas(settings: Settings, args: argparse.Namespace) -> int:
+    from confluent_kafka.schema_registry.error import SchemaRegistryError
+
+    from schemas.registry import check, packaged_schema, register, schemas_from_dir
+    from schemas.serde import registry_client
+
+    client = registry_client(settings.schema_registry_config())
+    source = schemas_from_dir(args.schemas_dir) if args.schemas_dir else packaged_schema
+    action: Callable[..., list] = register if args.action == "register" else check  # type: ignore[type-arg]
+    try:
+        results = action(client, source=source)
+    except (SchemaRegistryError, OSError) as exc:
+        raise CommandError(f"schema registry at {settings.schema_registry_url}: {exc}") from None
+    except Exception as exc:
+        if "Connection" in type(exc).__name__ or "connect" in str(exc).lower():
+            raise CommandError(
+                f"cannot reach the schema registry at {settings.schema_registry_url}; is the stack up?"
+            ) from None
+        raise
+    for r in results:
+        print(f"{'ok  ' if r.ok else 'FAIL'} {r.subject}: {r.detail}")
+    failed = [r for r in results if not r.ok]
+    if failed:
+        print(f"{len(failed)} subject(s) failed", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_config(settings: Settings, args: argparse.Namespace) -> int:
+    from hub.settings import fields_doc
+
+    if args.action == "show":
+        for name, value in settings.describe():
+            print(f"{name}={value}")
+    else:
+        print("| variable | default | meaning |\n|---|---|---|")
+        for name, default, doc in fields_doc():
+            print(f"| `{name}` | `{default}` | {doc} |" if default else f"| `{name}` | | {doc} |")
+    return 0
+
+
+# --- parser --------------------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="kenshin-hub",
+        description="Kafka integration hub for municipal cancer screening (がん検診). Settings: KENSHIN_* variables.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    stack = sub.add_parser("stack", help="local Kafka + schema registry without Docker")
+    stack_sub = stack.add_subparsers(dest="action", required=True)
+    up = stack_sub.add_parser("up", help="resolve jars (cached), start Kafka (KRaft) and the registry; idempotent")
+    up.add_argument("--nodes", type=int, default=1, help="number of Kafka nodes (3 for fault tests)")
+    down = stack_sub.add_parser("down", help="stop what `up` started")
+    down.add_argument("--purge", action="store_true", help="also delete the stack's data and logs")
+    stack_sub.add_parser("status", help="print the addresses and process states")
+    stack.set_defaults(func=cmd_stack)
+
+    topics = sub.add_parser("topics", help="the topic catalog")
+    topics_sub = topics.add_subparsers(dest="action", required=True)
+    topics_sub.add_parser("apply", help="create or update the catalog's topics (idempotent)")
+    topics_sub.add_parser("list", help="the catalog against the cluster")
+    topics.set_defaults(func=cmd_topics)
+
+    schemas = sub.add_parser("schemas", help="the Avro contracts in the schema registry")
+    schemas_sub = schemas.add_subparsers(dest="action", required=True)
+    for name, text in (("register", "register every topic's value schema (BACKWARD)"),
+                       ("check", "exit non-zero if a schema is not BACKWARD compatible with the registry")):  # fmt: skip
+        p = schemas_sub.add_parser(name, help=text)
+        p.add_argument("--schemas-dir", type=Path, default=None, help="read .avsc files from here instead")
+    schemas.set_defaults(func=cmd_schemas)
+
+    config = sub.add_parser("config", help="settings")
+    config_sub = config.add_subparsers(dest="action", required=True)
+    config_sub.add_parser("show", help="print the effective settings (secrets masked)")
+    config_sub.add_parser("doc", help="print the settings as a Markdown table")
+    config.set_defaults(func=cmd_config)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = load_settings(os.environ)
+    except SettingsError as exc:
+        print(f"kenshin-hub: configuration error: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for noisy in ("httpx", "httpx2", "httpcore"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    try:
+        return int(args.func(settings, args))
+    except (StackError, CommandError) as exc:
+        print(f"kenshin-hub: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

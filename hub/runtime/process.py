@@ -1,0 +1,94 @@
+"""Start and stop the stack's JVM processes, tracked by pid files under the state directory.
+
+``stop`` only signals a process whose pid file we wrote *and* whose command line still carries the marker we
+gave it, so a recycled pid never kills somebody else's process.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def running_pid(pid_file: Path, marker: str) -> int | None:
+    """The pid recorded in ``pid_file`` if that process is alive and is ours (its command line has ``marker``)."""
+    try:
+        pid = int(pid_file.read_text().strip())
+    except (OSError, ValueError):
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:
+        return None
+    state = _proc_state(pid)
+    if state == "Z":
+        return None
+    return pid if marker in _cmdline(pid) else None
+
+
+def _proc_state(pid: int) -> str:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return ""
+    return stat.rsplit(")", 1)[-1].split()[0]
+
+
+def spawn(cmd: Sequence[str], *, pid_file: Path, log_file: Path, env: dict[str, str] | None = None) -> int:
+    """Start ``cmd`` detached (own session), output appended to ``log_file``; record its pid."""
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    with log_file.open("ab") as log:
+        proc = subprocess.Popen(  # noqa: S603 - the command is built by us from resolved paths
+            list(cmd),
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env=env,
+        )
+    pid_file.write_text(str(proc.pid))
+    return proc.pid
+
+
+def stop(pid_file: Path, marker: str, *, timeout: float = 30.0) -> bool:
+    """SIGTERM our process, SIGKILL it after ``timeout`` seconds; True when something was stopped."""
+    pid = running_pid(pid_file, marker)
+    if pid is None:
+        pid_file.unlink(missing_ok=True)
+        return False
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if running_pid(pid_file, marker) is None:
+            break
+        time.sleep(0.2)
+    else:
+        os.kill(pid, signal.SIGKILL)
+        for _ in range(50):
+            if running_pid(pid_file, marker) is None:
+                break
+            time.sleep(0.1)
+    _reap(pid)
+    pid_file.unlink(missing_ok=True)
+    return True
+
+
+def _reap(pid: int) -> None:
+    """Collect the exit status when the process is our own child (tests start the stack in-process)."""
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass

@@ -1,0 +1,247 @@
+"""Typed, frozen, validated settings bound from ``KENSHIN_*`` environment variables.
+
+This is the only module that knows the environment-variable names. Nothing here runs at import time:
+call :func:`load_settings` (usually once, in the CLI composition root) with a mapping, normally
+``os.environ``. Unknown ``KENSHIN_*`` keys are errors, as in confluent-kafka's "Unrecognized properties".
+Secrets are held in :class:`Secret`, which never prints its value.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, cast, get_args
+
+from hub.validation import is_valid_tenant_code
+
+PREFIX = "KENSHIN_"
+
+SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
+SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER"]
+
+
+class SettingsError(ValueError):
+    """Raised when the environment holds an unknown key or an invalid value."""
+
+
+@dataclass(frozen=True)
+class Secret:
+    """A string that is never shown by ``repr``/``str``; call :meth:`reveal` where it is really needed."""
+
+    _value: str = field(repr=False)
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('********')"
+
+    def __str__(self) -> str:
+        return "********"
+
+
+def _default_state_dir() -> Path:
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "kenshin-hub"
+
+
+def _default_cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "kenshin-hub"
+
+
+def _meta(doc: str, *, secret: bool = False) -> dict[str, Any]:
+    return {"doc": doc, "secret": secret}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every setting of the hub. Field ``foo_bar`` binds to ``KENSHIN_FOO_BAR``."""
+
+    kafka_bootstrap_servers: str = field(
+        default="127.0.0.1:9092", metadata=_meta("Kafka bootstrap servers, comma-separated host:port")
+    )
+    schema_registry_url: str = field(
+        default="http://127.0.0.1:8081/apis/ccompat/v7",
+        metadata=_meta("Confluent-compatible schema registry URL (Apicurio: .../apis/ccompat/v7)"),
+    )
+    schema_registry_basic_auth: Secret | None = field(
+        default=None, metadata=_meta("Registry basic auth as user:password", secret=True)
+    )
+    database_url: Secret = field(
+        default=Secret("sqlite:///kenshin-hub.db"),
+        metadata=_meta("SQLAlchemy database URL (SQLite default, PostgreSQL supported)", secret=True),
+    )
+    tenant: str = field(default="012041", metadata=_meta("This city's 団体コード (6 digits with check digit)"))
+    kafka_security_protocol: SecurityProtocol = field(
+        default="PLAINTEXT", metadata=_meta("PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL")
+    )
+    kafka_sasl_mechanism: SaslMechanism | None = field(
+        default=None, metadata=_meta("PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 or OAUTHBEARER")
+    )
+    kafka_sasl_username: str | None = field(default=None, metadata=_meta("SASL user name"))
+    kafka_sasl_password: Secret | None = field(default=None, metadata=_meta("SASL password", secret=True))
+    kafka_ssl_cafile: Path | None = field(default=None, metadata=_meta("CA certificate file (PEM)"))
+    kafka_ssl_certfile: Path | None = field(default=None, metadata=_meta("Client certificate file (PEM)"))
+    kafka_ssl_keyfile: Path | None = field(default=None, metadata=_meta("Client private key file (PEM)"))
+    kafka_ssl_key_password: Secret | None = field(
+        default=None, metadata=_meta("Password of the client private key", secret=True)
+    )
+    state_dir: Path = field(
+        default_factory=_default_state_dir,
+        metadata=_meta("Local stack state: data, logs, pid files (default ~/.local/state/kenshin-hub)"),
+    )
+    cache_dir: Path = field(
+        default_factory=_default_cache_dir,
+        metadata=_meta("Cache of resolved jars, reused across runs (default ~/.cache/kenshin-hub)"),
+    )
+    stack_kafka_port: int = field(default=9092, metadata=_meta("Local stack: first broker port"))
+    stack_controller_port: int = field(default=19093, metadata=_meta("Local stack: first KRaft controller port"))
+    stack_registry_port: int = field(default=8081, metadata=_meta("Local stack: schema registry port"))
+    stack_kafka_heap: str = field(default="768m", metadata=_meta("Local stack: JVM max heap of each broker"))
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = field(default="INFO", metadata=_meta("Log level"))
+
+    def __post_init__(self) -> None:
+        if not is_valid_tenant_code(self.tenant):
+            raise SettingsError(f"KENSHIN_TENANT={self.tenant!r} is not a valid 団体コード (6 digits, check digit)")
+        if self.kafka_security_protocol.startswith("SASL") and (
+            self.kafka_sasl_mechanism is None or self.kafka_sasl_username is None or self.kafka_sasl_password is None
+        ):
+            raise SettingsError(
+                f"KENSHIN_KAFKA_SECURITY_PROTOCOL={self.kafka_security_protocol} needs KENSHIN_KAFKA_SASL_MECHANISM, "
+                "KENSHIN_KAFKA_SASL_USERNAME and KENSHIN_KAFKA_SASL_PASSWORD"
+            )
+        for name in ("kafka_ssl_cafile", "kafka_ssl_certfile", "kafka_ssl_keyfile"):
+            path = cast("Path | None", getattr(self, name))
+            if path is not None and not path.is_file():
+                raise SettingsError(f"{env_name(name)}={path} does not exist or is not a file")
+        for name in ("stack_kafka_port", "stack_controller_port", "stack_registry_port"):
+            port = cast(int, getattr(self, name))
+            if not 1 <= port <= 65535:
+                raise SettingsError(f"{env_name(name)}={port} is not a TCP port")
+        if not re.fullmatch(r"\d+[kmg]", self.stack_kafka_heap):
+            raise SettingsError(f"KENSHIN_STACK_KAFKA_HEAP={self.stack_kafka_heap!r} must look like 768m or 1g")
+
+    # --- derived client configurations -------------------------------------------------------------------------
+
+    def kafka_config(self) -> dict[str, str]:
+        """librdkafka (confluent-kafka) connection properties, secrets included: never log the result."""
+        conf: dict[str, str] = {
+            "bootstrap.servers": self.kafka_bootstrap_servers,
+            "security.protocol": self.kafka_security_protocol,
+        }
+        if self.kafka_sasl_mechanism:
+            conf["sasl.mechanism"] = self.kafka_sasl_mechanism
+        if self.kafka_sasl_username:
+            conf["sasl.username"] = self.kafka_sasl_username
+        if self.kafka_sasl_password:
+            conf["sasl.password"] = self.kafka_sasl_password.reveal()
+        if self.kafka_ssl_cafile:
+            conf["ssl.ca.location"] = str(self.kafka_ssl_cafile)
+        if self.kafka_ssl_certfile:
+            conf["ssl.certificate.location"] = str(self.kafka_ssl_certfile)
+        if self.kafka_ssl_keyfile:
+            conf["ssl.key.location"] = str(self.kafka_ssl_keyfile)
+        if self.kafka_ssl_key_password:
+            conf["ssl.key.password"] = self.kafka_ssl_key_password.reveal()
+        return conf
+
+    def schema_registry_config(self) -> dict[str, str]:
+        conf = {"url": self.schema_registry_url}
+        if self.schema_registry_basic_auth:
+            conf["basic.auth.user.info"] = self.schema_registry_basic_auth.reveal()
+        return conf
+
+    def describe(self) -> list[tuple[str, str]]:
+        """(environment variable, printable value) pairs; secrets are masked."""
+        rows = []
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.name == "database_url":
+                shown = mask_url(cast(Secret, value).reveal())
+            elif isinstance(value, Secret):
+                shown = "********"
+            else:
+                shown = "" if value is None else str(value)
+            rows.append((env_name(f.name), shown))
+        return rows
+
+
+def env_name(field_name: str) -> str:
+    return PREFIX + field_name.upper()
+
+
+def mask_url(url: str) -> str:
+    """Hide the password of a ``scheme://user:password@host`` URL."""
+    return re.sub(r"(://[^:/@]+:)[^@]*@", r"\1********@", url)
+
+
+def _parser_for(annotation: Any) -> Callable[[str], Any]:
+    text = str(annotation)
+    if text.startswith("Literal"):
+        raise AssertionError("literal handled by caller")
+    if "Secret" in text:
+        return Secret
+    if "Path" in text:
+        return lambda raw: Path(raw).expanduser()
+    if text.startswith("int"):
+        return int
+    return str
+
+
+def _literal_choices(annotation: str) -> tuple[str, ...] | None:
+    match = re.match(r"(\w+)( \| None)?$", annotation)
+    if match and match.group(1) in {"SecurityProtocol", "SaslMechanism"}:
+        return cast(tuple[str, ...], get_args(globals()[match.group(1)]))
+    lit = re.match(r"Literal\[(.*)\]", annotation)
+    if lit:
+        return tuple(part.strip().strip("'\"") for part in lit.group(1).split(","))
+    return None
+
+
+def fields_doc() -> list[tuple[str, str, str]]:
+    """(variable, default, description) for the README configuration table."""
+    rows = []
+    for f in dataclasses.fields(Settings):
+        if f.default is not dataclasses.MISSING:
+            default = f.default
+        else:
+            default = "(see description)"
+        if isinstance(default, Secret):
+            default = mask_url(default.reveal())
+        rows.append((env_name(f.name), "" if default is None else str(default), str(f.metadata["doc"])))
+    return rows
+
+
+def load_settings(environ: Mapping[str, str]) -> Settings:
+    """Build :class:`Settings` from ``KENSHIN_*`` keys of ``environ``; unknown keys are errors."""
+    by_env = {env_name(f.name): f for f in dataclasses.fields(Settings)}
+    unknown = sorted(k for k in environ if k.startswith(PREFIX) and k not in by_env)
+    if unknown:
+        hints = []
+        for key in unknown:
+            close = difflib.get_close_matches(key, list(by_env), n=1, cutoff=0.8)
+            hints.append(f"{key} (did you mean {close[0]}?)" if close else key)
+        raise SettingsError("Unrecognized settings: " + ", ".join(hints))
+    values: dict[str, Any] = {}
+    for key, f in by_env.items():
+        raw = environ.get(key)
+        if raw is None or raw == "":
+            continue
+        annotation = str(f.type)
+        choices = _literal_choices(annotation)
+        if choices is not None:
+            if raw not in choices:
+                raise SettingsError(f"{key}={raw!r} is not one of {', '.join(choices)}")
+            values[f.name] = raw
+            continue
+        try:
+            values[f.name] = _parser_for(annotation)(raw)
+        except ValueError as exc:
+            raise SettingsError(f"{key}: invalid value ({exc})") from None
+    return Settings(**values)

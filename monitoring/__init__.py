@@ -1,0 +1,1 @@
+"""Prometheus metrics bundle, /metrics and health endpoints, alert rules and dashboards."""

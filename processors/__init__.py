@@ -1,0 +1,1 @@
+"""faust-streaming processors: thin shells around pure business rules."""

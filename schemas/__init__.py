@@ -1,0 +1,1 @@
+"""The Avro contracts (avro/*.avsc), their typed models and the Confluent wire-format serde."""

@@ -1,0 +1,679 @@
+"""Typed models of every event of the topic catalog, one per ``.avsc`` in ``schemas/avro``.
+
+Field names and order follow the ``.avsc`` files; the Japanese term of each field is in the schema's ``doc``.
+Invariants that Avro cannot express (check digits, a primary result carrying exactly the block of its kind) are
+checked in ``__post_init__`` and raise :class:`~schemas.record.ModelError`.
+"""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import ClassVar
+
+from hub.validation import is_valid_my_number, is_valid_tenant_code
+from schemas.record import AvroRecord, ModelError
+
+# --- enums ---------------------------------------------------------------------------------------------------
+
+
+class Sex(enum.StrEnum):
+    MALE = "MALE"
+    FEMALE = "FEMALE"
+
+
+class ScreeningKind(enum.StrEnum):
+    STOMACH = "STOMACH"
+    COLORECTAL = "COLORECTAL"
+    LUNG = "LUNG"
+    BREAST = "BREAST"
+    CERVICAL = "CERVICAL"
+    H_PYLORI = "H_PYLORI"
+
+    @property
+    def block(self) -> str:
+        """Name of the kind-specific block of :class:`PrimaryFindings`."""
+        return self.value.lower()
+
+
+class ResultStage(enum.StrEnum):
+    PRIMARY = "PRIMARY"
+    FOLLOW_UP = "FOLLOW_UP"
+
+
+class ExamSetting(enum.StrEnum):
+    INDIVIDUAL = "INDIVIDUAL"
+    GROUP = "GROUP"
+
+
+class StomachMethod(enum.StrEnum):
+    XRAY = "XRAY"
+    ENDOSCOPY = "ENDOSCOPY"
+
+
+class FobtResult(enum.StrEnum):
+    NEGATIVE = "NEGATIVE"
+    POSITIVE = "POSITIVE"
+
+
+class LungXrayResult(enum.StrEnum):
+    A = "A"
+    B = "B"
+    C = "C"
+    D = "D"
+    E = "E"
+
+
+class SputumResult(enum.StrEnum):
+    A = "A"
+    B = "B"
+    C = "C"
+    D = "D"
+    E = "E"
+
+
+class MammoCategory(enum.StrEnum):
+    C1 = "C1"
+    C2 = "C2"
+    C3 = "C3"
+    C4 = "C4"
+    C5 = "C5"
+    N = "N"
+
+
+class HpvResult(enum.StrEnum):
+    NEGATIVE = "NEGATIVE"
+    POSITIVE = "POSITIVE"
+
+
+class CervicalCytology(enum.StrEnum):
+    NILM = "NILM"
+    ASC_US = "ASC_US"
+    ASC_H = "ASC_H"
+    LSIL = "LSIL"
+    HSIL = "HSIL"
+    SCC = "SCC"
+    AGC = "AGC"
+    AIS = "AIS"
+    ADENOCARCINOMA = "ADENOCARCINOMA"
+    OTHER = "OTHER"
+
+
+class BodyCytology(enum.StrEnum):
+    NEGATIVE = "NEGATIVE"
+    SUSPICIOUS = "SUSPICIOUS"
+    POSITIVE = "POSITIVE"
+
+
+class HPyloriResult(enum.StrEnum):
+    NEGATIVE = "NEGATIVE"
+    POSITIVE = "POSITIVE"
+    INDETERMINATE = "INDETERMINATE"
+
+
+class FollowUpJudgement(enum.StrEnum):
+    NO_ABNORMALITY = "NO_ABNORMALITY"
+    CANCER = "CANCER"
+    SUSPECTED_CANCER = "SUSPECTED_CANCER"
+    NON_CANCER_DISEASE = "NON_CANCER_DISEASE"
+    UNDETERMINED = "UNDETERMINED"
+
+
+class ResidentChangeType(enum.StrEnum):
+    MOVE_IN = "MOVE_IN"
+    MOVE_WITHIN = "MOVE_WITHIN"
+    MOVE_OUT = "MOVE_OUT"
+    BIRTH = "BIRTH"
+    DEATH = "DEATH"
+    NAME_CHANGE = "NAME_CHANGE"
+    CORRECTION = "CORRECTION"
+    HOUSEHOLD_CHANGE = "HOUSEHOLD_CHANGE"
+    SUPPORT_MEASURE_SET = "SUPPORT_MEASURE_SET"
+    SUPPORT_MEASURE_CLEARED = "SUPPORT_MEASURE_CLEARED"
+
+
+class ResidentStatus(enum.StrEnum):
+    RESIDENT = "RESIDENT"
+    MOVED_OUT = "MOVED_OUT"
+    DECEASED = "DECEASED"
+
+
+class ErrorReason(enum.StrEnum):
+    UNKNOWN_PERSON = "UNKNOWN_PERSON"
+    NOT_RESIDENT_ON_EXAM_DATE = "NOT_RESIDENT_ON_EXAM_DATE"
+    NAME_MISMATCH = "NAME_MISMATCH"
+    KANA_MISMATCH = "KANA_MISMATCH"
+    BIRTH_DATE_MISMATCH = "BIRTH_DATE_MISMATCH"
+    SEX_MISMATCH = "SEX_MISMATCH"
+    ADDRESS_MISMATCH = "ADDRESS_MISMATCH"
+    NOT_ELIGIBLE_AGE = "NOT_ELIGIBLE_AGE"
+    NOT_ELIGIBLE_SEX = "NOT_ELIGIBLE_SEX"
+    INTERVAL_NOT_MET = "INTERVAL_NOT_MET"
+    UNKNOWN_INSTITUTION = "UNKNOWN_INSTITUTION"
+    NO_PRIMARY_FOR_FOLLOW_UP = "NO_PRIMARY_FOR_FOLLOW_UP"
+    INVALID_RESULT = "INVALID_RESULT"
+
+
+class ErrorStatus(enum.StrEnum):
+    OPEN = "OPEN"
+    RESOLVED = "RESOLVED"
+
+
+class InvitationType(enum.StrEnum):
+    INVITATION = "INVITATION"
+    CARRY_OVER = "CARRY_OVER"
+
+
+class InvitationTrigger(enum.StrEnum):
+    FISCAL_YEAR_START = "FISCAL_YEAR_START"
+    MOVE_IN = "MOVE_IN"
+    AGE_THRESHOLD = "AGE_THRESHOLD"
+
+
+class FukuhonOperation(enum.StrEnum):
+    REGISTER = "REGISTER"
+    UPDATE = "UPDATE"
+    DELETE = "DELETE"
+
+
+class ProvisionOutcome(enum.StrEnum):
+    PROVIDED_AUTOMATICALLY = "PROVIDED_AUTOMATICALLY"
+    PROVIDED_AFTER_REVIEW = "PROVIDED_AFTER_REVIEW"
+    HELD = "HELD"
+    REFUSED = "REFUSED"
+    ERROR = "ERROR"
+
+
+class HoldReason(enum.StrEnum):
+    PERSON_FLAG = "PERSON_FLAG"
+    ITEM_FLAG = "ITEM_FLAG"
+
+
+class HoldStatus(enum.StrEnum):
+    HELD = "HELD"
+    APPROVED = "APPROVED"
+    REFUSED = "REFUSED"
+
+
+class RecordSide(enum.StrEnum):
+    REQUESTER = "REQUESTER"
+    PROVIDER = "PROVIDER"
+
+
+class StaffOperationType(enum.StrEnum):
+    LOGIN = "LOGIN"
+    LOGIN_FAILED = "LOGIN_FAILED"
+    LOGOUT = "LOGOUT"
+    LIST = "LIST"
+    SHOW = "SHOW"
+    APPROVE = "APPROVE"
+    REFUSE = "REFUSE"
+    RESOLVE_ERROR = "RESOLVE_ERROR"
+    ACCOUNT_CREATED = "ACCOUNT_CREATED"
+    OTHER = "OTHER"
+
+
+class OperationOutcome(enum.StrEnum):
+    SUCCESS = "SUCCESS"
+    DENIED = "DENIED"
+    FAILED = "FAILED"
+
+
+# --- shared records -----------------------------------------------------------------------------------------
+
+
+def _check_tenant(value: str | None, what: str) -> None:
+    if value is not None and not is_valid_tenant_code(value):
+        raise ModelError(f"{what} is not a valid 団体コード")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Event(AvroRecord):
+    """The header every event carries."""
+
+    event_id: uuid.UUID
+    occurred_at: datetime
+    tenant: str
+    source_system: str
+
+    def __post_init__(self) -> None:
+        _check_tenant(self.tenant, "tenant")
+        if self.occurred_at.tzinfo is None:
+            raise ModelError("occurred_at must be timezone-aware")
+        if not self.source_system:
+            raise ModelError("source_system is empty")
+
+
+@dataclass(frozen=True, kw_only=True)
+class PersonIdentity(AvroRecord):
+    name: str
+    name_kana: str
+    sex: Sex
+    birth_date: date
+    address: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class StomachFindings(AvroRecord):
+    method: StomachMethod
+
+
+@dataclass(frozen=True, kw_only=True)
+class ColorectalFindings(AvroRecord):
+    fobt_result: FobtResult
+
+
+@dataclass(frozen=True, kw_only=True)
+class LungFindings(AvroRecord):
+    film_no: str
+    xray_result: LungXrayResult
+    sputum_findings: str | None = None
+    sputum_result: SputumResult | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class BreastFindings(AvroRecord):
+    mammo_site: str
+    mammo_result: MammoCategory
+    hpv_result: HpvResult | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class CervicalFindings(AvroRecord):
+    cervical_smear: str
+    cervical_result: CervicalCytology
+    body_smear: str | None = None
+    body_result: BodyCytology | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class HPyloriFindings(AvroRecord):
+    test_result: HPyloriResult
+
+
+@dataclass(frozen=True, kw_only=True)
+class PrimaryFindings(AvroRecord):
+    follow_up_required: bool
+    other_findings: str | None = None
+    benefit_status: str | None = None
+    national_health_insurance: bool
+    stomach: StomachFindings | None = None
+    colorectal: ColorectalFindings | None = None
+    lung: LungFindings | None = None
+    breast: BreastFindings | None = None
+    cervical: CervicalFindings | None = None
+    h_pylori: HPyloriFindings | None = None
+
+    def blocks(self) -> list[str]:
+        """Names of the kind-specific blocks that are present."""
+        return [k.block for k in ScreeningKind if getattr(self, k.block) is not None]
+
+    def check_kind(self, kind: ScreeningKind) -> None:
+        if self.blocks() != [kind.block]:
+            raise ModelError(f"a {kind} primary result must carry exactly the '{kind.block}' block")
+
+
+@dataclass(frozen=True, kw_only=True)
+class FollowUpFindings(AvroRecord):
+    procedure: str | None = None
+    sputum_method: str | None = None
+    judgement: FollowUpJudgement
+    instructions: str | None = None
+    other_findings: str | None = None
+    body_result: str | None = None
+    cervical_result: str | None = None
+
+
+# --- events -------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class ResidentChange(Event):
+    SCHEMA_FILE: ClassVar[str] = "resident_change.avsc"
+    NEEDS_PERSON: ClassVar[frozenset[ResidentChangeType]] = frozenset(
+        {
+            ResidentChangeType.MOVE_IN,
+            ResidentChangeType.BIRTH,
+            ResidentChangeType.MOVE_WITHIN,
+            ResidentChangeType.NAME_CHANGE,
+            ResidentChangeType.CORRECTION,
+        }
+    )
+
+    atena_no: str
+    my_number: str | None = None
+    change_type: ResidentChangeType
+    change_date: date
+    notified_date: date | None = None
+    person: PersonIdentity | None = None
+    household_no: str | None = None
+    previous_municipality: str | None = None
+    next_municipality: str | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not self.atena_no:
+            raise ModelError("atena_no is empty")
+        if self.my_number is not None and not is_valid_my_number(self.my_number):
+            raise ModelError("my_number is not a valid 個人番号 (12 digits with check digit)")
+        if self.change_type in self.NEEDS_PERSON and self.person is None:
+            raise ModelError(f"a {self.change_type} change must carry the person's 基本5情報")
+        _check_tenant(self.previous_municipality, "previous_municipality")
+        _check_tenant(self.next_municipality, "next_municipality")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ScreeningResult(Event):
+    SCHEMA_FILE: ClassVar[str] = "screening_result.avsc"
+
+    reception_no: str
+    kind: ScreeningKind
+    stage: ResultStage
+    atena_no: str
+    subject: PersonIdentity
+    institution_code: str
+    institution_name: str
+    exam_date: date
+    setting: ExamSetting | None = None
+    primary: PrimaryFindings | None = None
+    follow_up: FollowUpFindings | None = None
+    primary_reception_no: str | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not self.reception_no:
+            raise ModelError("reception_no (受付番号) is empty")
+        if self.stage is ResultStage.PRIMARY:
+            if self.primary is None or self.follow_up is not None or self.setting is None:
+                raise ModelError("a PRIMARY result carries 'primary' and 'setting' and no 'follow_up'")
+            self.primary.check_kind(self.kind)
+        else:
+            if self.follow_up is None or self.primary is not None:
+                raise ModelError("a FOLLOW_UP result carries 'follow_up' and no 'primary'")
+            if self.kind is ScreeningKind.H_PYLORI:
+                raise ModelError("ピロリ菌検査 has no follow-up (精検)")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ResidentHistoryItem(AvroRecord):
+    event_id: uuid.UUID
+    change_type: ResidentChangeType
+    change_date: date
+    occurred_at: datetime
+
+
+@dataclass(frozen=True, kw_only=True)
+class ResidentState(Event):
+    SCHEMA_FILE: ClassVar[str] = "resident_state.avsc"
+
+    atena_no: str
+    my_number: str | None = None
+    person: PersonIdentity
+    status: ResidentStatus
+    resident_since: date | None = None
+    ceased_on: date | None = None
+    increase_reason: ResidentChangeType | None = None
+    decrease_reason: ResidentChangeType | None = None
+    previous_municipality: str | None = None
+    next_municipality: str | None = None
+    household_no: str | None = None
+    support_measure: bool
+    version: int
+    history: tuple[ResidentHistoryItem, ...] = ()
+
+
+@dataclass(frozen=True, kw_only=True)
+class LedgerFollowUp(AvroRecord):
+    reception_no: str
+    exam_date: date
+    exam_age: int
+    institution_code: str
+    institution_name: str
+    findings: FollowUpFindings
+
+
+@dataclass(frozen=True, kw_only=True)
+class LedgerEntry(Event):
+    SCHEMA_FILE: ClassVar[str] = "ledger_entry.avsc"
+
+    atena_no: str
+    kind: ScreeningKind
+    fiscal_year: int
+    version: int
+    person: PersonIdentity
+    reception_no: str
+    exam_date: date
+    exam_age: int
+    institution_code: str
+    institution_name: str
+    setting: ExamSetting
+    primary: PrimaryFindings
+    follow_up: LedgerFollowUp | None = None
+    history_from: str | None = None
+    source_event_id: uuid.UUID
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.primary.check_kind(self.kind)
+        _check_tenant(self.history_from, "history_from")
+        if self.version < 1:
+            raise ModelError("version starts at 1")
+
+
+@dataclass(frozen=True, kw_only=True)
+class SourcePointer(AvroRecord):
+    topic: str
+    partition: int
+    offset: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class ScreeningError(Event):
+    SCHEMA_FILE: ClassVar[str] = "screening_error.avsc"
+
+    reception_no: str
+    atena_no: str
+    kind: ScreeningKind
+    stage: ResultStage
+    reasons: tuple[ErrorReason, ...]
+    mismatched_fields: tuple[str, ...] = ()
+    status: ErrorStatus
+    detected_at: datetime
+    resolved_at: datetime | None = None
+    resolved_by: str | None = None
+    resolution: str | None = None
+    source: SourcePointer | None = None
+    result_event_id: uuid.UUID
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not self.reasons:
+            raise ModelError("a screening error needs at least one reason")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Invitation(Event):
+    SCHEMA_FILE: ClassVar[str] = "invitation.avsc"
+
+    atena_no: str
+    kind: ScreeningKind
+    fiscal_year: int
+    invitation_type: InvitationType
+    trigger: InvitationTrigger
+    age_at_fiscal_year_end: int
+    person: PersonIdentity
+
+
+@dataclass(frozen=True, kw_only=True)
+class FukuhonRegistration(Event):
+    SCHEMA_FILE: ClassVar[str] = "fukuhon_registration.avsc"
+
+    record_id: str
+    atena_no: str
+    integrated_atena_no: str | None = None
+    info_name_code: str
+    dataset_item_code: str
+    record_key: str
+    parent_key: str | None = None
+    version: int
+    publication_start: date
+    publication_end: date | None = None
+    operation: FukuhonOperation
+    data: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        code = self.info_name_code
+        if not (len(code) == 16 and code.startswith("TM") and code[2:].isdigit()):
+            raise ModelError("info_name_code (特定個人情報名コード) must be 'TM' + 14 digits")
+        if self.publication_end is not None and self.publication_end < self.publication_start:
+            raise ModelError("publication_end is before publication_start")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ProvisionPermit(AvroRecord):
+    permit_id: uuid.UUID
+    request_id: uuid.UUID
+    requester: str
+    provider: str
+    info_name_code: str
+    items: tuple[str, ...]
+    expires_at: datetime
+    signature: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class ProvisionRequest(Event):
+    SCHEMA_FILE: ClassVar[str] = "provision_request.avsc"
+
+    request_id: uuid.UUID
+    requester: str
+    provider: str
+    affair_code: str
+    info_name_code: str
+    items: tuple[str, ...]
+    fugo: str
+    fiscal_year_from: int | None = None
+    fiscal_year_to: int | None = None
+    permit: ProvisionPermit | None = None
+    requested_at: datetime
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check_tenant(self.requester, "requester")
+        _check_tenant(self.provider, "provider")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ResponseItem(AvroRecord):
+    item_code: str
+    status: str
+    message: str | None = None
+    value: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class ResponseLine(AvroRecord):
+    line_no: int
+    status: str
+    message: str | None = None
+    record_id: str | None = None
+    items: tuple[ResponseItem, ...] = ()
+
+
+@dataclass(frozen=True, kw_only=True)
+class ProvisionResponse(Event):
+    SCHEMA_FILE: ClassVar[str] = "provision_response.avsc"
+
+    request_id: uuid.UUID
+    requester: str
+    provider: str
+    outcome: ProvisionOutcome
+    message: str | None = None
+    lines: tuple[ResponseLine, ...] = ()
+    responded_at: datetime
+
+
+@dataclass(frozen=True, kw_only=True)
+class HeldProvision(Event):
+    SCHEMA_FILE: ClassVar[str] = "held_provision.avsc"
+
+    request_id: uuid.UUID
+    requester: str
+    provider: str
+    info_name_code: str
+    items: tuple[str, ...]
+    hold_reasons: tuple[HoldReason, ...]
+    flagged_items: tuple[str, ...] = ()
+    status: HoldStatus
+    held_at: datetime
+    decided_by: str | None = None
+    decided_at: datetime | None = None
+    refusal_reason: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class ProvisionRecord(Event):
+    SCHEMA_FILE: ClassVar[str] = "provision_record.avsc"
+
+    record_id: uuid.UUID
+    request_id: uuid.UUID
+    side: RecordSide
+    requester: str
+    provider: str
+    affair_code: str
+    info_name_code: str
+    items: tuple[str, ...]
+    requested_at: datetime
+    provided_at: datetime | None = None
+    non_disclosure: bool
+    outcome: ProvisionOutcome
+    request_body: str
+    response_body: str | None = None
+    reason: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class StaffOperation(Event):
+    SCHEMA_FILE: ClassVar[str] = "staff_operation.avsc"
+
+    staff_id: str
+    operation: StaffOperationType
+    target: str | None = None
+    outcome: OperationOutcome
+    detail: str | None = None
+    performed_at: datetime
+
+
+@dataclass(frozen=True, kw_only=True)
+class DeadLetter(Event):
+    SCHEMA_FILE: ClassVar[str] = "dead_letter.avsc"
+
+    step: str
+    reason: str
+    error_type: str
+    source_topic: str
+    source_partition: int
+    source_offset: int
+    source_timestamp: datetime | None = None
+    original_key: bytes | None = None
+    original_value: bytes | None = None
+
+
+EVENT_TYPES: tuple[type[Event], ...] = (
+    ResidentChange,
+    ScreeningResult,
+    ResidentState,
+    LedgerEntry,
+    ScreeningError,
+    Invitation,
+    FukuhonRegistration,
+    ProvisionRequest,
+    ProvisionResponse,
+    HeldProvision,
+    ProvisionRecord,
+    StaffOperation,
+    DeadLetter,
+)

@@ -1,0 +1,1 @@
+"""SQLAlchemy sinks: batches written in one transaction before offsets are committed."""

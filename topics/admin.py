@@ -1,0 +1,169 @@
+"""`kenshin-hub topics apply | list`: make the cluster match the catalog, idempotently, through the admin client."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import (
+    AdminClient,
+    AlterConfigOpType,
+    ConfigEntry,
+    ConfigResource,
+    NewPartitions,
+    NewTopic,
+)
+
+from topics.catalog import ALL_TOPICS, Topic
+
+TIMEOUT_S = 30.0
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a topic needs on this cluster, after lowering replication to the broker count."""
+
+    topic: Topic
+    replication_factor: int
+    min_insync_replicas: int
+
+    def configs(self) -> dict[str, str]:
+        conf = self.topic.configs()
+        conf["min.insync.replicas"] = str(self.min_insync_replicas)
+        return conf
+
+
+@dataclass(frozen=True)
+class TopicState:
+    name: str
+    exists: bool
+    partitions: int | None
+    replication_factor: int | None
+    configs: dict[str, str]
+
+
+def plan_for(topic: Topic, brokers: int) -> Plan:
+    rf = min(topic.replication_factor, brokers)
+    return Plan(topic=topic, replication_factor=rf, min_insync_replicas=min(topic.min_insync_replicas, max(rf - 1, 1)))
+
+
+def _broker_count(admin: AdminClient) -> int:
+    return len(admin.list_topics(timeout=TIMEOUT_S).brokers)
+
+
+def describe(admin: AdminClient, topics: Iterable[Topic] = ALL_TOPICS) -> list[TopicState]:
+    metadata = admin.list_topics(timeout=TIMEOUT_S).topics
+    wanted = list(topics)
+    existing = [t for t in wanted if t.name in metadata and metadata[t.name].error is None]
+    configs: dict[str, dict[str, str]] = {}
+    if existing:
+        futures = admin.describe_configs([ConfigResource(ConfigResource.Type.TOPIC, t.name) for t in existing])
+        for resource, future in futures.items():
+            entries: dict[str, Any] = future.result(timeout=TIMEOUT_S)
+            configs[resource.name] = {k: str(v.value) for k, v in entries.items()}
+    states = []
+    for topic in wanted:
+        meta = metadata.get(topic.name)
+        if meta is None or meta.error is not None:
+            states.append(TopicState(topic.name, False, None, None, {}))
+            continue
+        rf = min((len(p.replicas) for p in meta.partitions.values()), default=0)
+        states.append(TopicState(topic.name, True, len(meta.partitions), rf, configs.get(topic.name, {})))
+    return states
+
+
+def apply(admin: AdminClient, topics: Iterable[Topic] = ALL_TOPICS) -> list[str]:
+    """Create missing topics, add partitions, align configs; return one line per change (empty when none)."""
+    wanted = list(topics)
+    brokers = _broker_count(admin)
+    plans = {t.name: plan_for(t, brokers) for t in wanted}
+    states = {s.name: s for s in describe(admin, wanted)}
+    changes: list[str] = []
+
+    missing = [plans[t.name] for t in wanted if not states[t.name].exists]
+    if missing:
+        futures = admin.create_topics(
+            [
+                NewTopic(p.topic.name, num_partitions=p.topic.partitions, replication_factor=p.replication_factor,
+                         config=p.configs())
+                for p in missing
+            ],
+            operation_timeout=TIMEOUT_S,
+            request_timeout=TIMEOUT_S,
+        )  # fmt: skip
+        for name, future in futures.items():
+            try:
+                future.result(timeout=TIMEOUT_S)
+            except KafkaException as exc:
+                if exc.args[0].name() != "TOPIC_ALREADY_EXISTS":
+                    raise
+            p = plans[name]
+            changes.append(f"created {name} ({p.topic.partitions} partitions, replication {p.replication_factor})")
+
+    for topic in wanted:
+        state = states[topic.name]
+        if not state.exists:
+            continue
+        plan = plans[topic.name]
+        if state.partitions is not None and state.partitions < topic.partitions:
+            admin.create_partitions([NewPartitions(topic.name, topic.partitions)])[topic.name].result(timeout=TIMEOUT_S)
+            changes.append(f"{topic.name}: partitions {state.partitions} -> {topic.partitions}")
+        elif state.partitions is not None and state.partitions > topic.partitions:
+            changes.append(
+                f"{topic.name}: WARNING has {state.partitions} partitions, catalog says {topic.partitions} "
+                "(Kafka cannot remove partitions; left as is)"
+            )
+        drift = {k: v for k, v in plan.configs().items() if state.configs.get(k) != v}
+        if drift:
+            resource = ConfigResource(
+                ConfigResource.Type.TOPIC,
+                topic.name,
+                incremental_configs=[
+                    ConfigEntry(k, v, incremental_operation=AlterConfigOpType.SET) for k, v in drift.items()
+                ],
+            )
+            for future in admin.incremental_alter_configs([resource]).values():
+                future.result(timeout=TIMEOUT_S)
+            changes.append(
+                f"{topic.name}: " + ", ".join(f"{k} {state.configs.get(k)} -> {v}" for k, v in sorted(drift.items()))
+            )
+        if state.replication_factor is not None and state.replication_factor != plan.replication_factor:
+            changes.append(
+                f"{topic.name}: WARNING replication {state.replication_factor}, wanted {plan.replication_factor} "
+                "(reassign partitions to change it)"
+            )
+    return changes
+
+
+def listing(admin: AdminClient, topics: Iterable[Topic] = ALL_TOPICS) -> list[dict[str, str]]:
+    """One row per catalog topic: declared figures against the cluster's."""
+    wanted = list(topics)
+    brokers = _broker_count(admin)
+    rows = []
+    for topic, state in zip(wanted, describe(admin, wanted), strict=True):
+        plan = plan_for(topic, brokers)
+        if not state.exists:
+            status = "missing"
+        elif state.partitions != topic.partitions or state.replication_factor != plan.replication_factor or any(
+            state.configs.get(k) != v for k, v in plan.configs().items()
+        ):
+            status = "differs"
+        else:
+            status = "ok"
+        retention = "forever" if topic.cleanup_policy == "compact" else f"{topic.retention_ms // 86_400_000}d"
+        rows.append(
+            {
+                "topic": topic.name,
+                "value": topic.value_type.__name__,
+                "key": "+".join(topic.key_fields),
+                "partitions": f"{state.partitions if state.exists else '-'}/{topic.partitions}",
+                "replication": f"{state.replication_factor if state.exists else '-'}/{plan.replication_factor}",
+                "cleanup": topic.cleanup_policy,
+                "retention": retention,
+                "min_isr": str(plan.min_insync_replicas),
+                "status": status,
+            }
+        )
+    return rows

@@ -1,0 +1,194 @@
+"""The topic catalog: every topic of the hub declared once.
+
+Processors, connectors and sinks import these objects; no topic name is written anywhere else. Keys are UTF-8
+strings made of the fields named in ``key_fields`` joined by ``:`` (tenant first, then the person or record key),
+so every person's events land on one partition in order, and compaction sees stable bytes whatever the registry.
+Values are Avro (Confluent wire format) of the topic's model; the subject is ``<topic>-value``.
+
+Replication factor and min ISR are the production figures; ``topics apply`` lowers them to what a smaller
+cluster can hold (the 1-node local stack) and says so.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from schemas import models
+from schemas.models import Event
+
+DAY_MS = 24 * 60 * 60 * 1000
+FOREVER = -1
+DLQ_RETENTION_MS = 90 * DAY_MS
+
+CleanupPolicy = Literal["delete", "compact"]
+
+
+@dataclass(frozen=True)
+class Topic:
+    name: str
+    value_type: type[Event]
+    key_fields: tuple[str, ...]
+    partitions: int
+    cleanup_policy: CleanupPolicy
+    retention_ms: int
+    doc: str
+    replication_factor: int = 3
+    min_insync_replicas: int = 2
+    dlq: Topic | None = None
+
+    @property
+    def value_subject(self) -> str:
+        return f"{self.name}-value"
+
+    def key_of(self, event: Event) -> str:
+        """The record key of ``event`` on this topic (``tenant:atena_no`` and the like)."""
+        parts = []
+        for name in self.key_fields:
+            value = getattr(event, name)
+            if value is None:
+                raise ValueError(f"{self.name}: key field {name} is empty")
+            parts.append(str(value))
+        return ":".join(parts)
+
+    def configs(self) -> dict[str, str]:
+        conf = {"cleanup.policy": self.cleanup_policy, "min.insync.replicas": str(self.min_insync_replicas)}
+        if self.cleanup_policy == "delete":
+            conf["retention.ms"] = str(self.retention_ms)
+        return conf
+
+
+def _dlq(source: str, partitions: int) -> Topic:
+    base = source.removesuffix(".v1")
+    return Topic(
+        name=f"{base}.dlq.v1",
+        value_type=models.DeadLetter,
+        key_fields=("tenant", "source_topic", "source_partition", "source_offset"),
+        partitions=partitions,
+        cleanup_policy="delete",
+        retention_ms=DLQ_RETENTION_MS,
+        doc=f"dead letters of {source}: reason, source position and original bytes",
+    )
+
+
+def _input(name: str, value_type: type[Event], key: tuple[str, ...], partitions: int, retention_days: int, doc: str) -> Topic:
+    return Topic(
+        name=name,
+        value_type=value_type,
+        key_fields=key,
+        partitions=partitions,
+        cleanup_policy="delete",
+        retention_ms=retention_days * DAY_MS,
+        doc=doc,
+        dlq=_dlq(name, partitions),
+    )
+
+
+PERSON_KEY = ("tenant", "atena_no")
+
+RESIDENT_CHANGES = _input(
+    "juki.resident-changes.v1", models.ResidentChange, PERSON_KEY, 6, 400, "住基異動 events from the resident registry"
+)
+INSTITUTION_RESULTS = _input(
+    "institution.results.v1", models.ScreeningResult, PERSON_KEY, 6, 400,
+    "primary and follow-up results from medical institutions",
+)  # fmt: skip
+RESIDENTS = Topic(
+    name="residents.v1",
+    value_type=models.ResidentState,
+    key_fields=PERSON_KEY,
+    partitions=6,
+    cleanup_policy="compact",
+    retention_ms=FOREVER,
+    doc="current resident state (compacted)",
+)
+LEDGER_ENTRIES = Topic(
+    name="ledger.entries.v1",
+    value_type=models.LedgerEntry,
+    key_fields=("tenant", "atena_no", "kind", "fiscal_year"),
+    partitions=6,
+    cleanup_policy="compact",
+    retention_ms=FOREVER,
+    doc="the がん検診台帳: one entry per person × kind × fiscal year (compacted)",
+)
+SCREENING_ERRORS = Topic(
+    name="screening.errors.v1",
+    value_type=models.ScreeningError,
+    key_fields=("tenant", "reception_no"),
+    partitions=3,
+    cleanup_policy="compact",
+    retention_ms=FOREVER,
+    doc="results that failed matching or validation, with reason codes; latest state per 受付番号",
+)
+INVITATIONS = Topic(
+    name="invitations.v1",
+    value_type=models.Invitation,
+    key_fields=PERSON_KEY,
+    partitions=3,
+    cleanup_policy="delete",
+    retention_ms=400 * DAY_MS,
+    doc="受診勧奨 and 繰越受診通知 to send",
+)
+FUKUHON_REGISTRATIONS = _input(
+    "fukuhon.registrations.v1", models.FukuhonRegistration, PERSON_KEY, 3, 400,
+    "副本 registrations for the 中間サーバーコネクタ (keyed by 宛名番号; the connector maps to 統合宛名番号)",
+)  # fmt: skip
+PROVISION_REQUESTS = _input(
+    "network.provision-requests.v1", models.ProvisionRequest, ("provider",), 3, 30,
+    "queries arriving from the national network, keyed by the providing tenant",
+)  # fmt: skip
+PROVISION_RESPONSES = _input(
+    "network.provision-responses.v1", models.ProvisionResponse, ("requester",), 3, 30,
+    "answers (automatic, after staff approval, or refusal), keyed by the requesting tenant",
+)  # fmt: skip
+HELD_PROVISIONS = Topic(
+    name="chukan.held-provisions.v1",
+    value_type=models.HeldProvision,
+    key_fields=("tenant", "request_id"),
+    partitions=3,
+    cleanup_policy="compact",
+    retention_ms=FOREVER,
+    doc="provisions held by the 自動応答不可フラグ for staff review; latest state per request",
+)
+PROVISION_RECORDS = Topic(
+    name="chukan.provision-records.v1",
+    value_type=models.ProvisionRecord,
+    key_fields=("tenant", "request_id"),
+    partitions=3,
+    cleanup_policy="delete",
+    retention_ms=7 * 366 * DAY_MS,
+    doc="情報提供等記録 (append-only; 7 years, the deletion job works in SQL)",
+)
+STAFF_OPERATIONS = Topic(
+    name="chukan.staff-operations.v1",
+    value_type=models.StaffOperation,
+    key_fields=("tenant", "staff_id"),
+    partitions=3,
+    cleanup_policy="delete",
+    retention_ms=7 * 366 * DAY_MS,
+    doc="staff login, logout and every operation",
+)
+
+PRIMARY_TOPICS: tuple[Topic, ...] = (
+    RESIDENT_CHANGES,
+    INSTITUTION_RESULTS,
+    RESIDENTS,
+    LEDGER_ENTRIES,
+    SCREENING_ERRORS,
+    INVITATIONS,
+    FUKUHON_REGISTRATIONS,
+    PROVISION_REQUESTS,
+    PROVISION_RESPONSES,
+    HELD_PROVISIONS,
+    PROVISION_RECORDS,
+    STAFF_OPERATIONS,
+)
+
+ALL_TOPICS: tuple[Topic, ...] = PRIMARY_TOPICS + tuple(t.dlq for t in PRIMARY_TOPICS if t.dlq is not None)
+
+
+def by_name(name: str) -> Topic:
+    for topic in ALL_TOPICS:
+        if topic.name == name:
+            return topic
+    raise KeyError(name)
