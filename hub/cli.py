@@ -74,7 +74,7 @@ def cmd_stack(settings: Settings, args: argparse.Namespace) -> int:
 def _admin(settings: Settings) -> object:
     from confluent_kafka.admin import AdminClient
 
-    conf: dict[str, object] = dict(settings.kafka_config())
+    conf: dict[str, str | int | float | bool] = dict(settings.kafka_config())
     conf["socket.timeout.ms"] = 10_000
     conf["log_level"] = 0
     admin = AdminClient(conf)
@@ -169,8 +169,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     schemas = sub.add_parser("schemas", help="the Avro contracts in the schema registry")
     schemas_sub = schemas.add_subparsers(dest="action", required=True)
-    for name, text in (("register", "register every topic's value schema (BACKWARD)"),
-                       ("check", "exit non-zero if a schema is not BACKWARD compatible with the registry")):  # fmt: skip
+    for name, text in (
+        ("register", "register every topic's value schema (BACKWARD)"),
+        ("check", "exit non-zero if a schema is not BACKWARD compatible with the registry"),
+    ):
         p = schemas_sub.add_parser(name, help=text)
         p.add_argument("--schemas-dir", type=Path, default=None, help="read .avsc files from here instead")
     schemas.set_defaults(func=cmd_schemas)

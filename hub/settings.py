@@ -208,10 +208,7 @@ def fields_doc() -> list[tuple[str, str, str]]:
     """(variable, default, description) for the README configuration table."""
     rows = []
     for f in dataclasses.fields(Settings):
-        if f.default is not dataclasses.MISSING:
-            default = f.default
-        else:
-            default = "(see description)"
+        default = f.default if f.default is not dataclasses.MISSING else "(see description)"
         if isinstance(default, Secret):
             default = mask_url(default.reveal())
         rows.append((env_name(f.name), "" if default is None else str(default), str(f.metadata["doc"])))

@@ -82,7 +82,7 @@ class AvroRecord:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Self:
-        hints = _hints(cls)
+        hints = _hints(cast(type, cls))
         kwargs = {}
         for f in dataclasses.fields(cast(Any, cls)):
             if f.name in data:

@@ -85,6 +85,6 @@ def check(
             results.append(SubjectResult(subject, True, "not registered yet (nothing to be compatible with)"))
             continue
         compatible = client.test_compatibility(subject, schema)
-        detail = f"{COMPATIBILITY} compatible" if compatible else f"NOT {COMPATIBILITY} compatible with the latest version"
+        detail = f"{COMPATIBILITY} compatible" if compatible else f"NOT {COMPATIBILITY} compatible with the latest"
         results.append(SubjectResult(subject, compatible, detail))
     return results

@@ -7,14 +7,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from confluent_kafka import KafkaException
-from confluent_kafka.admin import (
-    AdminClient,
-    AlterConfigOpType,
-    ConfigEntry,
-    ConfigResource,
-    NewPartitions,
-    NewTopic,
-)
+from confluent_kafka.admin import AdminClient
+from confluent_kafka.admin._config import AlterConfigOpType, ConfigEntry, ConfigResource
+from confluent_kafka.cimpl import NewPartitions, NewTopic
 
 from topics.catalog import ALL_TOPICS, Topic
 
@@ -146,8 +141,10 @@ def listing(admin: AdminClient, topics: Iterable[Topic] = ALL_TOPICS) -> list[di
         plan = plan_for(topic, brokers)
         if not state.exists:
             status = "missing"
-        elif state.partitions != topic.partitions or state.replication_factor != plan.replication_factor or any(
-            state.configs.get(k) != v for k, v in plan.configs().items()
+        elif (
+            state.partitions != topic.partitions
+            or state.replication_factor != plan.replication_factor
+            or any(state.configs.get(k) != v for k, v in plan.configs().items())
         ):
             status = "differs"
         else:

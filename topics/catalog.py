@@ -71,7 +71,9 @@ def _dlq(source: str, partitions: int) -> Topic:
     )
 
 
-def _input(name: str, value_type: type[Event], key: tuple[str, ...], partitions: int, retention_days: int, doc: str) -> Topic:
+def _input(
+    name: str, value_type: type[Event], key: tuple[str, ...], partitions: int, retention_days: int, doc: str
+) -> Topic:
     return Topic(
         name=name,
         value_type=value_type,

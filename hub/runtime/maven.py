@@ -57,7 +57,7 @@ def require_java(min_major: int = 17) -> str:
             "Java is not installed or not on PATH. The local stack runs Apache Kafka and the schema registry on "
             f"a JVM: install Java {min_major}+ (Debian: apt-get install openjdk-17-jre-headless)."
         )
-    out = subprocess.run([java, "-version"], capture_output=True, text=True, check=False)
+    out = subprocess.run([java, "-version"], capture_output=True, text=True, check=False)  # noqa: S603
     match = re.search(r'version "(\d+)(?:\.(\d+))?', out.stderr + out.stdout)
     if match is None:
         raise StackError(f"could not read the Java version from `{java} -version`")
@@ -82,12 +82,10 @@ def require_maven() -> str:
 def _run_maven(mvn: str, args: list[str], cwd: Path, log: Path) -> None:
     cmd = [mvn, "-B", "-q", *args]
     with log.open("ab") as out:
-        proc = subprocess.run(cmd, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, check=False)
+        proc = subprocess.run(cmd, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, check=False)  # noqa: S603
     if proc.returncode != 0:
         tail = log.read_text(errors="replace").splitlines()[-15:]
-        raise StackError(
-            f"Maven failed ({' '.join(cmd)}), exit {proc.returncode}; see {log}:\n" + "\n".join(tail)
-        )
+        raise StackError(f"Maven failed ({' '.join(cmd)}), exit {proc.returncode}; see {log}:\n" + "\n".join(tail))
 
 
 def resolve_kafka(cache_dir: Path) -> Path:

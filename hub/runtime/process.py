@@ -6,6 +6,7 @@ gave it, so a recycled pid never kills somebody else's process.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -88,7 +89,5 @@ def stop(pid_file: Path, marker: str, *, timeout: float = 30.0) -> bool:
 
 def _reap(pid: int) -> None:
     """Collect the exit status when the process is our own child (tests start the stack in-process)."""
-    try:
+    with contextlib.suppress(ChildProcessError):
         os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        pass

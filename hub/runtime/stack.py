@@ -210,7 +210,9 @@ class LocalStack:
             self.echo(f"registry: already running on {self.registry_url()}")
             return
         if _port_busy(port):
-            raise StackError(f"port {port} for the registry is in use by another process; set KENSHIN_STACK_REGISTRY_PORT")
+            raise StackError(
+                f"port {port} for the registry is in use by another process; set KENSHIN_STACK_REGISTRY_PORT"
+            )
         db_dir = self.layout.registry_dir()
         db_dir.mkdir(parents=True, exist_ok=True)
         env = dict(os.environ)

@@ -1,0 +1,115 @@
+from pathlib import Path
+
+import pytest
+
+from hub.settings import Secret, Settings, SettingsError, load_settings, mask_url
+
+pytestmark = pytest.mark.unit
+
+
+def test_defaults_without_environment() -> None:
+    s = load_settings({})
+    assert s.kafka_bootstrap_servers == "127.0.0.1:9092"
+    assert s.tenant == "012041"
+    assert s.kafka_config() == {"bootstrap.servers": "127.0.0.1:9092", "security.protocol": "PLAINTEXT"}
+
+
+def test_binds_kenshin_variables_and_ignores_others() -> None:
+    s = load_settings(
+        {
+            "KENSHIN_KAFKA_BOOTSTRAP_SERVERS": "k1:9092,k2:9092",
+            "KENSHIN_TENANT": "011002",
+            "KENSHIN_STACK_KAFKA_PORT": "29092",
+            "KENSHIN_STATE_DIR": "/tmp/x",
+            "PATH": "/bin",
+        }
+    )
+    assert s.kafka_bootstrap_servers == "k1:9092,k2:9092"
+    assert s.tenant == "011002"
+    assert s.stack_kafka_port == 29092
+    assert s.state_dir == Path("/tmp/x")
+
+
+def test_unknown_key_is_an_error_with_a_hint() -> None:
+    with pytest.raises(
+        SettingsError, match=r"KENSHIN_KAFKA_BOOTSTRAP_SERVER \(did you mean KENSHIN_KAFKA_BOOTSTRAP_SERVERS"
+    ):
+        load_settings({"KENSHIN_KAFKA_BOOTSTRAP_SERVER": "x"})
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("KENSHIN_TENANT", "012040", "not a valid 団体コード"),
+        ("KENSHIN_STACK_KAFKA_PORT", "nine", "invalid value"),
+        ("KENSHIN_STACK_KAFKA_PORT", "70000", "not a TCP port"),
+        ("KENSHIN_KAFKA_SECURITY_PROTOCOL", "TLS", "not one of"),
+        ("KENSHIN_LOG_LEVEL", "LOUD", "not one of"),
+        ("KENSHIN_KAFKA_SSL_CAFILE", "/nonexistent/ca.pem", "does not exist"),
+    ],
+)
+def test_invalid_values(key: str, value: str, message: str) -> None:
+    with pytest.raises(SettingsError, match=message):
+        load_settings({key: value})
+
+
+def test_sasl_needs_credentials() -> None:
+    with pytest.raises(SettingsError, match="needs KENSHIN_KAFKA_SASL_MECHANISM"):
+        load_settings({"KENSHIN_KAFKA_SECURITY_PROTOCOL": "SASL_SSL"})
+
+
+def test_security_settings_reach_the_client_config(tmp_path: Path) -> None:
+    ca = tmp_path / "ca.pem"
+    ca.write_text("x")
+    s = load_settings(
+        {
+            "KENSHIN_KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+            "KENSHIN_KAFKA_SASL_MECHANISM": "SCRAM-SHA-512",
+            "KENSHIN_KAFKA_SASL_USERNAME": "hub",
+            "KENSHIN_KAFKA_SASL_PASSWORD": "s3cret-pw",
+            "KENSHIN_KAFKA_SSL_CAFILE": str(ca),
+        }
+    )
+    conf = s.kafka_config()
+    assert conf["sasl.mechanism"] == "SCRAM-SHA-512"
+    assert conf["sasl.password"] == "s3cret-pw"
+    assert conf["ssl.ca.location"] == str(ca)
+
+
+def test_secrets_are_masked_when_printed() -> None:
+    s = load_settings(
+        {
+            "KENSHIN_KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT",
+            "KENSHIN_KAFKA_SASL_MECHANISM": "PLAIN",
+            "KENSHIN_KAFKA_SASL_USERNAME": "hub",
+            "KENSHIN_KAFKA_SASL_PASSWORD": "s3cret-pw",
+            "KENSHIN_DATABASE_URL": "postgresql+psycopg://kenshin:db-pw@localhost/kenshin",
+            "KENSHIN_SCHEMA_REGISTRY_BASIC_AUTH": "u:reg-pw",
+        }
+    )
+    printed = repr(s) + str(s) + "".join(f"{k}={v}" for k, v in s.describe())
+    for secret in ("s3cret-pw", "db-pw", "reg-pw"):
+        assert secret not in printed
+    assert "postgresql+psycopg://kenshin:********@localhost/kenshin" in printed
+
+
+def test_settings_are_frozen() -> None:
+    s = Settings()
+    with pytest.raises(AttributeError):
+        s.tenant = "011002"  # type: ignore[misc]
+
+
+def test_mask_url_and_secret() -> None:
+    assert mask_url("sqlite:///x.db") == "sqlite:///x.db"
+    assert mask_url("postgresql://a:b@h:5432/d") == "postgresql://a:********@h:5432/d"
+    assert str(Secret("x")) == "********"
+    assert Secret("x").reveal() == "x"
+
+
+def test_nothing_reads_the_environment_at_import(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib
+
+    import hub.settings
+
+    monkeypatch.setenv("KENSHIN_NOT_A_SETTING", "1")
+    importlib.reload(hub.settings)  # must not raise: validation happens only in load_settings
