@@ -107,11 +107,11 @@ def cmd_schemas(settings: Settings, args: argparse.Namespace) -> int:
     from schemas.registry import check, packaged_schema, register, schemas_from_dir
     from schemas.serde import registry_client
 
-    client = registry_client(settings.schema_registry_config())
     source = schemas_from_dir(args.schemas_dir) if args.schemas_dir else packaged_schema
     action: Callable[..., list] = register if args.action == "register" else check  # type: ignore[type-arg]
     try:
-        results = action(client, source=source)
+        with registry_client(settings.schema_registry_config()) as client:
+            results = action(client, source=source)
     except (SchemaRegistryError, OSError) as exc:
         raise CommandError(f"schema registry at {settings.schema_registry_url}: {exc}") from None
     except Exception as exc:

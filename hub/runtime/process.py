@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import subprocess
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -49,19 +48,22 @@ def _proc_state(pid: int) -> str:
 
 
 def spawn(cmd: Sequence[str], *, pid_file: Path, log_file: Path, env: dict[str, str] | None = None) -> int:
-    """Start ``cmd`` detached (own session), output appended to ``log_file``; record its pid."""
+    """Start ``cmd`` detached in its own session, output appended to ``log_file``; record its pid.
+
+    ``posix_spawn`` rather than ``subprocess.Popen``: the process outlives this one, so no Popen object should
+    own it (and warn when collected while the broker still runs).
+    """
     log_file.parent.mkdir(parents=True, exist_ok=True)
-    with log_file.open("ab") as log:
-        proc = subprocess.Popen(  # noqa: S603 - the command is built by us from resolved paths
-            list(cmd),
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            env=env,
-        )
-    pid_file.write_text(str(proc.pid))
-    return proc.pid
+    flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND
+    actions = [
+        (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+        (os.POSIX_SPAWN_OPEN, 1, str(log_file), flags, 0o600),
+        (os.POSIX_SPAWN_DUP2, 1, 2),
+    ]
+    pid = os.posix_spawnp(cmd[0], list(cmd), dict(os.environ if env is None else env), file_actions=actions,
+                          setsid=True)  # fmt: skip
+    pid_file.write_text(str(pid))
+    return pid
 
 
 def stop(pid_file: Path, marker: str, *, timeout: float = 30.0) -> bool:
