@@ -241,4 +241,9 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
             values[f.name] = _parser_for(annotation)(raw)
         except ValueError as exc:
             raise SettingsError(f"{key}: invalid value ({exc})") from None
+    # With no explicit addresses, the clients follow the local stack's ports (so KENSHIN_STACK_*_PORT is enough).
+    if "kafka_bootstrap_servers" not in values and "stack_kafka_port" in values:
+        values["kafka_bootstrap_servers"] = f"127.0.0.1:{values['stack_kafka_port']}"
+    if "schema_registry_url" not in values and "stack_registry_port" in values:
+        values["schema_registry_url"] = f"http://127.0.0.1:{values['stack_registry_port']}/apis/ccompat/v7"
     return Settings(**values)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -69,6 +70,25 @@ def describe(admin: AdminClient, topics: Iterable[Topic] = ALL_TOPICS) -> list[T
     return states
 
 
+def _await_metadata(admin: AdminClient, names: set[str]) -> None:
+    """Wait (bounded) until every broker's metadata shows the new topics with leaders, so callers can produce."""
+    deadline = time.monotonic() + TIMEOUT_S
+    while time.monotonic() < deadline:
+        metadata = admin.list_topics(timeout=TIMEOUT_S).topics
+        ready = {
+            n
+            for n in names
+            if n in metadata
+            and metadata[n].error is None
+            and metadata[n].partitions
+            and all(p.leader >= 0 for p in metadata[n].partitions.values())
+        }
+        if ready == names:
+            return
+        time.sleep(0.2)
+    raise TimeoutError(f"topics not visible after {TIMEOUT_S:.0f}s: {sorted(names)}")
+
+
 def apply(admin: AdminClient, topics: Iterable[Topic] = ALL_TOPICS) -> list[str]:
     """Create missing topics, add partitions, align configs; return one line per change (empty when none)."""
     wanted = list(topics)
@@ -96,6 +116,7 @@ def apply(admin: AdminClient, topics: Iterable[Topic] = ALL_TOPICS) -> list[str]
                     raise
             p = plans[name]
             changes.append(f"created {name} ({p.topic.partitions} partitions, replication {p.replication_factor})")
+        _await_metadata(admin, {p.topic.name for p in missing})
 
     for topic in wanted:
         state = states[topic.name]

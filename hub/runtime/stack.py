@@ -247,7 +247,8 @@ class LocalStack:
 
     def status(self) -> dict[str, object]:
         manifest = self._read_manifest()
-        processes = {
-            name: running_pid(self.layout.pid_file(name), self.layout.marker) for name in self._process_names()
-        }
+        names = set(self._process_names())
+        if manifest is not None:
+            names |= {f"kafka-{i + 1}" for i in range(int(str(manifest.get("nodes", 1))))} | {"registry"}
+        processes = {name: running_pid(self.layout.pid_file(name), self.layout.marker) for name in sorted(names)}
         return {"state_dir": str(self.layout.state_dir), "manifest": manifest, "processes": processes}

@@ -113,3 +113,11 @@ def test_nothing_reads_the_environment_at_import(monkeypatch: pytest.MonkeyPatch
 
     monkeypatch.setenv("KENSHIN_NOT_A_SETTING", "1")
     importlib.reload(hub.settings)  # must not raise: validation happens only in load_settings
+
+
+def test_client_addresses_follow_the_local_stack_ports_unless_set() -> None:
+    s = load_settings({"KENSHIN_STACK_KAFKA_PORT": "29092", "KENSHIN_STACK_REGISTRY_PORT": "28081"})
+    assert s.kafka_bootstrap_servers == "127.0.0.1:29092"
+    assert s.schema_registry_url == "http://127.0.0.1:28081/apis/ccompat/v7"
+    explicit = load_settings({"KENSHIN_STACK_KAFKA_PORT": "29092", "KENSHIN_KAFKA_BOOTSTRAP_SERVERS": "k:9092"})
+    assert explicit.kafka_bootstrap_servers == "k:9092"
