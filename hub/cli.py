@@ -129,6 +129,24 @@ def cmd_schemas(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_setup(settings: Settings, args: argparse.Namespace) -> int:
+    """Topics and schemas in one idempotent step (what a deployment runs before the processes start)."""
+    topics_rc = cmd_topics(settings, argparse.Namespace(action="apply"))
+    schemas_rc = cmd_schemas(settings, argparse.Namespace(action="register", schemas_dir=None))
+    return topics_rc or schemas_rc
+
+
+def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
+    """The main job on the embedded local stack: start it, apply topics and schemas, show the catalog."""
+    rc = cmd_stack(settings, argparse.Namespace(action="up", nodes=1))
+    rc = rc or cmd_setup(settings, args)
+    if rc == 0:
+        print()
+        rc = cmd_topics(settings, argparse.Namespace(action="list"))
+    print("\nThe stack keeps running; stop it with `kenshin-hub stack down`.")
+    return rc
+
+
 def cmd_config(settings: Settings, args: argparse.Namespace) -> int:
     from hub.settings import fields_doc
 
@@ -176,6 +194,12 @@ def build_parser() -> argparse.ArgumentParser:
         p = schemas_sub.add_parser(name, help=text)
         p.add_argument("--schemas-dir", type=Path, default=None, help="read .avsc files from here instead")
     schemas.set_defaults(func=cmd_schemas)
+
+    demo = sub.add_parser("demo", help="the main job on the local stack: stack up, topics, schemas, summary")
+    demo.set_defaults(func=cmd_demo)
+
+    setup = sub.add_parser("setup", help="topics apply + schemas register (idempotent)")
+    setup.set_defaults(func=cmd_setup)
 
     config = sub.add_parser("config", help="settings")
     config_sub = config.add_subparsers(dest="action", required=True)
