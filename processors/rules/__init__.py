@@ -1,0 +1,1 @@
+"""Business rules as pure functions over the models, with their data files (validated on load)."""
