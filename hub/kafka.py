@@ -1,0 +1,44 @@
+"""Kafka client configurations shared by every component (one place for the partitioner and safety settings)."""
+
+from __future__ import annotations
+
+from hub.settings import Settings
+
+ClientConfig = dict[str, str | int | float | bool]
+
+
+def producer_config(settings: Settings, **extra: str | int | float | bool) -> ClientConfig:
+    """An idempotent, acks=all producer whose partitioner matches the Java client and faust (murmur2).
+
+    librdkafka's default partitioner (CRC32) would put a key on a different partition than faust's agents and
+    the Java clients do; every producer of the hub therefore uses murmur2, so a person's events stay co-partitioned
+    with their state.
+    """
+    conf: ClientConfig = dict(settings.kafka_config())
+    conf.update(
+        {
+            "enable.idempotence": True,
+            "acks": "all",
+            "partitioner": "murmur2_random",
+            "linger.ms": 20,
+            "compression.type": "zstd",
+        }
+    )
+    conf.update(extra)
+    return conf
+
+
+def consumer_config(settings: Settings, group_id: str, **extra: str | int | float | bool) -> ClientConfig:
+    """A consumer that commits only when told to (after its effects are durable), reading committed data only."""
+    conf: ClientConfig = dict(settings.kafka_config())
+    conf.update(
+        {
+            "group.id": group_id,
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+            "isolation.level": "read_committed",
+            "partition.assignment.strategy": "cooperative-sticky",
+        }
+    )
+    conf.update(extra)
+    return conf
