@@ -7,6 +7,7 @@ Each model is a frozen dataclass mirroring one ``.avsc`` file field by field (a 
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import enum
 import json
@@ -69,7 +70,21 @@ def _from_avro(tp: Any, value: Any) -> Any:
             return value if value.tzinfo else value.replace(tzinfo=UTC)
         if tp is date and isinstance(value, datetime):
             return value.date()
+        if tp is date and isinstance(value, str):
+            return date.fromisoformat(value)
+        if tp is bytes and isinstance(value, str):
+            return base64.b64decode(value)
     return value
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return int(value.timestamp() * 1000)
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, bytes):
+        return base64.b64encode(value).decode()
+    raise TypeError(f"not JSON serializable: {type(value).__name__}")
 
 
 class AvroRecord:
@@ -91,6 +106,14 @@ class AvroRecord:
             return cls(**kwargs)
         except TypeError as exc:
             raise ModelError(f"{cls.__name__}: {exc}") from None
+
+    def to_json(self) -> str:
+        """Compact JSON (processor state): dates ISO, timestamps epoch milliseconds, bytes base64."""
+        return json.dumps(self.to_dict(), default=_json_default, ensure_ascii=False, separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, text: str) -> Self:
+        return cls.from_dict(json.loads(text))
 
     @classmethod
     def schema_str(cls) -> str:
