@@ -101,13 +101,17 @@ def apply(admin: AdminClient, topics: Iterable[Topic] = ALL_TOPICS) -> list[str]
     if missing:
         futures = admin.create_topics(
             [
-                NewTopic(p.topic.name, num_partitions=p.topic.partitions, replication_factor=p.replication_factor,
-                         config=p.configs())
+                NewTopic(
+                    p.topic.name,
+                    num_partitions=p.topic.partitions,
+                    replication_factor=p.replication_factor,
+                    config=p.configs(),
+                )
                 for p in missing
             ],
             operation_timeout=TIMEOUT_S,
             request_timeout=TIMEOUT_S,
-        )  # fmt: skip
+        )
         for name, future in futures.items():
             try:
                 future.result(timeout=TIMEOUT_S)

@@ -92,9 +92,13 @@ RESIDENT_CHANGES = _input(
     "juki.resident-changes.v1", models.ResidentChange, PERSON_KEY, 6, 400, "住基異動 events from the resident registry"
 )
 INSTITUTION_RESULTS = _input(
-    "institution.results.v1", models.ScreeningResult, PERSON_KEY, 6, 400,
+    "institution.results.v1",
+    models.ScreeningResult,
+    PERSON_KEY,
+    6,
+    400,
     "primary and follow-up results from medical institutions",
-)  # fmt: skip
+)
 RESIDENTS = Topic(
     name="residents.v1",
     value_type=models.ResidentState,
@@ -132,17 +136,29 @@ INVITATIONS = Topic(
     doc="受診勧奨 and 繰越受診通知 to send",
 )
 FUKUHON_REGISTRATIONS = _input(
-    "fukuhon.registrations.v1", models.FukuhonRegistration, PERSON_KEY, 3, 400,
+    "fukuhon.registrations.v1",
+    models.FukuhonRegistration,
+    PERSON_KEY,
+    3,
+    400,
     "副本 registrations for the 中間サーバーコネクタ (keyed by 宛名番号; the connector maps to 統合宛名番号)",
-)  # fmt: skip
+)
 PROVISION_REQUESTS = _input(
-    "network.provision-requests.v1", models.ProvisionRequest, ("provider",), 3, 30,
+    "network.provision-requests.v1",
+    models.ProvisionRequest,
+    ("provider",),
+    3,
+    30,
     "queries arriving from the national network, keyed by the providing tenant",
-)  # fmt: skip
+)
 PROVISION_RESPONSES = _input(
-    "network.provision-responses.v1", models.ProvisionResponse, ("requester",), 3, 30,
+    "network.provision-responses.v1",
+    models.ProvisionResponse,
+    ("requester",),
+    3,
+    30,
     "answers (automatic, after staff approval, or refusal), keyed by the requesting tenant",
-)  # fmt: skip
+)
 HELD_PROVISIONS = Topic(
     name="chukan.held-provisions.v1",
     value_type=models.HeldProvision,

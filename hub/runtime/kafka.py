@@ -127,9 +127,18 @@ def format_storage(java: str, libs: Path, node: KafkaNode, cluster_id: str) -> N
     if (node.data_dir / "data" / "meta.properties").exists():
         return
     cmd = java_command(
-        java, libs, node, "256m", "kafka.tools.StorageTool",
-        "format", "-t", cluster_id, "-c", str(node.config_file), "--ignore-formatted",
-    )  # fmt: skip
+        java,
+        libs,
+        node,
+        "256m",
+        "kafka.tools.StorageTool",
+        "format",
+        "-t",
+        cluster_id,
+        "-c",
+        str(node.config_file),
+        "--ignore-formatted",
+    )
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)  # noqa: S603
     if proc.returncode != 0:
         raise StackError(f"formatting KRaft storage of node {node.node_id} failed:\n{proc.stdout}{proc.stderr}")

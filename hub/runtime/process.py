@@ -60,8 +60,9 @@ def spawn(cmd: Sequence[str], *, pid_file: Path, log_file: Path, env: dict[str, 
         (os.POSIX_SPAWN_OPEN, 1, str(log_file), flags, 0o600),
         (os.POSIX_SPAWN_DUP2, 1, 2),
     ]
-    pid = os.posix_spawnp(cmd[0], list(cmd), dict(os.environ if env is None else env), file_actions=actions,
-                          setsid=True)  # fmt: skip
+    pid = os.posix_spawnp(
+        cmd[0], list(cmd), dict(os.environ if env is None else env), file_actions=actions, setsid=True
+    )
     pid_file.write_text(str(pid))
     return pid
 

@@ -100,8 +100,16 @@ def parse_rules(data: Mapping[str, Any]) -> EligibilityRules:
             if kind is not ScreeningKind.STOMACH or o.get("method") not in StomachMethod.__members__:
                 raise RulesError(f"{where}.method_overrides[{j}]: only 胃がん methods {list(StomachMethod)} apply")
             overrides[o["method"]] = (_int(o, "min_age", where), _int(o, "interval_years", where))
-        unknown = set(raw) - {"kind", "sex", "min_age", "max_age", "interval_years", "carry_over", "invite",
-                              "method_overrides"}  # fmt: skip
+        unknown = set(raw) - {
+            "kind",
+            "sex",
+            "min_age",
+            "max_age",
+            "interval_years",
+            "carry_over",
+            "invite",
+            "method_overrides",
+        }
         if unknown:
             raise RulesError(f"{where}: unknown keys {sorted(unknown)}")
         kinds[kind] = KindRule(

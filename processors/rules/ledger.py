@@ -51,8 +51,16 @@ class FukuhonPolicy:
     items: Mapping[str, str]
 
 
-_ITEM_FIELDS = {"kind", "fiscal_year", "exam_date", "exam_age", "follow_up_required", "followup_exam_date",
-                "followup_judgement", "stomach_method"}  # fmt: skip
+_ITEM_FIELDS = {
+    "kind",
+    "fiscal_year",
+    "exam_date",
+    "exam_age",
+    "follow_up_required",
+    "followup_exam_date",
+    "followup_judgement",
+    "stomach_method",
+}
 
 
 def load_fukuhon_policy() -> FukuhonPolicy:
@@ -63,8 +71,9 @@ def load_fukuhon_policy() -> FukuhonPolicy:
     code = data.get("info_name_code", "")
     if not (len(code) == 16 and code.startswith("TM") and code[2:].isdigit()):
         raise RulesError("fukuhon.toml: info_name_code must be 'TM' + 14 digits")
-    return FukuhonPolicy(str(data["version"]), code, str(data["dataset_item_code"]),
-                         int(data["publication_years"]), dict(items))  # fmt: skip
+    return FukuhonPolicy(
+        str(data["version"]), code, str(data["dataset_item_code"]), int(data["publication_years"]), dict(items)
+    )
 
 
 @dataclass(frozen=True)
@@ -161,8 +170,13 @@ def _resolved(error: ScreeningError, result: ScreeningResult) -> ScreeningError:
 def _new_version(old: LedgerEntry | None, new: LedgerEntry) -> LedgerEntry:
     """``new`` numbered after ``old``; ``old`` itself when nothing but the bookkeeping changed."""
     if old is not None:
-        same = replace(new, event_id=old.event_id, occurred_at=old.occurred_at, version=old.version,
-                       source_event_id=old.source_event_id)  # fmt: skip
+        same = replace(
+            new,
+            event_id=old.event_id,
+            occurred_at=old.occurred_at,
+            version=old.version,
+            source_event_id=old.source_event_id,
+        )
         if same == old:
             return old
     version = 1 if old is None else old.version + 1
@@ -185,8 +199,9 @@ def _emit_entry(
     return replace(book, entries=_replace_entry(book, entry), errors=errors), out
 
 
-def _primary(book: LedgerBook, result: ScreeningResult, log: PersonLog | None, ctx: Context,
-             source: SourcePointer | None) -> tuple[LedgerBook, list[Event]]:  # fmt: skip
+def _primary(
+    book: LedgerBook, result: ScreeningResult, log: PersonLog | None, ctx: Context, source: SourcePointer | None
+) -> tuple[LedgerBook, list[Event]]:
     year = fiscal_year(result.exam_date)
     current = book.entry(result.kind, year)
     attended = {e.fiscal_year for e in book.entries if e.kind == result.kind}
@@ -222,8 +237,9 @@ def _primary(book: LedgerBook, result: ScreeningResult, log: PersonLog | None, c
     return _emit_entry(book, current, _new_version(current, entry), result, ctx)
 
 
-def _follow_up(book: LedgerBook, result: ScreeningResult, log: PersonLog | None, ctx: Context,
-               source: SourcePointer | None) -> tuple[LedgerBook, list[Event]]:  # fmt: skip
+def _follow_up(
+    book: LedgerBook, result: ScreeningResult, log: PersonLog | None, ctx: Context, source: SourcePointer | None
+) -> tuple[LedgerBook, list[Event]]:
     primary = next(
         (e for e in book.entries if e.kind == result.kind and e.reception_no == result.primary_reception_no), None
     )

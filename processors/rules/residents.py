@@ -90,12 +90,19 @@ def _apply(state: ResidentState | None, c: ResidentChange) -> ResidentState | No
     if c.household_no is not None:
         updates["household_no"] = c.household_no
     if t in _INCREASE:
-        updates.update(status=ResidentStatus.RESIDENT, resident_since=c.change_date, increase_reason=t,
-                       previous_municipality=c.previous_municipality, ceased_on=None, decrease_reason=None,
-                       next_municipality=None)  # fmt: skip
+        updates.update(
+            status=ResidentStatus.RESIDENT,
+            resident_since=c.change_date,
+            increase_reason=t,
+            previous_municipality=c.previous_municipality,
+            ceased_on=None,
+            decrease_reason=None,
+            next_municipality=None,
+        )
     elif t in _DECREASE:
-        updates.update(status=_DECREASE[t], ceased_on=c.change_date, decrease_reason=t,
-                       next_municipality=c.next_municipality)  # fmt: skip
+        updates.update(
+            status=_DECREASE[t], ceased_on=c.change_date, decrease_reason=t, next_municipality=c.next_municipality
+        )
     elif t is ResidentChangeType.SUPPORT_MEASURE_SET:
         updates["support_measure"] = True
     elif t is ResidentChangeType.SUPPORT_MEASURE_CLEARED:

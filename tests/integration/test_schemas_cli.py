@@ -15,8 +15,14 @@ pytestmark = pytest.mark.integration
 
 
 def _cli(endpoints: Endpoints, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "hub.cli", "schemas", *args], env=endpoints.env(),
-                          capture_output=True, text=True, timeout=120, check=False)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "hub.cli", "schemas", *args],
+        env=endpoints.env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
 
 
 def _copy_schemas(tmp_path: Path) -> Path:
@@ -63,8 +69,10 @@ def test_check_rejects_an_incompatible_change(endpoints: Endpoints, tmp_path: Pa
 def test_check_accepts_a_compatible_change(endpoints: Endpoints, tmp_path: Path) -> None:
     assert _cli(endpoints, "register").returncode == 0
     changed = _copy_schemas(tmp_path)
-    _add_field(changed / "resident_change.avsc",
-               {"name": "ward_code", "type": ["null", "string"], "default": None, "doc": "区コード"})  # fmt: skip
+    _add_field(
+        changed / "resident_change.avsc",
+        {"name": "ward_code", "type": ["null", "string"], "default": None, "doc": "区コード"},
+    )
     check = _cli(endpoints, "check", "--schemas-dir", str(changed))
     assert check.returncode == 0, check.stdout
     shutil.rmtree(changed)
@@ -73,8 +81,14 @@ def test_check_accepts_a_compatible_change(endpoints: Endpoints, tmp_path: Path)
 def test_unreachable_registry_is_a_clear_error(endpoints: Endpoints) -> None:
     env = endpoints.env()
     env["KENSHIN_SCHEMA_REGISTRY_URL"] = "http://127.0.0.1:9/apis/ccompat/v7"
-    run = subprocess.run([sys.executable, "-m", "hub.cli", "schemas", "check"], env=env, capture_output=True,
-                         text=True, timeout=120, check=False)  # fmt: skip
+    run = subprocess.run(
+        [sys.executable, "-m", "hub.cli", "schemas", "check"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert run.returncode == 1
     assert "cannot reach the schema registry" in run.stderr
     assert "Traceback" not in run.stderr

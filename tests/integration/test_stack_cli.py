@@ -36,16 +36,23 @@ def _stack_env(tmp_path: Path) -> dict[str, str]:
 
 
 def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "hub.cli", *args], env=env, capture_output=True, text=True,
-                          timeout=600, check=False)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "hub.cli", *args], env=env, capture_output=True, text=True, timeout=600, check=False
+    )
 
 
 def test_up_apply_register_down_twice_in_a_row(tmp_path: Path, endpoints: Endpoints) -> None:
     env = _stack_env(tmp_path)
     try:
         for _round in range(2):
-            for args in (("stack", "up"), ("stack", "up"), ("stack", "status"), ("topics", "apply"),
-                         ("schemas", "register"), ("stack", "down")):  # fmt: skip
+            for args in (
+                ("stack", "up"),
+                ("stack", "up"),
+                ("stack", "status"),
+                ("topics", "apply"),
+                ("schemas", "register"),
+                ("stack", "down"),
+            ):
                 run = _cli(env, *args)
                 assert run.returncode == 0, f"{args}: {run.stdout}{run.stderr}"
                 if args == ("stack", "status"):
@@ -95,8 +102,9 @@ def test_three_node_cluster_survives_the_loss_of_one_node(tmp_path: Path) -> Non
             producer.produce(RESIDENTS.name, key=f"012041:{i}".encode(), value=b"x")
         assert producer.flush(60) == 0  # two in-sync replicas of three still accept acks=all
 
-        consumer = Consumer({"bootstrap.servers": info.bootstrap, "group.id": "three-nodes",
-                             "auto.offset.reset": "earliest"})  # fmt: skip
+        consumer = Consumer(
+            {"bootstrap.servers": info.bootstrap, "group.id": "three-nodes", "auto.offset.reset": "earliest"}
+        )
         consumer.subscribe([RESIDENTS.name])
         seen = 0
         deadline = time.monotonic() + 60

@@ -27,12 +27,24 @@ def test_apply_twice_leaves_the_same_cluster(endpoints: Endpoints, admin: AdminC
 
 def test_cli_apply_and_list(endpoints: Endpoints) -> None:
     for _ in range(2):
-        run = subprocess.run([sys.executable, "-m", "hub.cli", "topics", "apply"], env=endpoints.env(),
-                             capture_output=True, text=True, timeout=120, check=False)  # fmt: skip
+        run = subprocess.run(
+            [sys.executable, "-m", "hub.cli", "topics", "apply"],
+            env=endpoints.env(),
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
         assert run.returncode == 0, run.stderr
     assert "topics already match the catalog" in run.stdout
-    listed = subprocess.run([sys.executable, "-m", "hub.cli", "topics", "list"], env=endpoints.env(),
-                            capture_output=True, text=True, timeout=120, check=False)  # fmt: skip
+    listed = subprocess.run(
+        [sys.executable, "-m", "hub.cli", "topics", "list"],
+        env=endpoints.env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert listed.returncode == 0, listed.stdout + listed.stderr
     assert "ledger.entries.v1" in listed.stdout
     assert "missing" not in listed.stdout

@@ -45,15 +45,27 @@ def log_of(*changes: m.ResidentChange) -> PersonLog:
     return log
 
 
-MOVE_IN = change(m.ResidentChangeType.MOVE_IN, date(2020, 4, 1), 1, previous_municipality="011002",
-                 my_number=samples.my_number())  # fmt: skip
+MOVE_IN = change(
+    m.ResidentChangeType.MOVE_IN, date(2020, 4, 1), 1, previous_municipality="011002", my_number=samples.my_number()
+)
 
 
-def result(kind: m.ScreeningKind = m.ScreeningKind.COLORECTAL, *, day: date = date(2025, 6, 10), seq: int = 100,
-           reception: str = "R1", **over: object) -> m.ScreeningResult:  # fmt: skip
+def result(
+    kind: m.ScreeningKind = m.ScreeningKind.COLORECTAL,
+    *,
+    day: date = date(2025, 6, 10),
+    seq: int = 100,
+    reception: str = "R1",
+    **over: object,
+) -> m.ScreeningResult:
     base = samples.primary_result(kind, reception_no=reception)
-    fields: dict[str, object] = {"event_id": uuid.UUID(int=seq), "exam_date": day, "atena_no": "0000000001",
-                                 "institution_code": INST, "subject": samples.person(birth_date=date(1970, 6, 1))}  # fmt: skip
+    fields: dict[str, object] = {
+        "event_id": uuid.UUID(int=seq),
+        "exam_date": day,
+        "atena_no": "0000000001",
+        "institution_code": INST,
+        "subject": samples.person(birth_date=date(1970, 6, 1)),
+    }
     fields.update(over)
     return dataclasses.replace(base, **fields)  # type: ignore[arg-type]
 
@@ -62,8 +74,12 @@ def result(kind: m.ScreeningKind = m.ScreeningKind.COLORECTAL, *, day: date = da
 
 
 def test_fold_is_order_independent_and_ignores_duplicates() -> None:
-    moved = change(m.ResidentChangeType.MOVE_WITHIN, date(2022, 1, 5), 2,
-                   person=samples.person(birth_date=date(1970, 6, 1), address="北海道旭川市神楽1条1丁目1番1号"))  # fmt: skip
+    moved = change(
+        m.ResidentChangeType.MOVE_WITHIN,
+        date(2022, 1, 5),
+        2,
+        person=samples.person(birth_date=date(1970, 6, 1), address="北海道旭川市神楽1条1丁目1番1号"),
+    )
     flagged = change(m.ResidentChangeType.SUPPORT_MEASURE_SET, date(2023, 3, 1), 3)
     forward = log_of(MOVE_IN, moved, flagged, moved)
     backward = log_of(flagged, moved, MOVE_IN)
@@ -171,13 +187,20 @@ def test_a_corrected_resubmission_clears_the_error_and_makes_the_entry() -> None
 
 def test_a_correction_makes_a_new_version_and_a_follow_up_attaches() -> None:
     book, _ = run(LedgerBook(), result())
-    corrected = result(seq=101, primary=dataclasses.replace(samples.primary(m.ScreeningKind.COLORECTAL),
-                                                            other_findings="痔核"))  # fmt: skip
+    corrected = result(
+        seq=101, primary=dataclasses.replace(samples.primary(m.ScreeningKind.COLORECTAL), other_findings="痔核")
+    )
     book, out = run(book, corrected)
     [entry] = [e for e in out if isinstance(e, m.LedgerEntry)]
     assert entry.version == 2
-    follow = dataclasses.replace(result(seq=102, reception="R2", day=date(2025, 7, 1)), stage=m.ResultStage.FOLLOW_UP,
-                                 primary=None, setting=None, follow_up=samples.follow_up(), primary_reception_no="R1")  # fmt: skip
+    follow = dataclasses.replace(
+        result(seq=102, reception="R2", day=date(2025, 7, 1)),
+        stage=m.ResultStage.FOLLOW_UP,
+        primary=None,
+        setting=None,
+        follow_up=samples.follow_up(),
+        primary_reception_no="R1",
+    )
     book, out = run(book, follow)
     [entry] = [e for e in out if isinstance(e, m.LedgerEntry)]
     assert entry.version == 3
@@ -190,8 +213,14 @@ def test_a_correction_makes_a_new_version_and_a_follow_up_attaches() -> None:
 
 
 def test_follow_up_without_primary_and_interval() -> None:
-    follow = dataclasses.replace(result(reception="R9"), stage=m.ResultStage.FOLLOW_UP, primary=None, setting=None,
-                                 follow_up=samples.follow_up(), primary_reception_no="R404")  # fmt: skip
+    follow = dataclasses.replace(
+        result(reception="R9"),
+        stage=m.ResultStage.FOLLOW_UP,
+        primary=None,
+        setting=None,
+        follow_up=samples.follow_up(),
+        primary_reception_no="R404",
+    )
     _, out = run(LedgerBook(), follow)
     assert out[0].reasons == (m.ErrorReason.NO_PRIMARY_FOR_FOLLOW_UP,)  # type: ignore[attr-defined]
     breast = m.ScreeningKind.BREAST
@@ -213,8 +242,9 @@ def _state(birth: date, sex: m.Sex = m.Sex.FEMALE) -> m.ResidentState:
 def test_invitations_by_age_and_parity_with_carry_over() -> None:
     kinds = lambda notices: {(n.kind, n.invitation_type) for n in notices}  # noqa: E731
     # 50 at the end of fiscal 2025 (born 1975-06-01): every kind of her age; biennial ones at even distance.
-    fifty = invitations_for(_state(date(1975, 6, 1)), [], fiscal_year=2025, trigger=m.InvitationTrigger.FISCAL_YEAR_START,
-                            rules=RULES)  # fmt: skip
+    fifty = invitations_for(
+        _state(date(1975, 6, 1)), [], fiscal_year=2025, trigger=m.InvitationTrigger.FISCAL_YEAR_START, rules=RULES
+    )
     assert kinds(fifty) == {
         (m.ScreeningKind.STOMACH, m.InvitationType.INVITATION),
         (m.ScreeningKind.COLORECTAL, m.InvitationType.INVITATION),
@@ -223,13 +253,22 @@ def test_invitations_by_age_and_parity_with_carry_over() -> None:
         (m.ScreeningKind.CERVICAL, m.InvitationType.INVITATION),
     }
     # 51: last year's biennial targets who did not attend get 繰越受診通知.
-    fifty_one = invitations_for(_state(date(1974, 6, 1)), [], fiscal_year=2025,
-                                trigger=m.InvitationTrigger.FISCAL_YEAR_START, rules=RULES)  # fmt: skip
+    fifty_one = invitations_for(
+        _state(date(1974, 6, 1)), [], fiscal_year=2025, trigger=m.InvitationTrigger.FISCAL_YEAR_START, rules=RULES
+    )
     assert (m.ScreeningKind.BREAST, m.InvitationType.CARRY_OVER) in kinds(fifty_one)
     assert (m.ScreeningKind.STOMACH, m.InvitationType.CARRY_OVER) in kinds(fifty_one)
     # A man of 39 is nobody's target.
-    assert invitations_for(_state(date(1986, 6, 1), m.Sex.MALE), [], fiscal_year=2025,
-                           trigger=m.InvitationTrigger.FISCAL_YEAR_START, rules=RULES) == []  # fmt: skip
+    assert (
+        invitations_for(
+            _state(date(1986, 6, 1), m.Sex.MALE),
+            [],
+            fiscal_year=2025,
+            trigger=m.InvitationTrigger.FISCAL_YEAR_START,
+            rules=RULES,
+        )
+        == []
+    )
 
 
 def test_nobody_who_moved_out_is_invited() -> None:
