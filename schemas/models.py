@@ -662,7 +662,22 @@ class DeadLetter(Event):
     original_value: bytes | None = None
 
 
+class CommandType(enum.StrEnum):
+    FISCAL_YEAR_START = "FISCAL_YEAR_START"
+    OTHER = "OTHER"
+
+
+@dataclass(frozen=True, kw_only=True)
+class HubCommand(Event):
+    SCHEMA_FILE: ClassVar[str] = "hub_command.avsc"
+
+    command: CommandType
+    fiscal_year: int
+    partition: int
+
+
 EVENT_TYPES: tuple[type[Event], ...] = (
+    HubCommand,
     ResidentChange,
     ScreeningResult,
     ResidentState,

@@ -106,6 +106,12 @@ def every_event() -> list[m.Event]:
         signature="c2lnbmF0dXJl",
     )
     events: list[m.Event] = [
+        m.HubCommand(
+            **h("operator"),  # type: ignore[arg-type]
+            command=m.CommandType.FISCAL_YEAR_START,
+            fiscal_year=2026,
+            partition=3,
+        ),
         m.ResidentChange(
             **h("juki"),
             atena_no="0000123456",

@@ -187,7 +187,18 @@ STAFF_OPERATIONS = Topic(
     doc="staff login, logout and every operation",
 )
 
+HUB_COMMANDS = Topic(
+    name="hub.commands.v1",
+    value_type=models.HubCommand,
+    key_fields=("tenant", "partition"),
+    partitions=6,  # as many as the person-keyed topics: each copy of a command acts on one partition
+    cleanup_policy="delete",
+    retention_ms=400 * DAY_MS,
+    doc="operator commands to the processors (年度開始), one copy per partition",
+)
+
 PRIMARY_TOPICS: tuple[Topic, ...] = (
+    HUB_COMMANDS,
     RESIDENT_CHANGES,
     INSTITUTION_RESULTS,
     RESIDENTS,

@@ -1,0 +1,266 @@
+"""The faust-streaming processors: thin shells around :mod:`processors.rules`.
+
+Three agents share one app, co-partitioned on ``tenant:宛名番号`` (6 partitions, murmur2 everywhere):
+
+* ``residents.apply`` — 住基異動 → the person's change log (table ``persons``) → ``residents.v1``; a 転入 also
+  yields the year's invitations;
+* ``results.match`` — results → 突合 against the log and the person's ledger book (table ``books``) →
+  ``ledger.entries.v1``, ``screening.errors.v1``, ``fukuhon.registrations.v1``;
+* ``commands.apply`` — 年度開始 → 受診勧奨 / 繰越受診通知 for the residents of the command's partition.
+
+Effectively once, designed around faust's exactly-once bugs: the app runs *at least once*; an event is acked only
+after the producer has been flushed, so its outputs and its table changelog entries are durable before its offset
+can be committed. Every output is deterministic (ids derive from keys and versions) and a replayed event re-emits
+the same records, so a replay after SIGKILL is harmless downstream. Bad input goes to the topic's DLQ.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import faust
+from confluent_kafka.schema_registry import SchemaRegistryClient
+
+from hub.kafka import partition_for
+from hub.settings import Settings
+from hub.validation import fiscal_year
+from processors.rules.eligibility import load_rules
+from processors.rules.institutions import load_institutions
+from processors.rules.invitations import invitations_for
+from processors.rules.ledger import Context, LedgerBook, decode_book, encode_book, load_fukuhon_policy, process_result
+from processors.rules.residents import PersonLog
+from schemas import models as m
+from schemas.record import ModelError, now_utc
+from schemas.serde import DecodeError, TopicSerde
+from topics import catalog
+from topics.catalog import Topic
+
+log = logging.getLogger("kenshin_hub.processors")
+
+APP_ID = "kenshin-hub-processors"
+SETTLE_EVERY = 200  # events between producer flushes (and acks)
+SETTLE_INTERVAL_S = 0.5
+
+
+def _log_of(raw: Any) -> PersonLog:
+    if not raw:
+        return PersonLog()
+    return PersonLog(tuple(m.ResidentChange.from_json(x) for x in raw))
+
+
+def _encode_log(person_log: PersonLog) -> list[str]:
+    return [c.to_json() for c in person_log.changes]
+
+
+@dataclass
+class Settler:
+    """Acks processed events only after everything they produced has been delivered."""
+
+    flush: Callable[[], Awaitable[None]]
+    pending: list[tuple[Any, Any]] = field(default_factory=list)  # (stream, event)
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    async def add(self, stream: Any, event: Any) -> None:
+        self.pending.append((stream, event))
+        if len(self.pending) >= SETTLE_EVERY:
+            await self.settle()
+
+    async def settle(self) -> None:
+        async with self.lock:
+            if not self.pending:
+                return
+            batch, self.pending = self.pending, []
+            await self.flush()
+            for stream, event in batch:
+                await stream.ack(event)
+
+
+class Processors:
+    """Builds the faust app and its agents for one deployment (no module-level app singleton)."""
+
+    def __init__(
+        self, settings: Settings, registry: SchemaRegistryClient, *, app_id: str = APP_ID, replication_factor: int = 1
+    ) -> None:
+        self.settings = settings
+        self.ctx = Context(load_rules(), load_institutions(), load_fukuhon_policy())
+        self.serdes: dict[str, TopicSerde[Any]] = {t.name: TopicSerde(t, registry) for t in catalog.ALL_TOPICS}
+        self.app = faust.App(
+            app_id,
+            broker=[f"kafka://{hp}" for hp in settings.kafka_bootstrap_servers.split(",")],
+            store="memory://",
+            processing_guarantee="at_least_once",
+            topic_replication_factor=replication_factor,
+            topic_partitions=catalog.RESIDENT_CHANGES.partitions,
+            web_enabled=False,
+            producer_acks=-1,
+            broker_commit_interval=1.0,
+            stream_wait_empty=False,
+            consumer_auto_offset_reset="earliest",
+        )
+        raw: dict[str, Any] = {
+            "key_type": bytes,
+            "value_type": bytes,
+            "key_serializer": "raw",
+            "value_serializer": "raw",
+        }
+        self.topics = {
+            t.name: self.app.topic(t.name, partitions=t.partitions, internal=False, **raw) for t in catalog.ALL_TOPICS
+        }
+        self.persons = self.app.Table(
+            "persons",
+            default=list,
+            partitions=catalog.RESIDENT_CHANGES.partitions,
+            key_type=str,
+        )
+        self.years = self.app.Table("years", default=int, partitions=catalog.RESIDENT_CHANGES.partitions, key_type=str)
+        self.books = self.app.Table("books", default=dict, partitions=catalog.RESIDENT_CHANGES.partitions, key_type=str)
+        self.settler = Settler(self._flush)
+        self.app.agent(self.topics[catalog.RESIDENT_CHANGES.name], name="residents.apply")(self._residents)
+        self.app.agent(self.topics[catalog.INSTITUTION_RESULTS.name], name="results.match")(self._results)
+        self.app.agent(self.topics[catalog.HUB_COMMANDS.name], name="commands.apply")(self._commands)
+        self.app.timer(SETTLE_INTERVAL_S)(self._settle_timer)
+
+    async def _flush(self) -> None:
+        await self.app.producer.flush()
+
+    async def _settle_timer(self) -> None:
+        await self.settler.settle()
+
+    # -- plumbing -----------------------------------------------------------------------------------------------
+
+    async def emit(self, topic: Topic, event: m.Event) -> None:
+        serde = self.serdes[topic.name]
+        await self.topics[topic.name].send(key=serde.key(event), value=serde.value(event))
+
+    async def dead_letter(self, source: Topic, step: str, event: Any, exc: BaseException) -> None:
+        message = event.message
+        reason = str(exc) if isinstance(exc, DecodeError | ModelError | ValueError) else "processing failed"
+        log.warning(
+            "%s: dead-lettered %s[%s]@%s: %s",
+            step,
+            message.topic,
+            message.partition,
+            message.offset,
+            type(exc).__name__,
+        )
+        if source.dlq is None:
+            return
+        letter = m.DeadLetter(
+            event_id=uuid.uuid5(uuid.NAMESPACE_URL, f"dlq:{message.topic}:{message.partition}:{message.offset}"),
+            occurred_at=now_utc(),
+            tenant=self.settings.tenant,
+            source_system=APP_ID,
+            step=step,
+            reason=reason[:500],
+            error_type=type(exc).__name__,
+            source_topic=message.topic,
+            source_partition=message.partition,
+            source_offset=message.offset,
+            original_key=message.key,
+            original_value=message.value,
+        )
+        await self.emit(source.dlq, letter)
+
+    async def _each(self, stream: Any, source: Topic, step: str, handle: Callable[[Any, Any], Awaitable[None]]) -> None:
+        manual = stream.noack()
+        async for event in manual.events():
+            try:
+                decoded = self.serdes[source.name].decode(event.value, source.name)
+                await handle(event, decoded)
+            except Exception as exc:  # noqa: BLE001 - one bad message never stops the worker
+                await self.dead_letter(source, step, event, exc)
+            await self.settler.add(manual, event)
+
+    # -- agents -------------------------------------------------------------------------------------------------
+
+    async def _residents(self, stream: Any) -> None:
+        await self._each(stream, catalog.RESIDENT_CHANGES, "residents.apply", self._apply_change)
+
+    async def _apply_change(self, event: Any, change: m.ResidentChange) -> None:
+        key = catalog.RESIDENT_CHANGES.key_of(change)
+        person_log, new = _log_of(self.persons[key]).add(change)
+        if new:
+            self.persons[key] = _encode_log(person_log)
+        state = person_log.state()
+        if state is None:
+            return
+        await self.emit(catalog.RESIDENTS, state)
+        year = fiscal_year(change.change_date)
+        started = self.years[f"{change.tenant}:{event.message.partition}"]
+        # A 転入 during a fiscal year already started is invited at once; earlier ones were (or will be) covered
+        # by the 年度開始 command of their year.
+        if change.change_type is m.ResidentChangeType.MOVE_IN and started and year >= started:
+            book = decode_book(self.books[key])
+            for notice in invitations_for(
+                state, book.entries, fiscal_year=year, trigger=m.InvitationTrigger.MOVE_IN, rules=self.ctx.rules
+            ):
+                await self.emit(catalog.INVITATIONS, notice)
+
+    async def _results(self, stream: Any) -> None:
+        await self._each(stream, catalog.INSTITUTION_RESULTS, "results.match", self._match)
+
+    async def _match(self, event: Any, result: m.ScreeningResult) -> None:
+        key = catalog.INSTITUTION_RESULTS.key_of(result)
+        raw_log = self.persons[key]
+        person_log = _log_of(raw_log) if raw_log else None
+        book: LedgerBook = decode_book(self.books[key])
+        source = m.SourcePointer(
+            topic=event.message.topic, partition=event.message.partition, offset=event.message.offset
+        )
+        new_book, outputs = process_result(book, result, person_log, self.ctx, source)
+        if new_book != book:
+            self.books[key] = encode_book(new_book)
+        for output in outputs:
+            await self.emit(_topic_for(output), output)
+
+    async def _commands(self, stream: Any) -> None:
+        await self._each(stream, catalog.HUB_COMMANDS, "commands.apply", self._command)
+
+    async def _command(self, event: Any, command: m.HubCommand) -> None:
+        if command.command is not m.CommandType.FISCAL_YEAR_START:
+            raise ValueError(f"unknown command {command.command}")
+        partitions = catalog.RESIDENT_CHANGES.partitions
+        year_key = f"{command.tenant}:{command.partition}"
+        if command.fiscal_year > self.years[year_key]:
+            self.years[year_key] = command.fiscal_year
+        sent = 0
+        for key, raw in list(self.persons.items()):
+            if partition_for(key.encode(), partitions) != command.partition or not key.startswith(command.tenant):
+                continue
+            state = _log_of(raw).state()
+            if state is None:
+                continue
+            book = decode_book(self.books[key])
+            for notice in invitations_for(
+                state,
+                book.entries,
+                fiscal_year=command.fiscal_year,
+                trigger=m.InvitationTrigger.FISCAL_YEAR_START,
+                rules=self.ctx.rules,
+            ):
+                await self.emit(catalog.INVITATIONS, notice)
+                sent += 1
+        log.info(
+            "commands.apply: fiscal year %s start, partition %s: %s notices",
+            command.fiscal_year,
+            command.partition,
+            sent,
+        )
+
+
+_OUTPUT_TOPICS: dict[type[m.Event], Topic] = {
+    m.LedgerEntry: catalog.LEDGER_ENTRIES,
+    m.ScreeningError: catalog.SCREENING_ERRORS,
+    m.FukuhonRegistration: catalog.FUKUHON_REGISTRATIONS,
+    m.Invitation: catalog.INVITATIONS,
+    m.ResidentState: catalog.RESIDENTS,
+}
+
+
+def _topic_for(event: m.Event) -> Topic:
+    return _OUTPUT_TOPICS[type(event)]
