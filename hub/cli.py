@@ -10,6 +10,7 @@ import logging
 import os
 import sys
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -147,6 +148,53 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
     return rc
 
 
+def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
+    """Start the long-running processes: the faust processors, the SQL sinks, or both (supervised)."""
+    if args.what == "processors":
+        from processors.runner import run_processors
+
+        return run_processors(settings)
+    if args.what == "sinks":
+        from sinks.runner import run_sinks
+
+        return run_sinks(settings)
+    from hub.supervise import supervise
+
+    return supervise(
+        [[sys.executable, "-m", "hub.cli", "run", "processors"], [sys.executable, "-m", "hub.cli", "run", "sinks"]]
+    )
+
+
+def cmd_fiscal_year(settings: Settings, args: argparse.Namespace) -> int:
+    """年度開始: one command per partition, so every partition's residents get their notices."""
+    from confluent_kafka import Producer
+
+    from hub.kafka import producer_config
+    from schemas.models import CommandType, HubCommand
+    from schemas.record import now_utc
+    from schemas.serde import TopicSerde, registry_client
+    from topics.catalog import HUB_COMMANDS
+
+    with registry_client(settings.schema_registry_config()) as registry:
+        serde: TopicSerde[HubCommand] = TopicSerde(HUB_COMMANDS, registry)
+        producer = Producer(producer_config(settings))
+        for partition in range(HUB_COMMANDS.partitions):
+            command = HubCommand(
+                event_id=uuid.uuid5(uuid.NAMESPACE_URL, f"fy-start:{settings.tenant}:{args.year}:{partition}"),
+                occurred_at=now_utc(),
+                tenant=settings.tenant,
+                source_system="kenshin-hub.cli",
+                command=CommandType.FISCAL_YEAR_START,
+                fiscal_year=args.year,
+                partition=partition,
+            )
+            producer.produce(HUB_COMMANDS.name, key=serde.key(command), value=serde.value(command), partition=partition)
+        if producer.flush(30):
+            raise CommandError("the fiscal-year command was not delivered")
+    print(f"fiscal year {args.year} started for {settings.tenant} ({HUB_COMMANDS.partitions} partitions)")
+    return 0
+
+
 def cmd_config(settings: Settings, args: argparse.Namespace) -> int:
     from hub.settings import fields_doc
 
@@ -197,6 +245,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="the main job on the local stack: stack up, topics, schemas, summary")
     demo.set_defaults(func=cmd_demo)
+
+    run = sub.add_parser("run", help="run the processors and the SQL sinks (until stopped)")
+    run.add_argument("what", nargs="?", choices=["all", "processors", "sinks"], default="all")
+    run.set_defaults(func=cmd_run)
+
+    fy = sub.add_parser("fiscal-year", help="年度開始: invitations and carry-over notices for the year")
+    fy_sub = fy.add_subparsers(dest="action", required=True)
+    fy_start = fy_sub.add_parser("start", help="start a fiscal year (April–March)")
+    fy_start.add_argument("year", type=int, help="the fiscal year, e.g. 2025 for 令和7年度")
+    fy.set_defaults(func=cmd_fiscal_year)
 
     setup = sub.add_parser("setup", help="topics apply + schemas register (idempotent)")
     setup.set_defaults(func=cmd_setup)

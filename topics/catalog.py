@@ -197,6 +197,16 @@ HUB_COMMANDS = Topic(
     doc="operator commands to the processors (年度開始), one copy per partition",
 )
 
+SINKS_DLQ = Topic(
+    name="sinks.dlq.v1",
+    value_type=models.DeadLetter,
+    key_fields=("tenant", "source_topic", "source_partition", "source_offset"),
+    partitions=3,
+    cleanup_policy="delete",
+    retention_ms=DLQ_RETENTION_MS,
+    doc="dead letters of the SQL sinks (records of the hub's own topics that could not be written)",
+)
+
 PRIMARY_TOPICS: tuple[Topic, ...] = (
     HUB_COMMANDS,
     RESIDENT_CHANGES,
@@ -213,7 +223,9 @@ PRIMARY_TOPICS: tuple[Topic, ...] = (
     STAFF_OPERATIONS,
 )
 
-ALL_TOPICS: tuple[Topic, ...] = PRIMARY_TOPICS + tuple(t.dlq for t in PRIMARY_TOPICS if t.dlq is not None)
+ALL_TOPICS: tuple[Topic, ...] = (
+    PRIMARY_TOPICS + tuple(t.dlq for t in PRIMARY_TOPICS if t.dlq is not None) + (SINKS_DLQ,)
+)
 
 
 def by_name(name: str) -> Topic:

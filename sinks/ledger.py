@@ -1,0 +1,88 @@
+"""ledger.entries.v1 -> ``ledger_entries``: the がん検診台帳, one row per person × kind × fiscal year."""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from collections.abc import Sequence
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy.engine import Connection
+
+from schemas.models import LedgerEntry
+from sinks.base import Row, TableSink
+from sinks.db import upsert
+from sinks.tables import ledger_entries
+from topics.catalog import LEDGER_ENTRIES, Topic
+
+
+def jsonable(value: Any) -> Any:
+    """``to_dict()`` output made JSON-safe: dates and times as ISO strings, UUIDs and enums as strings."""
+    if isinstance(value, dict):
+        return {k: jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [jsonable(v) for v in value]
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, uuid.UUID | enum.Enum):
+        return str(value.value if isinstance(value, enum.Enum) else value)
+    return value
+
+
+def primary_findings_json(entry: LedgerEntry) -> dict[str, Any]:
+    """The kind-specific block of the primary findings with the findings common to every kind."""
+    primary = entry.primary
+    block = getattr(primary, entry.kind.block)
+    return {
+        entry.kind.block: jsonable(block.to_dict()),
+        "other_findings": primary.other_findings,
+        "benefit_status": primary.benefit_status,
+        "national_health_insurance": primary.national_health_insurance,
+    }
+
+
+def ledger_row(entry: LedgerEntry) -> Row:
+    follow_up = entry.follow_up
+    return {
+        "tenant": entry.tenant,
+        "atena_no": entry.atena_no,
+        "kind": entry.kind.value,
+        "fiscal_year": entry.fiscal_year,
+        "version": entry.version,
+        "sex": entry.person.sex.value,
+        "birth_date": entry.person.birth_date,
+        "reception_no": entry.reception_no,
+        "exam_date": entry.exam_date,
+        "exam_age": entry.exam_age,
+        "institution_code": entry.institution_code,
+        "institution_name": entry.institution_name,
+        "setting": entry.setting.value,
+        "follow_up_required": entry.primary.follow_up_required,
+        "primary_findings": primary_findings_json(entry),
+        "follow_up": jsonable(follow_up.to_dict()) if follow_up is not None else None,
+        "followup_exam_date": follow_up.exam_date if follow_up is not None else None,
+        "followup_exam_age": follow_up.exam_age if follow_up is not None else None,
+        "followup_judgement": follow_up.findings.judgement.value if follow_up is not None else None,
+        "history_from": entry.history_from,
+        "source_event_id": str(entry.source_event_id),
+        "updated_at": entry.occurred_at,
+    }
+
+
+class LedgerSink(TableSink[LedgerEntry]):
+    """Upsert guarded by the entry's ``version``: a replayed older entry never overwrites a newer one."""
+
+    table = ledger_entries
+
+    def __init__(self, topic: Topic = LEDGER_ENTRIES, name: str = "sinks.ledger") -> None:
+        super().__init__(topic, name)
+
+    def to_row(self, event: LedgerEntry) -> Row:
+        return ledger_row(event)
+
+    def rank(self, row: Row) -> tuple[Any, ...]:
+        return (row["version"],)
+
+    def write(self, connection: Connection, rows: Sequence[Row]) -> None:
+        upsert(connection, self.table, rows, self.key_columns, version_column="version")

@@ -1,0 +1,1 @@
+"""Migration scripts, one per revision (Alembic ignores this file)."""

@@ -1,0 +1,207 @@
+"""The SQL tables the sinks write, as SQLAlchemy Core ``Table`` objects.
+
+These definitions mirror the Alembic migrations in :mod:`sinks.migrations` column for column (a unit test compares
+them); the migrations create the tables, never ``metadata.create_all``. Enum values are stored as their symbol
+strings, timestamps as UTC (``TIMESTAMP WITH TIME ZONE`` on PostgreSQL, ISO text in UTC on SQLite).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.engine import Dialect
+
+
+class UtcDateTime(sa.TypeDecorator[datetime]):
+    """An aware timestamp stored in UTC and always read back aware (SQLite keeps no zone of its own)."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given for a UTC timestamp column")
+        utc = value.astimezone(UTC)
+        return utc.replace(tzinfo=None) if dialect.name == "sqlite" else utc
+
+    def process_result_value(self, value: Any | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if not isinstance(value, datetime):
+            raise TypeError(f"expected a datetime from the database, got {type(value).__name__}")
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def json_type() -> sa.types.TypeEngine[Any]:
+    """JSON everywhere, JSONB on PostgreSQL; Python ``None`` is SQL ``NULL`` (not the JSON ``null``)."""
+    return sa.JSON(none_as_null=True).with_variant(postgresql.JSONB(none_as_null=True), "postgresql")
+
+
+metadata = sa.MetaData()
+
+TENANT = sa.String(6)
+ATENA_NO = sa.String(32)
+KIND = sa.String(16)
+
+residents = sa.Table(
+    "residents",
+    metadata,
+    sa.Column("tenant", TENANT, primary_key=True),
+    sa.Column("atena_no", ATENA_NO, primary_key=True),
+    sa.Column("my_number", sa.String(12), nullable=True),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("name_kana", sa.Text, nullable=False),
+    sa.Column("sex", sa.String(8), nullable=False),
+    sa.Column("birth_date", sa.Date, nullable=False),
+    sa.Column("address", sa.Text, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("resident_since", sa.Date, nullable=True),
+    sa.Column("ceased_on", sa.Date, nullable=True),
+    sa.Column("support_measure", sa.Boolean, nullable=False),
+    sa.Column("household_no", sa.String(32), nullable=True),
+    sa.Column("previous_municipality", TENANT, nullable=True),
+    sa.Column("next_municipality", TENANT, nullable=True),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("updated_at", UtcDateTime, nullable=False),
+    sa.PrimaryKeyConstraint("tenant", "atena_no", name="pk_residents"),
+)
+
+ledger_entries = sa.Table(
+    "ledger_entries",
+    metadata,
+    sa.Column("tenant", TENANT, primary_key=True),
+    sa.Column("atena_no", ATENA_NO, primary_key=True),
+    sa.Column("kind", KIND, primary_key=True),
+    sa.Column("fiscal_year", sa.Integer, primary_key=True),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("sex", sa.String(8), nullable=False),
+    sa.Column("birth_date", sa.Date, nullable=False),
+    sa.Column("reception_no", sa.String(64), nullable=False),
+    sa.Column("exam_date", sa.Date, nullable=False),
+    sa.Column("exam_age", sa.Integer, nullable=False),
+    sa.Column("institution_code", sa.String(16), nullable=False),
+    sa.Column("institution_name", sa.Text, nullable=False),
+    sa.Column("setting", sa.String(16), nullable=False),
+    sa.Column("follow_up_required", sa.Boolean, nullable=False),
+    sa.Column("primary_findings", json_type(), nullable=False),
+    sa.Column("follow_up", json_type(), nullable=True),
+    sa.Column("followup_exam_date", sa.Date, nullable=True),
+    sa.Column("followup_exam_age", sa.Integer, nullable=True),
+    sa.Column("followup_judgement", sa.String(32), nullable=True),
+    sa.Column("history_from", TENANT, nullable=True),
+    sa.Column("source_event_id", sa.String(36), nullable=False),
+    sa.Column("updated_at", UtcDateTime, nullable=False),
+    sa.PrimaryKeyConstraint("tenant", "atena_no", "kind", "fiscal_year", name="pk_ledger_entries"),
+    sa.Index("ix_ledger_entries_fiscal_year_kind", "tenant", "fiscal_year", "kind"),
+    sa.Index("ix_ledger_entries_reception_no", "tenant", "reception_no"),
+)
+
+screening_errors = sa.Table(
+    "screening_errors",
+    metadata,
+    sa.Column("tenant", TENANT, primary_key=True),
+    sa.Column("reception_no", sa.String(64), primary_key=True),
+    sa.Column("atena_no", ATENA_NO, nullable=False),
+    sa.Column("kind", KIND, nullable=False),
+    sa.Column("stage", sa.String(16), nullable=False),
+    sa.Column("reasons", sa.Text, nullable=False),
+    sa.Column("mismatched_fields", sa.Text, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("detected_at", UtcDateTime, nullable=False),
+    sa.Column("resolved_at", UtcDateTime, nullable=True),
+    sa.Column("resolved_by", sa.String(64), nullable=True),
+    sa.Column("resolution", sa.Text, nullable=True),
+    sa.Column("source_topic", sa.String(255), nullable=True),
+    sa.Column("source_partition", sa.Integer, nullable=True),
+    sa.Column("source_offset", sa.BigInteger, nullable=True),
+    sa.Column("result_event_id", sa.String(36), nullable=False),
+    sa.PrimaryKeyConstraint("tenant", "reception_no", name="pk_screening_errors"),
+    sa.Index("ix_screening_errors_status", "tenant", "status", "detected_at"),
+)
+
+invitations = sa.Table(
+    "invitations",
+    metadata,
+    sa.Column("tenant", TENANT, primary_key=True),
+    sa.Column("atena_no", ATENA_NO, primary_key=True),
+    sa.Column("kind", KIND, primary_key=True),
+    sa.Column("fiscal_year", sa.Integer, primary_key=True),
+    sa.Column("invitation_type", sa.String(16), primary_key=True),
+    sa.Column("trigger", sa.String(32), nullable=False),
+    sa.Column("age_at_fiscal_year_end", sa.Integer, nullable=False),
+    sa.Column("issued_at", UtcDateTime, nullable=False),
+    sa.PrimaryKeyConstraint("tenant", "atena_no", "kind", "fiscal_year", "invitation_type", name="pk_invitations"),
+    sa.Index("ix_invitations_fiscal_year_kind", "tenant", "fiscal_year", "kind"),
+)
+
+statistics = sa.Table(
+    "statistics",
+    metadata,
+    sa.Column("tenant", TENANT, primary_key=True),
+    sa.Column("fiscal_year", sa.Integer, primary_key=True),
+    sa.Column("kind", KIND, primary_key=True),
+    sa.Column("sex", sa.String(8), primary_key=True),
+    sa.Column("age_band", sa.String(8), primary_key=True),
+    sa.Column("targets", sa.Integer, nullable=False),
+    sa.Column("attendees", sa.Integer, nullable=False),
+    sa.Column("follow_up_required", sa.Integer, nullable=False),
+    sa.Column("follow_up_attended", sa.Integer, nullable=False),
+    sa.Column("cancer_found", sa.Integer, nullable=False),
+    sa.Column("computed_at", UtcDateTime, nullable=False),
+    sa.PrimaryKeyConstraint("tenant", "fiscal_year", "kind", "sex", "age_band", name="pk_statistics"),
+)
+
+staff_accounts = sa.Table(
+    "staff_accounts",
+    metadata,
+    sa.Column("staff_id", sa.String(64), primary_key=True),
+    sa.Column("display_name", sa.Text, nullable=False),
+    sa.Column("roles", sa.String(128), nullable=False),
+    sa.Column("password_hash", sa.Text, nullable=False),
+    sa.Column("failed_logins", sa.Integer, nullable=False),
+    sa.Column("locked", sa.Boolean, nullable=False),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.PrimaryKeyConstraint("staff_id", name="pk_staff_accounts"),
+)
+
+staff_sessions = sa.Table(
+    "staff_sessions",
+    metadata,
+    sa.Column("token_hash", sa.String(64), primary_key=True),
+    sa.Column("staff_id", sa.String(64), nullable=False),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("expires_at", UtcDateTime, nullable=False),
+    sa.PrimaryKeyConstraint("token_hash", name="pk_staff_sessions"),
+    sa.ForeignKeyConstraint(["staff_id"], ["staff_accounts.staff_id"], name="fk_staff_sessions_staff_id"),
+)
+
+staff_operations = sa.Table(
+    "staff_operations",
+    metadata,
+    sa.Column("event_id", sa.String(36), primary_key=True),
+    sa.Column("tenant", TENANT, nullable=False),
+    sa.Column("staff_id", sa.String(64), nullable=False),
+    sa.Column("operation", sa.String(32), nullable=False),
+    sa.Column("target", sa.Text, nullable=True),
+    sa.Column("outcome", sa.String(16), nullable=False),
+    sa.Column("detail", sa.Text, nullable=True),
+    sa.Column("performed_at", UtcDateTime, nullable=False),
+    sa.PrimaryKeyConstraint("event_id", name="pk_staff_operations"),
+    sa.Index("ix_staff_operations_staff_time", "tenant", "staff_id", "performed_at"),
+)
+
+ALL_TABLES: tuple[sa.Table, ...] = (
+    residents,
+    ledger_entries,
+    screening_errors,
+    invitations,
+    statistics,
+    staff_accounts,
+    staff_sessions,
+    staff_operations,
+)
