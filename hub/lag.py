@@ -1,37 +1,35 @@
-"""Consumer-group lag, read through the admin client: how far a group is behind the end of its topics."""
+"""Consumer-group lag: how far a group is behind the end of its topics.
+
+Read with a non-subscribing consumer carrying the group's id (``committed()`` and watermarks), not with the admin
+client's ListConsumerGroupOffsets: librdkafka (2.16) crashes the process when that admin response carries a
+retriable error such as COORDINATOR_LOAD_IN_PROGRESS on a freshly started cluster.
+"""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Iterable
 
-from confluent_kafka import ConsumerGroupTopicPartitions, KafkaException, TopicPartition
-from confluent_kafka.admin import AdminClient
-from confluent_kafka.admin._listoffsets import OffsetSpec
+from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from hub.kafka import ClientConfig
 
 
 def group_lag(conf: ClientConfig, group: str, topics: Iterable[str]) -> dict[tuple[str, int], int]:
     """Lag per (topic, partition): end offset minus the group's committed offset (all of it when none)."""
-    admin = AdminClient(dict(conf))
-    metadata = admin.list_topics(timeout=30).topics
-    partitions = [TopicPartition(t, p) for t in topics if t in metadata for p in metadata[t].partitions]
-    if not partitions:
-        return {}
-    request = [ConsumerGroupTopicPartitions(group, partitions)]
-    committed = {
-        (tp.topic, tp.partition): tp.offset
-        for tp in admin.list_consumer_group_offsets(request)[group].result(timeout=30).topic_partitions
-    }
-    latest = OffsetSpec.latest()  # type: ignore[no-untyped-call]
-    ends = admin.list_offsets({tp: latest for tp in partitions}, request_timeout=30)
-    lag = {}
-    for tp, future in ends.items():
-        end = future.result(timeout=30).offset
-        done = committed.get((tp.topic, tp.partition), -1)
-        lag[(tp.topic, tp.partition)] = end - max(done, 0)
-    return lag
+    consumer = Consumer({**conf, "group.id": group, "enable.auto.commit": False, "log_level": 0})
+    try:
+        metadata = consumer.list_topics(timeout=30).topics
+        partitions = [TopicPartition(t, p) for t in topics if t in metadata for p in metadata[t].partitions]
+        if not partitions:
+            return {}
+        lag = {}
+        for tp in consumer.committed(partitions, timeout=30):
+            _low, high = consumer.get_watermark_offsets(tp, timeout=30, cached=False)
+            lag[(tp.topic, tp.partition)] = high - max(tp.offset, 0)
+        return lag
+    finally:
+        consumer.close()
 
 
 def wait_drained(conf: ClientConfig, group: str, topics: Iterable[str], *, timeout_s: float = 300.0) -> float:

@@ -99,8 +99,14 @@ def cluster_nodes(data_root: Path, *, size: int, broker_port: int, controller_po
 
 
 def new_cluster_id() -> str:
-    """A Kafka cluster id: 16 random bytes, URL-safe base64 without padding (as `kafka-storage random-uuid`)."""
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+    """A Kafka cluster id: 16 random bytes, URL-safe base64 without padding (as `kafka-storage random-uuid`).
+
+    Like Kafka's own ``Uuid.randomUuid``, never one starting with '-', which a command line would take for an option.
+    """
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        if not cluster_id.startswith("-"):
+            return cluster_id
 
 
 def java_command(java: str, libs: Path, node: KafkaNode, heap: str, main: str, *args: str) -> list[str]:
@@ -133,8 +139,7 @@ def format_storage(java: str, libs: Path, node: KafkaNode, cluster_id: str) -> N
         "256m",
         "kafka.tools.StorageTool",
         "format",
-        "-t",
-        cluster_id,
+        f"--cluster-id={cluster_id}",
         "-c",
         str(node.config_file),
         "--ignore-formatted",

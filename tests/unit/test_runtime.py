@@ -53,6 +53,15 @@ def test_three_node_cluster_configuration(tmp_path: Path) -> None:
     assert single["auto.create.topics.enable"] == "false"
 
 
+def test_cluster_id_never_looks_like_an_option(monkeypatch: pytest.MonkeyPatch) -> None:
+    import uuid
+
+    # 0xFB... encodes to a leading '-': such ids are drawn again (a real failure: argparse took one for an option).
+    draws = iter([uuid.UUID(bytes=b"\xfb" + bytes(15)), uuid.UUID(int=1)])
+    monkeypatch.setattr(kafka.uuid, "uuid4", lambda: next(draws))
+    assert not kafka.new_cluster_id().startswith("-")
+
+
 def test_cluster_id_format() -> None:
     cid = kafka.new_cluster_id()
     assert len(cid) == 22
