@@ -14,14 +14,11 @@ import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from hub.errors import CommandError
 from hub.runtime.errors import StackError
 from hub.settings import Settings, SettingsError, load_settings
 
 log = logging.getLogger("kenshin_hub")
-
-
-class CommandError(RuntimeError):
-    """A failure worded for the user; printed without a traceback."""
 
 
 def _table(rows: Sequence[dict[str, str]]) -> str:

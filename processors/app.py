@@ -42,9 +42,10 @@ from topics.catalog import Topic
 
 log = logging.getLogger("kenshin_hub.processors")
 
-APP_ID = "kenshin-hub-processors"
+APP_ID = catalog.PROCESSORS_APP_ID
 SETTLE_EVERY = 200  # events between producer flushes (and acks)
 SETTLE_INTERVAL_S = 0.5
+RETRIES = 8  # attempts for a failure that is not the data's fault (about 16 s in all)
 
 
 def _log_of(raw: Any) -> PersonLog:
@@ -119,6 +120,13 @@ class Processors:
         )
         self.years = self.app.Table("years", default=int, partitions=catalog.RESIDENT_CHANGES.partitions, key_type=str)
         self.books = self.app.Table("books", default=dict, partitions=catalog.RESIDENT_CHANGES.partitions, key_type=str)
+        for table, spec in (
+            (self.persons, catalog.PERSONS_STATE),
+            (self.books, catalog.BOOKS_STATE),
+            (self.years, catalog.YEARS_STATE),
+        ):
+            if table.changelog_topic.get_topic_name() != spec.name:
+                raise RuntimeError(f"table changelog {table.changelog_topic.get_topic_name()} is not in the catalog")
         self.settler = Settler(self._flush)
         self.app.agent(self.topics[catalog.RESIDENT_CHANGES.name], name="residents.apply")(self._residents)
         self.app.agent(self.topics[catalog.INSTITUTION_RESULTS.name], name="results.match")(self._results)
@@ -139,14 +147,16 @@ class Processors:
 
     async def dead_letter(self, source: Topic, step: str, event: Any, exc: BaseException) -> None:
         message = event.message
-        reason = str(exc) if isinstance(exc, DecodeError | ModelError | ValueError) else "processing failed"
+        # Our own errors are worded without personal data; others (library or bugs) are named by class only.
+        ours = isinstance(exc, DecodeError | ModelError | ValueError)
+        reason = str(exc) if ours else f"processing failed: {type(exc).__name__}"
         log.warning(
             "%s: dead-lettered %s[%s]@%s: %s",
             step,
             message.topic,
             message.partition,
             message.offset,
-            type(exc).__name__,
+            reason[:300],
         )
         if source.dlq is None:
             return
@@ -169,12 +179,33 @@ class Processors:
     async def _each(self, stream: Any, source: Topic, step: str, handle: Callable[[Any, Any], Awaitable[None]]) -> None:
         manual = stream.noack()
         async for event in manual.events():
-            try:
-                decoded = self.serdes[source.name].decode(event.value, source.name)
-                await handle(event, decoded)
-            except Exception as exc:  # noqa: BLE001 - one bad message never stops the worker
-                await self.dead_letter(source, step, event, exc)
+            await self._process(source, step, handle, event)
             await self.settler.add(manual, event)
+
+    async def _process(
+        self, source: Topic, step: str, handle: Callable[[Any, Any], Awaitable[None]], event: Any
+    ) -> None:
+        """Handle one event; bad data goes to the DLQ at once, other failures are retried before they do."""
+        try:
+            decoded = self.serdes[source.name].decode(event.value, source.name)
+        except DecodeError as exc:
+            await self.dead_letter(source, step, event, exc)
+            return
+        delay = 0.2
+        for attempt in range(1, RETRIES + 1):
+            try:
+                await handle(event, decoded)
+                return
+            except (ModelError, ValueError) as exc:  # the data itself is wrong: retrying cannot help
+                await self.dead_letter(source, step, event, exc)
+                return
+            except Exception as exc:  # noqa: BLE001 - transient (metadata, broker) or a bug: retry, then DLQ
+                if attempt == RETRIES:
+                    await self.dead_letter(source, step, event, exc)
+                    return
+                log.warning("%s: attempt %s failed (%s), retrying", step, attempt, type(exc).__name__)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
 
     # -- agents -------------------------------------------------------------------------------------------------
 

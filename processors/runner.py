@@ -6,9 +6,11 @@ import logging
 
 from confluent_kafka.admin import AdminClient
 
+from hub.errors import CommandError
 from hub.settings import Settings
 from processors.app import Processors
 from schemas.serde import registry_client
+from topics import catalog
 
 log = logging.getLogger("kenshin_hub.processors")
 
@@ -16,7 +18,11 @@ log = logging.getLogger("kenshin_hub.processors")
 def run_processors(settings: Settings) -> int:
     from faust.worker import Worker
 
-    brokers = len(AdminClient(dict(settings.kafka_config())).list_topics(timeout=30).brokers)
+    metadata = AdminClient(dict(settings.kafka_config())).list_topics(timeout=30)
+    missing = [t.name for t in (*catalog.ALL_TOPICS, *catalog.STATE_TOPICS) if t.name not in metadata.topics]
+    if missing:
+        raise CommandError(f"topics missing on the cluster: {', '.join(missing)} (run `kenshin-hub setup`)")
+    brokers = len(metadata.brokers)
     registry = registry_client(settings.schema_registry_config())
     processors = Processors(settings, registry, replication_factor=min(3, max(brokers, 1)))
     worker = Worker(processors.app, loglevel=settings.log_level.lower(), quiet=True)

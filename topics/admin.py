@@ -12,7 +12,7 @@ from confluent_kafka.admin import AdminClient
 from confluent_kafka.admin._config import AlterConfigOpType, ConfigEntry, ConfigResource
 from confluent_kafka.cimpl import NewPartitions, NewTopic
 
-from topics.catalog import ALL_TOPICS, Topic
+from topics.catalog import CLUSTER_TOPICS, TopicSpec
 
 TIMEOUT_S = 30.0
 
@@ -21,7 +21,7 @@ TIMEOUT_S = 30.0
 class Plan:
     """What a topic needs on this cluster, after lowering replication to the broker count."""
 
-    topic: Topic
+    topic: TopicSpec
     replication_factor: int
     min_insync_replicas: int
 
@@ -40,7 +40,7 @@ class TopicState:
     configs: dict[str, str]
 
 
-def plan_for(topic: Topic, brokers: int) -> Plan:
+def plan_for(topic: TopicSpec, brokers: int) -> Plan:
     rf = min(topic.replication_factor, brokers)
     return Plan(topic=topic, replication_factor=rf, min_insync_replicas=min(topic.min_insync_replicas, max(rf - 1, 1)))
 
@@ -49,7 +49,7 @@ def _broker_count(admin: AdminClient) -> int:
     return len(admin.list_topics(timeout=TIMEOUT_S).brokers)
 
 
-def describe(admin: AdminClient, topics: Iterable[Topic] = ALL_TOPICS) -> list[TopicState]:
+def describe(admin: AdminClient, topics: Iterable[TopicSpec] = CLUSTER_TOPICS) -> list[TopicState]:
     metadata = admin.list_topics(timeout=TIMEOUT_S).topics
     wanted = list(topics)
     existing = [t for t in wanted if t.name in metadata and metadata[t.name].error is None]
@@ -89,7 +89,7 @@ def _await_metadata(admin: AdminClient, names: set[str]) -> None:
     raise TimeoutError(f"topics not visible after {TIMEOUT_S:.0f}s: {sorted(names)}")
 
 
-def apply(admin: AdminClient, topics: Iterable[Topic] = ALL_TOPICS) -> list[str]:
+def apply(admin: AdminClient, topics: Iterable[TopicSpec] = CLUSTER_TOPICS) -> list[str]:
     """Create missing topics, add partitions, align configs; return one line per change (empty when none)."""
     wanted = list(topics)
     brokers = _broker_count(admin)
@@ -157,7 +157,7 @@ def apply(admin: AdminClient, topics: Iterable[Topic] = ALL_TOPICS) -> list[str]
     return changes
 
 
-def listing(admin: AdminClient, topics: Iterable[Topic] = ALL_TOPICS) -> list[dict[str, str]]:
+def listing(admin: AdminClient, topics: Iterable[TopicSpec] = CLUSTER_TOPICS) -> list[dict[str, str]]:
     """One row per catalog topic: declared figures against the cluster's."""
     wanted = list(topics)
     brokers = _broker_count(admin)
@@ -178,7 +178,7 @@ def listing(admin: AdminClient, topics: Iterable[Topic] = ALL_TOPICS) -> list[di
         rows.append(
             {
                 "topic": topic.name,
-                "value": topic.value_type.__name__,
+                "value": topic.value_format,
                 "key": "+".join(topic.key_fields),
                 "partitions": f"{state.partitions if state.exists else '-'}/{topic.partitions}",
                 "replication": f"{state.replication_factor if state.exists else '-'}/{plan.replication_factor}",

@@ -24,10 +24,11 @@ DLQ_RETENTION_MS = 90 * DAY_MS
 CleanupPolicy = Literal["delete", "compact"]
 
 
-@dataclass(frozen=True)
-class Topic:
+@dataclass(frozen=True, kw_only=True)
+class TopicSpec:
+    """What the cluster must hold for a topic: the part `topics apply` manages."""
+
     name: str
-    value_type: type[Event]
     key_fields: tuple[str, ...]
     partitions: int
     cleanup_policy: CleanupPolicy
@@ -35,11 +36,32 @@ class Topic:
     doc: str
     replication_factor: int = 3
     min_insync_replicas: int = 2
+
+    @property
+    def value_format(self) -> str:
+        return "faust JSON"
+
+    def configs(self) -> dict[str, str]:
+        conf = {"cleanup.policy": self.cleanup_policy, "min.insync.replicas": str(self.min_insync_replicas)}
+        if self.cleanup_policy == "delete":
+            conf["retention.ms"] = str(self.retention_ms)
+        return conf
+
+
+@dataclass(frozen=True, kw_only=True)
+class Topic(TopicSpec):
+    """A topic of Avro events: its model, its subject in the registry, its dead-letter topic."""
+
+    value_type: type[Event]
     dlq: Topic | None = None
 
     @property
     def value_subject(self) -> str:
         return f"{self.name}-value"
+
+    @property
+    def value_format(self) -> str:
+        return self.value_type.__name__
 
     def key_of(self, event: Event) -> str:
         """The record key of ``event`` on this topic (``tenant:atena_no`` and the like)."""
@@ -50,12 +72,6 @@ class Topic:
                 raise ValueError(f"{self.name}: key field {name} is empty")
             parts.append(str(value))
         return ":".join(parts)
-
-    def configs(self) -> dict[str, str]:
-        conf = {"cleanup.policy": self.cleanup_policy, "min.insync.replicas": str(self.min_insync_replicas)}
-        if self.cleanup_policy == "delete":
-            conf["retention.ms"] = str(self.retention_ms)
-        return conf
 
 
 def _dlq(source: str, partitions: int) -> Topic:
@@ -226,6 +242,30 @@ PRIMARY_TOPICS: tuple[Topic, ...] = (
 ALL_TOPICS: tuple[Topic, ...] = (
     PRIMARY_TOPICS + tuple(t.dlq for t in PRIMARY_TOPICS if t.dlq is not None) + (SINKS_DLQ,)
 )
+
+
+# State of the faust processors (tables' changelogs), declared here so that they exist, complete, before a worker
+# starts: faust would otherwise create them itself and can see them half-made (PartitionsMismatch).
+PROCESSORS_APP_ID = "kenshin-hub-processors"
+
+
+def _state(table: str, doc: str) -> TopicSpec:
+    return TopicSpec(
+        name=f"{PROCESSORS_APP_ID}-{table}-changelog",
+        key_fields=("tenant", "atena_no") if table != "years" else ("tenant", "partition"),
+        partitions=RESIDENT_CHANGES.partitions,
+        cleanup_policy="compact",
+        retention_ms=FOREVER,
+        doc=doc,
+    )
+
+
+PERSONS_STATE = _state("persons", "processor state: each person's 住基異動 log (faust table changelog)")
+BOOKS_STATE = _state("books", "processor state: each person's ledger book and open errors (faust table changelog)")
+YEARS_STATE = _state("years", "processor state: the latest fiscal year started, per partition (faust table changelog)")
+STATE_TOPICS: tuple[TopicSpec, ...] = (PERSONS_STATE, BOOKS_STATE, YEARS_STATE)
+
+CLUSTER_TOPICS: tuple[TopicSpec, ...] = ALL_TOPICS + STATE_TOPICS
 
 
 def by_name(name: str) -> Topic:

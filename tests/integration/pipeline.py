@@ -13,6 +13,7 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from hub.settings import Settings, load_settings
+from sinks import tables
 from hub.validation import tenant_check_digit
 from tests.integration.conftest import Endpoints
 
@@ -71,11 +72,13 @@ class Pipeline:
                 proc.wait()
         self.procs.clear()
 
-    def rows(self, table: str, order_by: str) -> list[dict[str, object]]:
+    def rows(self, table: str) -> list[dict[str, object]]:
+        """Every row of one of the hub's tables, typed by its SQLAlchemy definition (dates as dates)."""
         engine = sa.create_engine(f"sqlite:///{self.db_path}")
         try:
             with engine.connect() as conn:
-                result = conn.execute(sa.text(f"SELECT * FROM {table} ORDER BY {order_by}"))
+                definition = tables.metadata.tables[table]
+                result = conn.execute(sa.select(definition).order_by(*definition.primary_key.columns))
                 return [dict(r._mapping) for r in result]
         finally:
             engine.dispose()
