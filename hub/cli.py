@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from hub.errors import CommandError
+from hub.office import add_parsers as office_parsers
 from hub.runtime.errors import StackError
 from hub.settings import Settings, SettingsError, load_settings
 
@@ -256,6 +257,8 @@ def build_parser() -> argparse.ArgumentParser:
     setup = sub.add_parser("setup", help="topics apply + schemas register (idempotent)")
     setup.set_defaults(func=cmd_setup)
 
+    office_parsers(sub)
+
     config = sub.add_parser("config", help="settings")
     config_sub = config.add_subparsers(dest="action", required=True)
     config_sub.add_parser("show", help="print the effective settings (secrets masked)")
@@ -272,7 +275,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"kenshin-hub: configuration error: {exc}", file=sys.stderr)
         return 2
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for noisy in ("httpx", "httpx2", "httpcore"):
+    for noisy in ("httpx", "httpx2", "httpcore", "alembic"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         return int(args.func(settings, args))
@@ -281,6 +284,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `kenshin-hub errors list | head`
+        sys.stderr.close()
+        return 0
 
 
 if __name__ == "__main__":

@@ -62,7 +62,12 @@ def run_scenario(
     progress: bool = True,
     timeout_s: float = 600.0,
     echo: Callable[[str], None] = lambda line: print(line, file=sys.stderr),
+    chunks: int = 1,
+    on_chunk: Callable[[str, int], None] | None = None,
 ) -> ScenarioRun:
+    """Publish the scenario stage by stage; ``on_chunk(stage, i)`` runs after each of ``chunks`` parts of a stage
+    (the fault tests kill processes there).
+    """
     city, plan = build(seed, size, settings.tenant, fiscal_year, dirty_share)
     run = ScenarioRun(city, plan)
     conf: ClientConfig = dict(settings.kafka_config())
@@ -72,7 +77,13 @@ def run_scenario(
         def stage(name: str, topic: Topic, events: Sequence[Event]) -> None:
             started = time.monotonic()
             serde: TopicSerde[Event] = TopicSerde(topic, registry)
-            run.published[name] = publish(producer, serde, events, progress=progress, label=name)
+            size = -(-len(events) // chunks)
+            run.published[name] = 0
+            for i in range(chunks):
+                part = events[i * size : (i + 1) * size]
+                run.published[name] += publish(producer, serde, part, progress=progress, label=name)
+                if on_chunk is not None:
+                    on_chunk(name, i)
             wait_drained(conf, APP_ID, PROCESSOR_INPUTS, timeout_s=timeout_s)
             run.timings[name] = time.monotonic() - started
             echo(f"  {name}: {run.published[name]} events in {run.timings[name]:.1f}s")

@@ -130,9 +130,11 @@ class StaffService:
                     staff_id, f"roles={','.join(sorted(roles))}")  # fmt: skip
 
     def login(self, staff_id: str, password: str) -> Session:
+        failure: str | None = None
         with self.engine.begin() as conn:
             row = conn.execute(sa.select(staff_accounts).where(staff_accounts.c.staff_id == staff_id)).first()
             if row is None or row.locked or not verify_password(password, row.password_hash):
+                failure = "locked" if row is not None and row.locked else "bad credentials"
                 if row is not None and not row.locked:
                     failed = row.failed_logins + 1
                     conn.execute(
@@ -140,10 +142,10 @@ class StaffService:
                         .where(staff_accounts.c.staff_id == staff_id)
                         .values(failed_logins=failed, locked=failed >= MAX_FAILED_LOGINS)
                     )
-                outcome = OperationOutcome.DENIED
-                detail = "locked" if row is not None and row.locked else None
-                self.record(staff_id, StaffOperationType.LOGIN_FAILED, outcome, detail=detail)
-                raise StaffError("login failed")
+        if failure is not None or row is None:
+            self.record(staff_id, StaffOperationType.LOGIN_FAILED, OperationOutcome.DENIED, detail=failure)
+            raise StaffError("login failed")
+        with self.engine.begin() as conn:
             token = secrets.token_urlsafe(32)
             expires = now_utc() + timedelta(minutes=SESSION_MINUTES)
             conn.execute(staff_sessions.insert().values(token_hash=_token_hash(token), staff_id=staff_id,

@@ -1,0 +1,328 @@
+"""Staff-facing commands: accounts, login/logout, エラー処理 (errors list/show/resolve) and statistics.
+
+Every command here runs under a personal login (`kenshin-hub login`), checks the role it needs, and records the
+operation (staff id, time, operation, target) to SQL and to the staff-operations topic.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import os
+import sys
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import replace
+from datetime import datetime
+from pathlib import Path
+
+import sqlalchemy as sa
+from confluent_kafka import Producer
+from sqlalchemy.engine import Engine
+
+from hub.errors import CommandError
+from hub.kafka import producer_config
+from hub.settings import Settings
+from hub.staff import Session, StaffError, StaffService
+from processors.rules.eligibility import load_rules
+from schemas.models import ErrorStatus, ScreeningError, StaffOperation, StaffOperationType
+from schemas.record import now_utc
+from schemas.serde import TopicSerde, registry_client
+from sinks.db import make_engine, upgrade
+from sinks.errors import ErrorsSink
+from sinks.statistics import query_statistics, refresh_statistics
+from sinks.tables import screening_errors, staff_operations
+from topics.catalog import SCREENING_ERRORS, STAFF_OPERATIONS
+
+
+class Office:
+    """The database, the producer and the staff service, wired once for a command."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.engine: Engine = make_engine(settings.database_url.reveal())
+        upgrade(self.engine)
+        self.registry = registry_client(settings.schema_registry_config())
+        self.producer = Producer(producer_config(settings))
+        self.staff = StaffService(self.engine, settings.tenant, self._record)
+
+    def close(self) -> None:
+        self.producer.flush(30)
+        self.registry.close()
+        self.engine.dispose()
+
+    def _record(self, op: StaffOperation) -> None:
+        """操作記録: SQL first (the audit trail must not depend on the broker), then the topic."""
+        with self.engine.begin() as conn:
+            conn.execute(
+                staff_operations.insert().values(
+                    event_id=str(op.event_id),
+                    tenant=op.tenant,
+                    staff_id=op.staff_id,
+                    operation=op.operation.value,
+                    target=op.target,
+                    outcome=op.outcome.value,
+                    detail=op.detail,
+                    performed_at=op.performed_at,
+                )
+            )
+        serde: TopicSerde[StaffOperation] = TopicSerde(STAFF_OPERATIONS, self.registry)
+        self.producer.produce(STAFF_OPERATIONS.name, key=serde.key(op), value=serde.value(op))
+        if self.producer.flush(30):
+            raise CommandError("the staff operation could not be recorded on the staff-operations topic")
+
+    # -- sessions -------------------------------------------------------------------------------------------------
+
+    def session_file(self) -> Path:
+        return self.settings.state_dir / "session"
+
+    def _token(self) -> str:
+        try:
+            return self.session_file().read_text().strip()
+        except OSError:
+            raise CommandError("not logged in (run `kenshin-hub login`)") from None
+
+    def session(self) -> Session:
+        try:
+            return self.staff.session(self._token())
+        except StaffError as exc:
+            raise CommandError(str(exc)) from None
+
+    def current(self, role: str, operation: StaffOperationType, target: str | None = None) -> Session:
+        """The logged-in staff member if they hold ``role``; the operation is recorded (allowed or denied)."""
+        try:
+            return self.staff.authorize(self._token(), role, operation, target)
+        except StaffError as exc:
+            raise CommandError(str(exc)) from None
+
+
+@contextmanager
+def office(settings: Settings) -> Iterator[Office]:
+    o = Office(settings)
+    try:
+        yield o
+    finally:
+        o.close()
+
+
+def _password(args: argparse.Namespace, prompt: str) -> str:
+    if getattr(args, "password_stdin", False):
+        return sys.stdin.readline().rstrip("\n")
+    return getpass.getpass(prompt)
+
+
+# --- accounts and sessions ------------------------------------------------------------------------------------
+
+
+def cmd_staff(settings: Settings, args: argparse.Namespace) -> int:
+    with office(settings) as o:
+        by = None
+        if o.staff.has_accounts():
+            by = o.session()  # create_account checks the admin role and records the operation
+        password = _password(args, f"password for {args.staff_id}: ")
+        try:
+            o.staff.create_account(args.staff_id, args.name, set(args.role), password, by=by)
+        except StaffError as exc:
+            raise CommandError(str(exc)) from None
+    print(f"account {args.staff_id} created with roles {', '.join(sorted(args.role))}")
+    return 0
+
+
+def cmd_login(settings: Settings, args: argparse.Namespace) -> int:
+    staff_id = args.staff_id or input("staff id: ")
+    password = _password(args, "password: ")
+    with office(settings) as o:
+        try:
+            session = o.staff.login(staff_id, password)
+        except StaffError as exc:
+            raise CommandError(str(exc)) from None
+        path = o.session_file()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(session.token)
+    print(f"logged in as {session.staff_id} until {session.expires_at:%H:%M} UTC")
+    return 0
+
+
+def cmd_logout(settings: Settings, args: argparse.Namespace) -> int:
+    with office(settings) as o:
+        path = o.session_file()
+        try:
+            token = path.read_text().strip()
+        except OSError:
+            print("not logged in")
+            return 0
+        try:
+            staff_id = o.staff.logout(token)
+        except StaffError:
+            staff_id = None
+        path.unlink(missing_ok=True)
+    print(f"logged out {staff_id}" if staff_id else "the session had already ended")
+    return 0
+
+
+# --- エラー処理 -----------------------------------------------------------------------------------------------
+
+
+def _age_days(detected: datetime) -> int:
+    return (now_utc() - detected).days
+
+
+def cmd_errors(settings: Settings, args: argparse.Namespace) -> int:
+    with office(settings) as o:
+        if args.action == "list":
+            o.current("health", StaffOperationType.LIST, f"errors status={args.status}")
+            query = sa.select(screening_errors).where(screening_errors.c.tenant == settings.tenant)
+            if args.status != "ALL":
+                query = query.where(screening_errors.c.status == args.status)
+            query = query.order_by(screening_errors.c.detected_at).limit(args.limit)
+            with o.engine.connect() as conn:
+                rows = conn.execute(query).all()
+            print(f"{'受付番号':<16}{'宛名番号':<12}{'kind':<11}{'stage':<10}{'status':<9}{'age(d)':>7}  reasons")
+            for r in rows:
+                print(
+                    f"{r.reception_no:<20}{r.atena_no:<16}{r.kind:<11}{r.stage:<10}{r.status:<9}"
+                    f"{_age_days(r.detected_at):>7}  {r.reasons}"
+                )
+            print(f"({len(rows)} shown)")
+            return 0
+        target = args.reception_no
+        if args.action == "show":
+            o.current("health", StaffOperationType.SHOW, target)
+            row = _error_row(o, target)
+            for key, value in row._mapping.items():
+                print(f"{key:>18}: {value}")
+            print(f"{'age (days)':>18}: {_age_days(row.detected_at)}")
+            return 0
+        session = o.current("health", StaffOperationType.RESOLVE_ERROR, target)
+        _error_row(o, target)
+        _resolve(o, target, session.staff_id, args.note)
+    print(f"{target}: resolved")
+    return 0
+
+
+def _error_row(o: Office, reception_no: str) -> sa.Row[tuple[object, ...]]:
+    with o.engine.connect() as conn:
+        row = conn.execute(
+            sa.select(screening_errors).where(
+                screening_errors.c.tenant == o.settings.tenant, screening_errors.c.reception_no == reception_no
+            )
+        ).first()
+    if row is None:
+        raise CommandError(f"no screening error with 受付番号 {reception_no}")
+    return row
+
+
+def _resolve(o: Office, reception_no: str, staff_id: str, note: str) -> None:
+    """The RESOLVED record goes to the errors topic (the source of truth) and, at once, to SQL."""
+    row = _error_row(o, reception_no)
+    if row.status == ErrorStatus.RESOLVED.value:
+        raise CommandError(f"{reception_no} is already resolved")
+    sink = ErrorsSink()
+    current = ScreeningError.from_dict(_row_to_event(row))
+    at = now_utc()
+    resolved = replace(
+        current,
+        event_id=uuid.uuid4(),
+        occurred_at=at,
+        source_system="kenshin-hub.staff",
+        status=ErrorStatus.RESOLVED,
+        resolved_at=at,
+        resolved_by=staff_id,
+        resolution=note,
+    )
+    serde: TopicSerde[ScreeningError] = TopicSerde(SCREENING_ERRORS, o.registry)
+    o.producer.produce(SCREENING_ERRORS.name, key=serde.key(resolved), value=serde.value(resolved))
+    if o.producer.flush(30):
+        raise CommandError("the resolution could not be written to the errors topic; nothing was changed")
+    with o.engine.begin() as conn:
+        sink.add(resolved, serde.key(resolved), 0, 0)
+        sink.flush(conn)
+
+
+def _row_to_event(row: sa.Row[tuple[object, ...]]) -> dict[str, object]:
+    m = dict(row._mapping)
+    return {
+        "event_id": uuid.uuid4(),
+        "occurred_at": m["detected_at"],
+        "tenant": m["tenant"],
+        "source_system": "kenshin-hub.staff",
+        "reception_no": m["reception_no"],
+        "atena_no": m["atena_no"],
+        "kind": m["kind"],
+        "stage": m["stage"],
+        "reasons": [r for r in str(m["reasons"]).split(",") if r],
+        "mismatched_fields": [f for f in str(m["mismatched_fields"]).split(",") if f],
+        "status": m["status"],
+        "detected_at": m["detected_at"],
+        "source": None
+        if m["source_topic"] is None
+        else {"topic": m["source_topic"], "partition": m["source_partition"], "offset": m["source_offset"]},
+        "result_event_id": m["result_event_id"],
+    }
+
+
+# --- statistics -----------------------------------------------------------------------------------------------
+
+
+def print_statistics(engine: Engine, tenant: str, year: int) -> None:
+    """Refresh the year's statistics table and print it, one line per kind (sexes and age bands summed)."""
+    rules = load_rules()
+    with engine.begin() as conn:
+        refresh_statistics(conn, tenant, year, rules)
+        rows = query_statistics(conn, tenant, year)
+    totals: dict[str, list[int]] = {}
+    for r in rows:
+        t = totals.setdefault(r.kind, [0, 0, 0, 0, 0])
+        for i, v in enumerate((r.targets, r.attendees, r.follow_up_required, r.follow_up_attended, r.cancer_found)):
+            t[i] += v
+    print(f"statistics {tenant} fiscal year {year} (table `statistics`: per kind × sex × 5-year age band)")
+    print(f"  {'kind':<11}{'対象者':>8}{'受診者':>8}{'受診率':>8}{'要精検':>8}{'精検受診':>9}{'がん発見':>9}")
+    for kind, (targets, attendees, required, attended, cancer) in totals.items():
+        rate = f"{100 * attendees / targets:.1f}%" if targets else "-"
+        print(f"  {kind:<11}{targets:>8}{attendees:>8}{rate:>8}{required:>8}{attended:>9}{cancer:>9}")
+
+
+def cmd_report(settings: Settings, args: argparse.Namespace) -> int:
+    with office(settings) as o:
+        o.current("health", StaffOperationType.OTHER, f"report stats {args.year}")
+        print_statistics(o.engine, settings.tenant, args.year)
+    return 0
+
+
+def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    staff = sub.add_parser("staff", help="staff accounts (the first account is an admin; then an admin login)")
+    staff_sub = staff.add_subparsers(dest="action", required=True)
+    add = staff_sub.add_parser("add", help="create a personal account")
+    add.add_argument("staff_id")
+    add.add_argument("--name", required=True)
+    add.add_argument("--role", action="append", required=True, choices=["admin", "health", "reviewer"])
+    add.add_argument("--password-stdin", action="store_true", help="read the new password from stdin")
+    staff.set_defaults(func=cmd_staff)
+
+    login = sub.add_parser("login", help="log in (a 30-minute session)")
+    login.add_argument("staff_id", nargs="?")
+    login.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
+    login.set_defaults(func=cmd_login)
+    logout = sub.add_parser("logout", help="end the session")
+    logout.set_defaults(func=cmd_logout)
+
+    errors = sub.add_parser("errors", help="エラー処理: screening errors (needs the health role)")
+    errors_sub = errors.add_subparsers(dest="action", required=True)
+    lst = errors_sub.add_parser("list", help="errors with their age, oldest first")
+    lst.add_argument("--status", choices=["OPEN", "RESOLVED", "ALL"], default="OPEN")
+    lst.add_argument("--limit", type=int, default=100)
+    show = errors_sub.add_parser("show", help="one error in full")
+    show.add_argument("reception_no")
+    resolve = errors_sub.add_parser("resolve", help="settle an error (recorded with your staff id)")
+    resolve.add_argument("reception_no")
+    resolve.add_argument("--note", required=True, help="what was done (no personal data)")
+    errors.set_defaults(func=cmd_errors)
+
+    report = sub.add_parser("report", help="reports (needs the health role)")
+    report_sub = report.add_subparsers(dest="action", required=True)
+    stats = report_sub.add_parser("stats", help="統計: targets, attendees, 要精検, 精検受診, がん発見 per kind")
+    stats.add_argument("--year", type=int, required=True, help="fiscal year")
+    report.set_defaults(func=cmd_report)
