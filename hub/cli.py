@@ -136,14 +136,21 @@ def cmd_setup(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
-    """The main job on the embedded local stack: start it, apply topics and schemas, show the catalog."""
-    rc = cmd_stack(settings, argparse.Namespace(action="up", nodes=1))
-    rc = rc or cmd_setup(settings, args)
-    if rc == 0:
-        print()
-        rc = cmd_topics(settings, argparse.Namespace(action="list"))
-    print("\nThe stack keeps running; stop it with `kenshin-hub stack down`.")
-    return rc
+    from hub.demo import cmd_demo as demo
+
+    def prepare() -> int:
+        return cmd_stack(settings, argparse.Namespace(action="up", nodes=1)) or cmd_setup(settings, args)
+
+    return demo(settings, args, prepare, lambda year: _start_year(settings, year))
+
+
+def cmd_bench(settings: Settings, args: argparse.Namespace) -> int:
+    from hub.demo import cmd_bench as bench
+
+    def prepare() -> int:
+        return cmd_stack(settings, argparse.Namespace(action="up", nodes=1)) or cmd_setup(settings, args)
+
+    return bench(settings, args, prepare)
 
 
 def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
@@ -164,6 +171,11 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_fiscal_year(settings: Settings, args: argparse.Namespace) -> int:
+    _start_year(settings, args.year)
+    return 0
+
+
+def _start_year(settings: Settings, year: int) -> None:
     """年度開始: one command per partition, so every partition's residents get their notices."""
     from confluent_kafka import Producer
 
@@ -178,19 +190,18 @@ def cmd_fiscal_year(settings: Settings, args: argparse.Namespace) -> int:
         producer = Producer(producer_config(settings))
         for partition in range(HUB_COMMANDS.partitions):
             command = HubCommand(
-                event_id=uuid.uuid5(uuid.NAMESPACE_URL, f"fy-start:{settings.tenant}:{args.year}:{partition}"),
+                event_id=uuid.uuid5(uuid.NAMESPACE_URL, f"fy-start:{settings.tenant}:{year}:{partition}"),
                 occurred_at=now_utc(),
                 tenant=settings.tenant,
                 source_system="kenshin-hub.cli",
                 command=CommandType.FISCAL_YEAR_START,
-                fiscal_year=args.year,
+                fiscal_year=year,
                 partition=partition,
             )
             producer.produce(HUB_COMMANDS.name, key=serde.key(command), value=serde.value(command), partition=partition)
         if producer.flush(30):
             raise CommandError("the fiscal-year command was not delivered")
-    print(f"fiscal year {args.year} started for {settings.tenant} ({HUB_COMMANDS.partitions} partitions)")
-    return 0
+    print(f"fiscal year {year} started for {settings.tenant} ({HUB_COMMANDS.partitions} partitions)")
 
 
 def cmd_config(settings: Settings, args: argparse.Namespace) -> int:
@@ -204,6 +215,23 @@ def cmd_config(settings: Settings, args: argparse.Namespace) -> int:
         for name, default, doc in fields_doc():
             print(f"| `{name}` | `{default}` | {doc} |" if default else f"| `{name}` | | {doc} |")
     return 0
+
+
+def demo_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    demo = sub.add_parser("demo", help="THE MAIN JOB: local stack, topics, schemas, a synthetic city's year, summary")
+    demo.add_argument("--size", type=int, default=10_000, help="residents (default 10000)")
+    demo.add_argument("--seed", type=int, default=2025)
+    demo.add_argument("--year", type=int, default=2025, help="fiscal year")
+    demo.add_argument("--dirty", type=float, default=0.05, help="share of dirty results (default 0.05)")
+    demo.set_defaults(func=cmd_demo)
+
+    bench = sub.add_parser("bench", help="benchmarks")
+    bench_sub = bench.add_subparsers(dest="action", required=True)
+    ingest = bench_sub.add_parser("ingest", help="events/s publish → SQL, against a raw passthrough, same run")
+    ingest.add_argument("--size", type=int, default=5_000, help="residents of the synthetic city")
+    ingest.add_argument("--seed", type=int, default=1)
+    ingest.add_argument("--report", type=Path, default=Path("BENCHMARKS.md"), help="append the figures here")
+    bench.set_defaults(func=cmd_bench)
 
 
 # --- parser --------------------------------------------------------------------------------------------------
@@ -241,8 +269,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--schemas-dir", type=Path, default=None, help="read .avsc files from here instead")
     schemas.set_defaults(func=cmd_schemas)
 
-    demo = sub.add_parser("demo", help="the main job on the local stack: stack up, topics, schemas, summary")
-    demo.set_defaults(func=cmd_demo)
+    demo_parsers(sub)
 
     run = sub.add_parser("run", help="run the processors and the SQL sinks (until stopped)")
     run.add_argument("what", nargs="?", choices=["all", "processors", "sinks"], default="all")

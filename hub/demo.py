@@ -1,0 +1,248 @@
+"""`kenshin-hub demo` and `kenshin-hub bench ingest`: the pipeline end to end on the local stack.
+
+Both start the processors and the SQL sinks as child processes (as `kenshin-hub run` would), publish a synthetic
+city through the same Avro serde as any upstream system, and read the results back from SQL.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import platform
+import random
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import sqlalchemy as sa
+from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient
+from confluent_kafka.cimpl import NewTopic
+
+from hub.errors import CommandError
+from hub.kafka import ClientConfig, producer_config
+from hub.lag import wait_drained
+from hub.office import print_statistics
+from hub.scenario import PROCESSOR_INPUTS, SINK_INPUTS, run_scenario
+from hub.settings import Settings
+from hub.validation import tenant_check_digit
+from processors.app import APP_ID
+from sinks.db import make_engine, upgrade
+from sinks.runner import GROUP_ID as SINKS_GROUP
+from sinks.tables import invitations, ledger_entries, residents, screening_errors
+from topics import catalog
+
+
+@contextmanager
+def pipeline_processes(settings: Settings, env: dict[str, str] | None = None) -> Iterator[None]:
+    """The processors and the sinks as child processes, stopped (SIGTERM) on the way out."""
+    logs = settings.state_dir / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    children = []
+    for what in ("processors", "sinks"):
+        with (logs / f"{what}.log").open("ab") as log:
+            children.append(
+                subprocess.Popen(  # noqa: S603 - our own interpreter and module
+                    [sys.executable, "-m", "hub.cli", "run", what], stdout=log, stderr=subprocess.STDOUT,
+                    env=env if env is not None else dict(os.environ),
+                )
+            )  # fmt: skip
+    try:
+        yield
+    finally:
+        for child in children:
+            child.terminate()
+        for child in children:
+            try:
+                child.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()
+
+
+def _count(conn: sa.Connection, table: sa.Table, tenant: str, *group: sa.ColumnElement[object]) -> list[sa.Row]:  # type: ignore[type-arg]
+    query = sa.select(*group, sa.func.count()).where(table.c.tenant == tenant).group_by(*group).order_by(*group)
+    return list(conn.execute(query).all())
+
+
+def print_summary(settings: Settings, year: int) -> None:
+    engine = make_engine(settings.database_url.reveal())
+    tenant = settings.tenant
+    try:
+        with engine.connect() as conn:
+            print(f"\n== summary for {tenant}, fiscal year {year} ==")
+            print(
+                "residents:  " + ", ".join(f"{s} {n}" for s, n in _count(conn, residents, tenant, residents.c.status))
+            )
+            rows = _count(conn, ledger_entries, tenant, ledger_entries.c.kind)
+            print(
+                f"がん検診台帳 (ledger entries): {sum(n for _, n in rows)}  " + ", ".join(f"{k} {n}" for k, n in rows)
+            )
+            follow = conn.execute(
+                sa.select(sa.func.count()).where(ledger_entries.c.tenant == tenant,
+                                                 ledger_entries.c.followup_judgement.is_not(None))
+            ).scalar_one()  # fmt: skip
+            print(f"  with 精密検査 attached: {follow}")
+            errors = _count(conn, screening_errors, tenant, screening_errors.c.status, screening_errors.c.reasons)
+            print(f"screening errors: {sum(n for *_, n in errors)}")
+            for status, reasons, n in errors:
+                print(f"  {status:<9}{reasons:<48}{n:>6}")
+            invites = _count(conn, invitations, tenant, invitations.c.invitation_type, invitations.c.trigger)
+            print(f"invitations: {sum(n for *_, n in invites)}")
+            for kind, trigger, n in invites:
+                print(f"  {kind:<12}{trigger:<20}{n:>6}")
+        print()
+        print_statistics(engine, tenant, year)
+    finally:
+        engine.dispose()
+
+
+def cmd_demo(settings: Settings, args: argparse.Namespace, prepare: Callable[[], int],
+             start_year: Callable[[int], None]) -> int:  # fmt: skip
+    """The main job on the local stack: stack + topics + schemas, a synthetic city and a year of results."""
+    rc = prepare()
+    if rc:
+        return rc
+    engine = make_engine(settings.database_url.reveal())
+    upgrade(engine)
+    engine.dispose()
+    print(f"\nsynthetic city of {args.size} residents (seed {args.seed}), fiscal year {args.year}, "
+          f"{args.dirty:.0%} dirty results; processors and sinks log to {settings.state_dir / 'logs'}")  # fmt: skip
+    started = time.monotonic()
+    with pipeline_processes(settings):
+        run = run_scenario(settings, seed=args.seed, size=args.size, fiscal_year=args.year, dirty_share=args.dirty,
+                           start_fiscal_year=lambda: start_year(args.year), timeout_s=1800)  # fmt: skip
+    events = sum(run.published.values())
+    print(f"{events} events through the pipeline in {time.monotonic() - started:.1f}s")
+    print_summary(settings, args.year)
+    print("\nThe stack keeps running (`kenshin-hub stack down` stops it); the tables are in", end=" ")
+    print(settings.describe()[[k for k, _ in settings.describe()].index("KENSHIN_DATABASE_URL")][1])
+    return 0
+
+
+# --- benchmark ------------------------------------------------------------------------------------------------
+
+
+def _end_offsets(conf: ClientConfig, topics: tuple[str, ...]) -> dict[tuple[str, int], int]:
+    consumer = Consumer({**conf, "group.id": f"bench-{uuid.uuid4().hex}", "log_level": 0})
+    try:
+        metadata = consumer.list_topics(timeout=30).topics
+        return {
+            (t, p): consumer.get_watermark_offsets(TopicPartition(t, p), timeout=30, cached=False)[1]
+            for t in topics
+            for p in metadata[t].partitions
+        }
+    finally:
+        consumer.close()
+
+
+def passthrough(conf: ClientConfig, settings: Settings, start: dict[tuple[str, int], int],
+                end: dict[tuple[str, int], int]) -> tuple[int, float]:  # fmt: skip
+    """Raw confluent-kafka consume → produce of exactly the messages in [start, end): (count, seconds)."""
+    admin = AdminClient(dict(conf))
+    scratch = f"bench.passthrough.{uuid.uuid4().hex[:8]}"
+    admin.create_topics([NewTopic(scratch, num_partitions=6, replication_factor=1)])[scratch].result(timeout=30)
+    want = sum(end[k] - start[k] for k in start)
+    consumer = Consumer({**conf, "group.id": f"bench-{uuid.uuid4().hex}", "enable.auto.commit": False,
+                         "log_level": 0})  # fmt: skip
+    producer = Producer(producer_config(settings))
+    consumer.assign([TopicPartition(t, p, start[(t, p)]) for (t, p) in start if end[(t, p)] > start[(t, p)]])
+    count = 0
+    began = time.monotonic()
+    try:
+        while count < want and time.monotonic() - began < 600:
+            for msg in consumer.consume(1000, timeout=0.5):
+                if msg.error() is not None:
+                    continue
+                key = (str(msg.topic()), int(msg.partition() or 0))
+                if int(msg.offset() or 0) >= end[key]:
+                    continue
+                while True:
+                    try:
+                        producer.produce(scratch, key=msg.key(), value=msg.value())
+                        break
+                    except BufferError:
+                        producer.poll(0.1)
+                count += 1
+            producer.poll(0)
+        producer.flush(60)
+        elapsed = time.monotonic() - began
+    finally:
+        consumer.close()
+        admin.delete_topics([scratch])
+    return count, elapsed
+
+
+def machine() -> str:
+    cpu = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+        mem_kb = int(Path("/proc/meminfo").read_text().split()[1])
+    except (OSError, ValueError, IndexError):
+        mem_kb = 0
+    return f"{os.cpu_count()} cores ({cpu}), {mem_kb / 1048576:.0f} GiB, {platform.system()} {platform.release()}"
+
+
+def cmd_bench(settings: Settings, args: argparse.Namespace, prepare: Callable[[], int]) -> int:
+    rc = prepare()
+    if rc:
+        return rc
+    body = f"{random.Random().randrange(10000, 99999):05d}"  # noqa: S311 - a throw-away tenant, not a secret
+    tenant = body + str(tenant_check_digit(body))
+    env = {**os.environ, "KENSHIN_TENANT": tenant}
+    bench_settings = _with_tenant(settings, tenant)
+    engine = make_engine(settings.database_url.reveal())
+    upgrade(engine)
+    conf: ClientConfig = dict(settings.kafka_config())
+    inputs = (catalog.RESIDENT_CHANGES.name, catalog.INSTITUTION_RESULTS.name)
+    print(f"bench: synthetic city of {args.size} residents under throw-away tenant {tenant}")
+    with pipeline_processes(bench_settings, env):
+        wait_drained(conf, APP_ID, PROCESSOR_INPUTS, timeout_s=600)
+        start = _end_offsets(conf, inputs)
+        began = time.monotonic()
+        run = run_scenario(bench_settings, seed=args.seed, size=args.size, fiscal_year=2025, dirty_share=0.05,
+                           start_fiscal_year=lambda: None, progress=False, timeout_s=1800)  # fmt: skip
+        wait_drained(conf, SINKS_GROUP, SINK_INPUTS, timeout_s=600)
+        e2e_s = time.monotonic() - began
+    end = _end_offsets(conf, inputs)
+    events = sum(run.published.values())
+    with engine.connect() as conn:
+        rows = sum(
+            conn.execute(sa.select(sa.func.count()).where(t.c.tenant == tenant)).scalar_one()
+            for t in (residents, ledger_entries, screening_errors)
+        )
+    engine.dispose()
+    raw_count, raw_s = passthrough(conf, settings, start, end)
+    e2e_rate, raw_rate = events / e2e_s, raw_count / raw_s
+    report = (
+        f"\n## {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC — `kenshin-hub bench ingest --size {args.size}`\n\n"
+        f"- machine: {machine()}; one local Kafka 4.1.1 node (the project's stack), SQLite sinks\n"
+        f"- input: {events} events ({run.published}) → {rows} rows in SQL (residents, ledger, errors)\n"
+        f"- end to end (publish → processors → topics → sinks → SQL committed): {e2e_s:.1f} s, "
+        f"**{e2e_rate:,.0f} events/s**\n"
+        f"- raw confluent-kafka consume→produce passthrough of the same {raw_count} messages, same broker, same run: "
+        f"{raw_s:.1f} s, **{raw_rate:,.0f} events/s**\n"
+        f"- ratio end-to-end / passthrough: **{e2e_rate / raw_rate:.3f}** (1 / {raw_rate / e2e_rate:.1f})\n"
+    )
+    print(report)
+    if args.report:
+        with args.report.open("a", encoding="utf-8") as f:
+            f.write(report)
+        print(f"appended to {args.report}")
+    if raw_count != events:
+        raise CommandError(f"the passthrough saw {raw_count} messages, the pipeline {events}")
+    return 0
+
+
+def _with_tenant(settings: Settings, tenant: str) -> Settings:
+    from dataclasses import replace
+
+    return replace(settings, tenant=tenant)
