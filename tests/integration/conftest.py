@@ -105,6 +105,15 @@ def _testcontainers(stack: ExitStack) -> Endpoints:  # pragma: no cover - only w
     return Endpoints(kafka.get_bootstrap_server(), url, "testcontainers")
 
 
+def _stop_stale_stacks(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Stop local stacks left by earlier sessions that died without their teardown (e.g. a crash)."""
+    from hub.runtime.process import stop
+
+    root = tmp_path_factory.getbasetemp().parent
+    for pid_file in root.glob("pytest-*/*/pids/*.pid"):
+        stop(pid_file, str(pid_file.parent.parent.resolve()), timeout=10)
+
+
 @pytest.fixture(scope="session")
 def endpoints(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Endpoints]:
     if os.environ.get("KENSHIN_KAFKA_BOOTSTRAP_SERVERS"):
@@ -115,6 +124,7 @@ def endpoints(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Endpoints]:
         if _docker_answers():
             yield _testcontainers(stack)
             return
+        _stop_stale_stacks(tmp_path_factory)
         settings = local_stack_settings(tmp_path_factory.mktemp("stack"))
         local = LocalStack(settings, echo=lambda _line: None)
         stack.callback(local.down, purge=True)

@@ -13,8 +13,8 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from hub.settings import Settings, load_settings
-from sinks import tables
 from hub.validation import tenant_check_digit
+from sinks import tables
 from tests.integration.conftest import Endpoints
 
 
