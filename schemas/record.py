@@ -13,12 +13,13 @@ import enum
 import json
 import types
 import uuid
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from functools import cache
 from importlib import resources
 from typing import Any, ClassVar, Self, TypeVar, Union, cast, get_args, get_origin, get_type_hints
 
 T = TypeVar("T")
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class ModelError(ValueError):
@@ -66,7 +67,7 @@ def _from_avro(tp: Any, value: Any) -> Any:
             return value if isinstance(value, uuid.UUID) else uuid.UUID(str(value))
         if tp is datetime:
             if isinstance(value, int):
-                return datetime.fromtimestamp(value / 1000, tz=UTC)
+                return EPOCH + timedelta(milliseconds=value)  # exact: no float on the way
             return value if value.tzinfo else value.replace(tzinfo=UTC)
         if tp is date and isinstance(value, datetime):
             return value.date()
@@ -79,7 +80,7 @@ def _from_avro(tp: Any, value: Any) -> Any:
 
 def _json_default(value: Any) -> Any:
     if isinstance(value, datetime):
-        return int(value.timestamp() * 1000)
+        return (value - EPOCH) // timedelta(milliseconds=1)  # exact: float timestamps lose a millisecond
     if isinstance(value, date):
         return value.isoformat()
     if isinstance(value, bytes):

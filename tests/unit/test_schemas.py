@@ -203,3 +203,14 @@ def test_decoding_garbage_fails_cleanly(registry: Any) -> None:
         serde.decode(b"")
     with pytest.raises(DecodeError, match="not a valid ScreeningResult"):
         serde.decode(b"\x00\x00\x00\x00\x01\x02")
+
+
+def test_json_state_keeps_every_millisecond() -> None:
+    # float timestamps turned 06:10:58.587 into .586 for some values (found by the kill -9 test)
+    from datetime import UTC, datetime
+
+    event = samples.every_event()[1]
+    for micro in range(0, 1_000_000, 1000):
+        at = datetime(2004, 11, 3, 6, 10, 58, micro, tzinfo=UTC)
+        moved = dataclasses.replace(event, occurred_at=at)
+        assert type(moved).from_json(moved.to_json()).occurred_at == at
