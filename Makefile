@@ -29,7 +29,7 @@ test-unit: $(STAMP) ## unit tier only (no broker)
 test-integration: $(STAMP) ## integration tier without the slow tests (starts its own broker)
 	$(BIN)/pytest -m "integration and not slow"
 
-test-fault: $(STAMP) ## the kill -9 fault tests (KNOWN TO FAIL today: see tests/README.md)
+test-fault: $(STAMP) ## the kill -9 fault tests only
 	$(BIN)/pytest -m fault
 
 lint: $(STAMP) ## ruff check + ruff format --check
