@@ -7,6 +7,7 @@ retriable error such as COORDINATOR_LOAD_IN_PROGRESS on a freshly started cluste
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Iterable
 
@@ -37,10 +38,8 @@ def wait_drained(conf: ClientConfig, group: str, topics: Iterable[str], *, timeo
     wanted = list(topics)
     started = time.monotonic()
     while time.monotonic() - started < timeout_s:
-        try:
+        with contextlib.suppress(KafkaException):  # e.g. the group coordinator is still loading: ask again
             if sum(group_lag(conf, group, wanted).values()) == 0:
                 return time.monotonic() - started
-        except KafkaException:
-            pass  # e.g. the group coordinator is still loading: ask again
         time.sleep(0.25)
     raise TimeoutError(f"group {group} still behind on {wanted} after {timeout_s:.0f}s")

@@ -74,7 +74,7 @@ class Topic(TopicSpec):
         return ":".join(parts)
 
 
-def _dlq(source: str, partitions: int) -> Topic:
+def _dlq(source: str, partitions: int, doc: str | None = None) -> Topic:
     base = source.removesuffix(".v1")
     return Topic(
         name=f"{base}.dlq.v1",
@@ -83,7 +83,7 @@ def _dlq(source: str, partitions: int) -> Topic:
         partitions=partitions,
         cleanup_policy="delete",
         retention_ms=DLQ_RETENTION_MS,
-        doc=f"dead letters of {source}: reason, source position and original bytes",
+        doc=doc or f"dead letters of {source}: reason, source position and original bytes",
     )
 
 
@@ -213,14 +213,8 @@ HUB_COMMANDS = Topic(
     doc="operator commands to the processors (年度開始), one copy per partition",
 )
 
-SINKS_DLQ = Topic(
-    name="sinks.dlq.v1",
-    value_type=models.DeadLetter,
-    key_fields=("tenant", "source_topic", "source_partition", "source_offset"),
-    partitions=3,
-    cleanup_policy="delete",
-    retention_ms=DLQ_RETENTION_MS,
-    doc="dead letters of the SQL sinks (records of the hub's own topics that could not be written)",
+SINKS_DLQ = _dlq(
+    "sinks.v1", 3, "dead letters of the SQL sinks (records of the hub's own topics that could not be written)"
 )
 
 PRIMARY_TOPICS: tuple[Topic, ...] = (
