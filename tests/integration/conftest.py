@@ -46,6 +46,9 @@ class Endpoints:
         return env
 
 
+OWNER_FILE = "pytest-owner.pid"  # the pytest process that started a stack in this state dir
+
+
 def _ephemeral_start() -> int:
     try:
         return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
@@ -78,6 +81,8 @@ def _free(port: int) -> bool:
 
 
 def local_stack_settings(state_dir: Path, nodes: int = 1) -> Settings:
+    state_dir.mkdir(parents=True, exist_ok=True)
+    (state_dir / OWNER_FILE).write_text(str(os.getpid()))
     env = {
         "KENSHIN_STATE_DIR": str(state_dir),
         "KENSHIN_STACK_KAFKA_PORT": str(free_port_block(nodes)),
@@ -117,13 +122,34 @@ def _testcontainers(stack: ExitStack) -> Endpoints:  # pragma: no cover - only w
     return Endpoints(kafka.get_bootstrap_server(), url, "testcontainers")
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def _stop_stale_stacks(tmp_path_factory: pytest.TempPathFactory) -> None:
-    """Stop local stacks left by earlier sessions that died without their teardown (e.g. a crash)."""
+    """Stop local stacks left by earlier sessions that died without their teardown (e.g. a crash).
+
+    A stack whose owning pytest process still runs belongs to a concurrent session (a second checkout, a helper)
+    and is left alone.
+    """
     from hub.runtime.process import stop
 
     root = tmp_path_factory.getbasetemp().parent
     for pid_file in root.glob("pytest-*/*/pids/*.pid"):
-        stop(pid_file, str(pid_file.parent.parent.resolve()), timeout=10)
+        state_dir = pid_file.parent.parent
+        owner = state_dir / OWNER_FILE
+        try:
+            if _alive(int(owner.read_text().strip())):
+                continue
+        except (OSError, ValueError):
+            pass
+        stop(pid_file, str(state_dir.resolve()), timeout=10)
 
 
 @pytest.fixture(scope="session")
