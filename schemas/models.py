@@ -213,6 +213,8 @@ class StaffOperationType(enum.StrEnum):
     RESOLVE_ERROR = "RESOLVE_ERROR"
     ACCOUNT_CREATED = "ACCOUNT_CREATED"
     OTHER = "OTHER"
+    RETENTION_PURGE = "RETENTION_PURGE"
+    OFFLINE_EXPORT = "OFFLINE_EXPORT"
 
 
 class OperationOutcome(enum.StrEnum):
@@ -511,7 +513,7 @@ class FukuhonRegistration(Event):
     SCHEMA_FILE: ClassVar[str] = "fukuhon_registration.avsc"
 
     record_id: str
-    atena_no: str
+    atena_no: str | None = None
     integrated_atena_no: str | None = None
     info_name_code: str
     dataset_item_code: str
@@ -594,6 +596,7 @@ class ProvisionResponse(Event):
     message: str | None = None
     lines: tuple[ResponseLine, ...] = ()
     responded_at: datetime
+    integrated_atena_no: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -662,6 +665,47 @@ class DeadLetter(Event):
     original_value: bytes | None = None
 
 
+@dataclass(frozen=True, kw_only=True)
+class ChukanPerson(Event):
+    SCHEMA_FILE: ClassVar[str] = "chukan_person.avsc"
+
+    integrated_atena_no: str
+    person_token: str | None = None
+    person: PersonIdentity
+    status: ResidentStatus
+    support_measure: bool
+    version: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class ChukanQuery(Event):
+    SCHEMA_FILE: ClassVar[str] = "chukan_query.avsc"
+
+    request_id: uuid.UUID
+    integrated_atena_no: str
+    provider: str
+    affair_code: str
+    info_name_code: str
+    items: tuple[str, ...]
+    fiscal_year_from: int | None = None
+    fiscal_year_to: int | None = None
+    requested_at: datetime
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check_tenant(self.provider, "provider")
+
+
+@dataclass(frozen=True, kw_only=True)
+class FugoIssuance(Event):
+    SCHEMA_FILE: ClassVar[str] = "fugo_issuance.avsc"
+
+    integrated_atena_no: str
+    person_token: str | None = None
+    fugo: str | None = None
+    error: str | None = None
+
+
 class CommandType(enum.StrEnum):
     FISCAL_YEAR_START = "FISCAL_YEAR_START"
     OTHER = "OTHER"
@@ -691,4 +735,7 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     ProvisionRecord,
     StaffOperation,
     DeadLetter,
+    ChukanPerson,
+    ChukanQuery,
+    FugoIssuance,
 )

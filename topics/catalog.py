@@ -203,6 +203,66 @@ STAFF_OPERATIONS = Topic(
     doc="staff login, logout and every operation",
 )
 
+# --- the provision flow: connector <-> 中間サーバー <-> national network ---------------------------------------
+INTEGRATED_KEY = ("tenant", "integrated_atena_no")
+
+CHUKAN_PERSONS = _input(
+    "chukan.persons.v1",
+    models.ChukanPerson,
+    INTEGRATED_KEY,
+    3,
+    400,
+    "宛名 registrations from the 中間サーバーコネクタ to the 中間サーバー (統合宛名番号, 基本5情報, flags; no 個人番号)",
+)
+CHUKAN_FUKUHON = _input(
+    "chukan.fukuhon.v1",
+    models.FukuhonRegistration,
+    INTEGRATED_KEY,
+    3,
+    400,
+    "副本 forwarded by the 中間サーバーコネクタ under the 統合宛名番号 (宛名番号 removed)",
+)
+CHUKAN_QUERIES = _input(
+    "chukan.queries.v1",
+    models.ChukanQuery,
+    ("tenant", "request_id"),
+    3,
+    30,
+    "情報照会 a municipality's connector asks its 中間サーバー to send",
+)
+QUERY_ANSWERS = _input(
+    "chukan.query-answers.v1",
+    models.ProvisionResponse,
+    ("requester", "request_id"),
+    3,
+    30,
+    "answers to a municipality's own queries, from its 中間サーバー to its connector (統合宛名番号, no 符号)",
+)
+FUGO_REQUESTS = _input(
+    "network.fugo-requests.v1",
+    models.FugoIssuance,
+    INTEGRATED_KEY,
+    3,
+    30,
+    "符号 requests from the 中間サーバー to the network (only these two parties read it)",
+)
+FUGO_ISSUED = _input(
+    "network.fugo-issued.v1",
+    models.FugoIssuance,
+    INTEGRATED_KEY,
+    3,
+    30,
+    "符号 issued by the network to the 中間サーバー (only these two parties read it)",
+)
+NETWORK_QUERIES = _input(
+    "network.queries.v1",
+    models.ProvisionRequest,
+    ("requester",),
+    3,
+    30,
+    "queries sent by a requester's 中間サーバー into the network (requester's 符号, no permit yet)",
+)
+
 HUB_COMMANDS = Topic(
     name="hub.commands.v1",
     value_type=models.HubCommand,
@@ -231,6 +291,13 @@ PRIMARY_TOPICS: tuple[Topic, ...] = (
     HELD_PROVISIONS,
     PROVISION_RECORDS,
     STAFF_OPERATIONS,
+    CHUKAN_PERSONS,
+    CHUKAN_FUKUHON,
+    CHUKAN_QUERIES,
+    QUERY_ANSWERS,
+    FUGO_REQUESTS,
+    FUGO_ISSUED,
+    NETWORK_QUERIES,
 )
 
 ALL_TOPICS: tuple[Topic, ...] = (
