@@ -47,7 +47,7 @@ from hub.validation import is_valid_tenant_code
 from schemas.models import DeadLetter, Event
 from schemas.record import now_utc
 from schemas.serde import DecodeError, TopicSerde
-from sinks.db import DatabaseError, make_engine, require_head
+from sinks.db import SINKS_MIGRATIONS, DatabaseError, make_engine, require_head
 from topics.catalog import Topic
 
 log = logging.getLogger("kenshin_hub.sinks")
@@ -88,6 +88,15 @@ class Sink(ABC, Generic[E]):
     @abstractmethod
     def clear(self) -> None:
         """Forget the buffered batch."""
+
+    def take_outputs(self) -> list[tuple[Topic, Event]]:
+        """Events the last :meth:`flush` wants produced (a service's answers), handed over once.
+
+        The runner produces them after the transaction has committed and before the offsets are committed, and waits
+        until the broker has them all. A crash in between replays the batch: services keep the outputs of each input
+        with its effects, so the replay re-sends the same events (same ``event_id``) instead of acting twice.
+        """
+        return []
 
 
 class TableSink(Sink[E]):
@@ -218,6 +227,7 @@ class SinkRunner:
         isolate_after: int = 3,
         dead_letter_timeout_s: float = 30.0,
         consumer_overrides: Mapping[str, str | int | float | bool] | None = None,
+        migrations: str = SINKS_MIGRATIONS,
     ) -> None:
         if not sinks:
             raise ValueError("a SinkRunner needs at least one sink")
@@ -237,6 +247,8 @@ class SinkRunner:
         self._owns_engine = engine is None
         self.engine = engine if engine is not None else make_engine(settings.database_url.reveal())
         self._consumer_overrides = dict(consumer_overrides or {})
+        self._registry = registry_client
+        self._output_serdes: dict[str, TopicSerde[Any]] = {}
 
         self._sinks_by_topic: dict[str, list[Sink[Any]]] = {}
         self._serdes: dict[str, TopicSerde[Any]] = {}
@@ -250,7 +262,7 @@ class SinkRunner:
                 self._dead_letter_serdes[name] = TopicSerde(dlq, registry_client, DeadLetter)
 
         try:
-            require_head(self.engine)
+            require_head(self.engine, migrations)
             for sink in self.sinks:
                 sink.setup(self.engine)
         except BaseException:
@@ -353,7 +365,9 @@ class SinkRunner:
         if not batch:
             return BatchResult()
         try:
-            letters = self._write_isolated(batch) if self._isolate else self._write_batch(batch)
+            outputs: list[tuple[Topic, Event]] = []
+            letters = self._write_isolated(batch, outputs) if self._isolate else self._write_batch(batch, outputs)
+            self._send_outputs(outputs)
             self._send_dead_letters(letters)
         except Exception as exc:  # noqa: BLE001 - any failure: roll back, replay the batch, keep running
             self._on_failure(batch, exc)
@@ -401,17 +415,19 @@ class SinkRunner:
                 return self._letter(msg, sink.name, f"{sink.name} refused the event: {describe_error(exc)}", exc)
         return None
 
-    def _flush_all(self, connection: Connection) -> None:
+    def _flush_all(self, connection: Connection) -> list[tuple[Topic, Event]]:
         for sink in self.sinks:
             sink.flush(connection)
+        return [out for sink in self.sinks for out in sink.take_outputs()]
 
-    def _write_batch(self, batch: Sequence[Message]) -> list[_Letter]:
+    def _write_batch(self, batch: Sequence[Message], outputs: list[tuple[Topic, Event]]) -> list[_Letter]:
         letters = [letter for msg in batch if (letter := self._dispatch(msg)) is not None]
         with self.engine.begin() as connection:
-            self._flush_all(connection)
+            produced = self._flush_all(connection)
+        outputs.extend(produced)
         return letters
 
-    def _write_isolated(self, batch: Sequence[Message]) -> list[_Letter]:
+    def _write_isolated(self, batch: Sequence[Message], outputs: list[tuple[Topic, Event]]) -> list[_Letter]:
         """One transaction per message: a message whose row the database rejects becomes a dead letter."""
         log.warning("sinks %s: writing %d message(s) one by one to isolate a failing one", self.group_id, len(batch))
         letters: list[_Letter] = []
@@ -424,7 +440,8 @@ class SinkRunner:
                 continue
             try:
                 with self.engine.begin() as connection:
-                    self._flush_all(connection)
+                    produced = self._flush_all(connection)
+                outputs.extend(produced)
             except Exception as exc:
                 if is_transient(exc):
                     raise
@@ -468,29 +485,42 @@ class SinkRunner:
 
     def _send_dead_letters(self, letters: Iterable[_Letter]) -> None:
         """Produce the batch's dead letters and wait until the broker has them all (before offsets move on)."""
+        records = []
+        for item in letters:
+            serde = self._dead_letter_serdes[item.letter.source_topic]
+            records.append((item.topic.name, serde.key(item.letter), serde.value(item.letter)))
+        self._produce_all(records, "dead letter")
+
+    def _send_outputs(self, outputs: Sequence[tuple[Topic, Event]]) -> None:
+        """Produce the batch's outputs (services' answers), in order, and wait until the broker has them all."""
+        records = []
+        for topic, event in outputs:
+            serde = self._output_serdes.get(topic.name)
+            if serde is None:
+                serde = self._output_serdes[topic.name] = TopicSerde(topic, self._registry)
+            records.append((topic.name, serde.key(event), serde.value(event)))
+        self._produce_all(records, "output")
+
+    def _produce_all(self, records: Sequence[tuple[str, bytes, bytes]], what: str) -> None:
         failures: list[KafkaError] = []
 
         def on_delivery(err: KafkaError | None, _msg: Message) -> None:
             if err is not None:
                 failures.append(err)
 
-        sent = 0
-        for item in letters:
-            serde = self._dead_letter_serdes[item.letter.source_topic]
-            key, value = serde.key(item.letter), serde.value(item.letter)
+        for name, key, value in records:
             try:
-                self._producer.produce(item.topic.name, key=key, value=value, on_delivery=on_delivery)
+                self._producer.produce(name, key=key, value=value, on_delivery=on_delivery)
             except BufferError:
                 self._producer.flush(self.dead_letter_timeout_s)
-                self._producer.produce(item.topic.name, key=key, value=value, on_delivery=on_delivery)
+                self._producer.produce(name, key=key, value=value, on_delivery=on_delivery)
             self._producer.poll(0)
-            sent += 1
-        if not sent:
+        if not records:
             return
         remaining = self._producer.flush(self.dead_letter_timeout_s)
         if remaining or failures:
             names = sorted({f.name() for f in failures})
-            raise DeadLetterDeliveryError(f"{remaining} dead letter(s) undelivered, errors: {names or 'timeout'}")
+            raise DeadLetterDeliveryError(f"{remaining} {what}(s) undelivered, errors: {names or 'timeout'}")
 
     # --- offsets ---------------------------------------------------------------------------------------------
 

@@ -99,19 +99,22 @@ def _configure_sqlite(engine: Engine) -> None:
 # --- migrations ----------------------------------------------------------------------------------------------
 
 
-def alembic_config(url: str | None = None) -> Config:
-    """An Alembic configuration built in code: the scripts are the ``sinks.migrations`` package."""
+SINKS_MIGRATIONS = "sinks:migrations"
+
+
+def alembic_config(url: str | None = None, script_location: str = SINKS_MIGRATIONS) -> Config:
+    """An Alembic configuration built in code: the scripts are a migrations package (the sinks' by default)."""
     cfg = Config()
-    cfg.set_main_option("script_location", "sinks:migrations")
+    cfg.set_main_option("script_location", script_location)
     if url is not None:
         cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
     return cfg
 
 
-def head_revision() -> str:
-    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+def head_revision(script_location: str = SINKS_MIGRATIONS) -> str:
+    head = ScriptDirectory.from_config(alembic_config(script_location=script_location)).get_current_head()
     if head is None:
-        raise DatabaseError("the sinks' migrations have no head revision")
+        raise DatabaseError(f"the migrations {script_location} have no head revision")
     return head
 
 
@@ -120,25 +123,60 @@ def current_revision(engine: Engine) -> str | None:
         return MigrationContext.configure(conn).get_current_revision()
 
 
-def upgrade(engine: Engine, revision: str = "head") -> None:
+def upgrade(engine: Engine, revision: str = "head", script_location: str = SINKS_MIGRATIONS) -> None:
     """Run the migrations up to ``revision`` in one transaction (PostgreSQL: serialised by an advisory lock)."""
     with engine.begin() as conn:
         if conn.dialect.name == "postgresql":
             conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK_KEY})
-        cfg = alembic_config()
+        cfg = alembic_config(script_location=script_location)
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, revision)
 
 
-def require_head(engine: Engine) -> None:
+def require_head(engine: Engine, script_location: str = SINKS_MIGRATIONS) -> None:
     """Raise :class:`DatabaseError` unless the database is migrated to the head revision."""
     current = current_revision(engine)
-    head = head_revision()
+    head = head_revision(script_location)
     if current != head:
         raise DatabaseError(
-            f"the database is at migration {current or '(none)'}, the sinks need {head}: run the migrations "
-            "(sinks.db.upgrade) before starting the sinks"
+            f"the database is at migration {current or '(none)'}, {script_location} needs {head}: run the "
+            "migrations (`kenshin-hub db upgrade`, or the service's start-up) first"
         )
+
+
+def run_migration_env(metadata: sa.MetaData, version_table: str = "alembic_version") -> None:
+    """The body of every ``env.py`` of the project's migration packages (called by Alembic).
+
+    Online migrations run on the connection that :func:`upgrade` passes in ``config.attributes``; there is no
+    ``alembic.ini`` and no URL in the packages. Offline mode (``--sql``) renders the SQL for the URL in the
+    ``sqlalchemy.url`` option, for DBAs who apply scripts by hand.
+    """
+    from alembic import context
+
+    if context.is_offline_mode():
+        url = context.config.get_main_option("sqlalchemy.url")
+        if not url:
+            raise RuntimeError("offline migrations need the sqlalchemy.url option")
+        context.configure(
+            url=url,
+            target_metadata=metadata,
+            literal_binds=True,
+            dialect_opts={"paramstyle": "named"},
+            version_table=version_table,
+        )
+    else:
+        connection = context.config.attributes.get("connection")
+        if not isinstance(connection, Connection):
+            raise RuntimeError("run the migrations through sinks.db.upgrade(engine), which passes a connection")
+        context.configure(
+            connection=connection,
+            target_metadata=metadata,
+            version_table=version_table,
+            render_as_batch=connection.dialect.name == "sqlite",
+            compare_type=True,
+        )
+    with context.begin_transaction():
+        context.run_migrations()
 
 
 # --- writes --------------------------------------------------------------------------------------------------

@@ -195,13 +195,111 @@ staff_operations = sa.Table(
     sa.Index("ix_staff_operations_staff_time", "tenant", "staff_id", "performed_at"),
 )
 
-ALL_TABLES: tuple[sa.Table, ...] = (
-    residents,
-    ledger_entries,
-    screening_errors,
-    invitations,
-    statistics,
-    staff_accounts,
-    staff_sessions,
-    staff_operations,
+
+# --- the 中間サーバーコネクタ (団体内統合宛名) and the provision flow, on the hub's side ----------------------------
+
+
+def service_effects_table(meta: sa.MetaData) -> sa.Table:
+    """Outputs of every input a service has acted on (``connectors.service``): a replay re-sends them, never re-acts."""
+    return sa.Table(
+        "service_effects",
+        meta,
+        sa.Column("service", sa.String(32), primary_key=True),
+        sa.Column("input_id", sa.String(160), primary_key=True),
+        sa.Column("outputs", sa.Text, nullable=False),
+        sa.Column("acted_at", UtcDateTime, nullable=False),
+        sa.PrimaryKeyConstraint("service", "input_id", name="pk_service_effects"),
+    )
+
+
+service_effects = service_effects_table(metadata)
+
+integrated_atena = sa.Table(
+    "integrated_atena",
+    metadata,
+    sa.Column("tenant", TENANT, primary_key=True),
+    sa.Column("atena_no", ATENA_NO, primary_key=True),
+    sa.Column("integrated_no", sa.String(15), nullable=False),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.PrimaryKeyConstraint("tenant", "atena_no", name="pk_integrated_atena"),
+    sa.UniqueConstraint("tenant", "integrated_no", name="uq_integrated_atena_no"),
 )
+
+integrated_atena_seq = sa.Table(
+    "integrated_atena_seq",
+    metadata,
+    sa.Column("tenant", TENANT, primary_key=True),
+    sa.Column("last_no", sa.BigInteger, nullable=False),
+    sa.PrimaryKeyConstraint("tenant", name="pk_integrated_atena_seq"),
+)
+
+fukuhon_outbox = sa.Table(
+    "fukuhon_outbox",
+    metadata,
+    sa.Column("tenant", TENANT, primary_key=True),
+    sa.Column("record_id", sa.String(64), primary_key=True),
+    sa.Column("version", sa.Integer, primary_key=True),
+    sa.Column("integrated_no", sa.String(15), nullable=False),
+    sa.Column("payload", sa.Text, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("queued_at", UtcDateTime, nullable=False),
+    sa.Column("exported_to", sa.Text, nullable=True),
+    sa.PrimaryKeyConstraint("tenant", "record_id", "version", name="pk_fukuhon_outbox"),
+    sa.Index("ix_fukuhon_outbox_status", "tenant", "status"),
+)
+
+connector_queries = sa.Table(
+    "connector_queries",
+    metadata,
+    sa.Column("tenant", TENANT, primary_key=True),
+    sa.Column("request_id", sa.String(36), primary_key=True),
+    sa.Column("atena_no", ATENA_NO, nullable=False),
+    sa.Column("provider", TENANT, nullable=False),
+    sa.Column("requested_at", UtcDateTime, nullable=False),
+    sa.Column("outcome", sa.String(32), nullable=True),
+    sa.Column("message", sa.Text, nullable=True),
+    sa.Column("answered_at", UtcDateTime, nullable=True),
+    sa.PrimaryKeyConstraint("tenant", "request_id", name="pk_connector_queries"),
+)
+
+ledger_history = sa.Table(
+    "ledger_history",
+    metadata,
+    sa.Column("tenant", TENANT, primary_key=True),
+    sa.Column("atena_no", ATENA_NO, primary_key=True),
+    sa.Column("from_tenant", TENANT, primary_key=True),
+    sa.Column("record_id", sa.String(64), primary_key=True),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("kind", KIND, nullable=True),
+    sa.Column("fiscal_year", sa.Integer, nullable=True),
+    sa.Column("items", json_type(), nullable=False),
+    sa.Column("request_id", sa.String(36), nullable=False),
+    sa.Column("received_at", UtcDateTime, nullable=False),
+    sa.PrimaryKeyConstraint("tenant", "atena_no", "from_tenant", "record_id", name="pk_ledger_history"),
+)
+
+provision_records = sa.Table(
+    "provision_records",
+    metadata,
+    sa.Column("record_id", sa.String(36), primary_key=True),
+    sa.Column("tenant", TENANT, nullable=False),
+    sa.Column("request_id", sa.String(36), nullable=False),
+    sa.Column("side", sa.String(16), nullable=False),
+    sa.Column("requester", TENANT, nullable=False),
+    sa.Column("provider", TENANT, nullable=False),
+    sa.Column("affair_code", sa.String(16), nullable=False),
+    sa.Column("info_name_code", sa.String(16), nullable=False),
+    sa.Column("items", sa.Text, nullable=False),
+    sa.Column("requested_at", UtcDateTime, nullable=False),
+    sa.Column("provided_at", UtcDateTime, nullable=True),
+    sa.Column("non_disclosure", sa.Boolean, nullable=False),
+    sa.Column("outcome", sa.String(32), nullable=False),
+    sa.Column("request_body", sa.Text, nullable=False),
+    sa.Column("response_body", sa.Text, nullable=True),
+    sa.Column("reason", sa.Text, nullable=True),
+    sa.Column("recorded_at", UtcDateTime, nullable=False),
+    sa.PrimaryKeyConstraint("record_id", name="pk_provision_records"),
+    sa.Index("ix_provision_records_tenant_time", "tenant", "requested_at"),
+)
+
+ALL_TABLES: tuple[sa.Table, ...] = tuple(metadata.tables.values())

@@ -170,7 +170,7 @@ def invitation(trigger: m.InvitationTrigger, age: int = 50) -> m.Invitation:
 def test_migrations_create_the_tables_that_tables_py_describes(engine: Engine) -> None:
     names = set(sa.inspect(engine).get_table_names())
     assert {t.name for t in ALL_TABLES} | {"alembic_version"} == names
-    assert current_revision(engine) == head_revision() == "0002"
+    assert current_revision(engine) == head_revision() == "0003"
     with engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), metadata)
     assert diff == []
@@ -179,7 +179,7 @@ def test_migrations_create_the_tables_that_tables_py_describes(engine: Engine) -
 
 def test_upgrade_twice_is_a_no_op_and_an_unmigrated_database_is_refused(tmp_path: Path, engine: Engine) -> None:
     upgrade(engine)
-    assert current_revision(engine) == "0002"
+    assert current_revision(engine) == "0003"
     bare = make_engine(f"sqlite:///{tmp_path / 'bare.db'}")
     try:
         with pytest.raises(DatabaseError, match="run the migrations"):

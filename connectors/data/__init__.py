@@ -1,0 +1,1 @@
+"""Data files of the provision flow (validated by :mod:`connectors.policy`)."""

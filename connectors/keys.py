@@ -1,0 +1,116 @@
+"""Keys of the provision flow: the linkage key the 符号 derive from, and the network's permit-signing key pair.
+
+* The **linkage key** stands in for J-LIS's derivation of 符号 from the 住民票コード: connectors turn a 個人番号 into a
+  keyed digest (:func:`person_token`) before anything leaves them, so the 個人番号 itself goes no further than the
+  connector, and the network can still recognise one person across institutions.
+* The **permit key pair** (Ed25519): the network signs every 提供許可証 with its private key; a 中間サーバー holds
+  only the public key, so it can verify a permit but never forge one.
+
+In the simulation all keys live under ``<state_dir>/keys`` (mode 0600), created on first use, atomically, by
+whichever process needs them first.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat, load_pem_private_key
+
+from schemas.models import ProvisionPermit
+
+_LINKAGE = "linkage.key"
+_SIGNING = "network-permit-ed25519.pem"
+
+
+def _create_once(path: Path, content: bytes) -> None:
+    """Write ``content`` to ``path`` unless it exists (0600; atomic: a concurrent creator's file wins)."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        os.write(fd, content)
+    finally:
+        os.close(fd)
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        pass
+    finally:
+        tmp.unlink()
+
+
+def linkage_key(state_dir: Path) -> bytes:
+    path = state_dir / "keys" / _LINKAGE
+    if not path.exists():
+        _create_once(path, secrets.token_hex(32).encode())
+    return path.read_bytes().strip()
+
+
+def person_token(key: bytes, my_number: str) -> str:
+    """The keyed digest of a 個人番号 that travels instead of it (to the network, for its 符号)."""
+    return hmac.new(key, f"kojin-bango:{my_number}".encode(), hashlib.sha256).hexdigest()
+
+
+def signing_key(state_dir: Path) -> Ed25519PrivateKey:
+    """The network's private key (only the network simulator calls this)."""
+    from cryptography.hazmat.primitives.serialization import NoEncryption, PrivateFormat
+
+    path = state_dir / "keys" / _SIGNING
+    if not path.exists():
+        pem = Ed25519PrivateKey.generate().private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption())
+        _create_once(path, pem)
+    key = load_pem_private_key(path.read_bytes(), password=None)
+    if not isinstance(key, Ed25519PrivateKey):
+        raise ValueError(f"{path} is not an Ed25519 private key")
+    return key
+
+
+def verify_key(state_dir: Path) -> Ed25519PublicKey:
+    """The network's public key, as a 中間サーバー holds it."""
+    return signing_key(state_dir).public_key()
+
+
+def public_key_text(key: Ed25519PublicKey) -> str:
+    return base64.b64encode(key.public_bytes(Encoding.Raw, PublicFormat.Raw)).decode()
+
+
+def _permit_message(permit: ProvisionPermit) -> bytes:
+    fields = (
+        "kenshin-hub-permit-v1",
+        str(permit.permit_id),
+        str(permit.request_id),
+        permit.requester,
+        permit.provider,
+        permit.info_name_code,
+        ",".join(permit.items),
+        str(int(permit.expires_at.timestamp() * 1000)),
+    )
+    return "\x1f".join(fields).encode()
+
+
+@dataclass(frozen=True)
+class PermitSigner:
+    key: Ed25519PrivateKey
+
+    def sign(self, permit: ProvisionPermit) -> str:
+        return base64.b64encode(self.key.sign(_permit_message(permit))).decode()
+
+
+@dataclass(frozen=True)
+class PermitVerifier:
+    key: Ed25519PublicKey
+
+    def valid_signature(self, permit: ProvisionPermit) -> bool:
+        try:
+            self.key.verify(base64.b64decode(permit.signature, validate=True), _permit_message(permit))
+        except (InvalidSignature, ValueError):
+            return False
+        return True
