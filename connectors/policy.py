@@ -37,6 +37,7 @@ class PermitEntry:
     info_name: str
     legal_basis: str
     items: frozenset[str]
+    fiscal_year_item: str | None  # the 副本 item a query's 対象年度 range is matched against
 
 
 @dataclass(frozen=True)
@@ -74,6 +75,12 @@ class PermittedQueries:
                 and set(items) <= entry.items
             ):
                 return entry
+        return None
+
+    def fiscal_year_item(self, info_name_code: str) -> str | None:
+        for entry in self.entries:
+            if entry.info_name_code == info_name_code and entry.fiscal_year_item:
+                return entry.fiscal_year_item
         return None
 
     def info_name(self, info_name_code: str) -> str:
@@ -150,6 +157,9 @@ def load_permitted_queries(path: Path | None = None) -> PermittedQueries:
         items = e.get("items")
         if not isinstance(items, list) or not items:
             raise PolicyError(f"{name}: {where}: 'items' must be a non-empty list")
+        fy_item = e.get("fiscal_year_item")
+        if fy_item is not None and _item(name, where, fy_item) not in items:
+            raise PolicyError(f"{name}: {where}: fiscal_year_item must be one of the entry's items")
         entries.append(
             PermitEntry(
                 id=entry_id,
@@ -161,6 +171,7 @@ def load_permitted_queries(path: Path | None = None) -> PermittedQueries:
                 info_name=_str(name, where, e, "info_name"),
                 legal_basis=_str(name, where, e, "legal_basis"),
                 items=frozenset(_item(name, where, x) for x in items),
+                fiscal_year_item=fy_item,
             )
         )
     return PermittedQueries(version=data["version"], entries=tuple(entries))

@@ -116,7 +116,7 @@ chukan_records = sa.Table(
     sa.Column("requested_at", UtcDateTime, nullable=False),
     sa.Column("body", sa.Text, nullable=False),
     sa.PrimaryKeyConstraint("tenant", "record_id", name="pk_chukan_records"),
-    sa.UniqueConstraint("tenant", "request_id", "side", name="uq_chukan_records_side"),
+    sa.Index("ix_chukan_records_request", "tenant", "request_id"),
 )
 
 chukan_retention_runs = sa.Table(

@@ -104,6 +104,18 @@ class Settings:
     stack_controller_port: int = field(default=19093, metadata=_meta("Local stack: first KRaft controller port"))
     stack_registry_port: int = field(default=8081, metadata=_meta("Local stack: schema registry port"))
     stack_kafka_heap: str = field(default="768m", metadata=_meta("Local stack: JVM max heap of each broker"))
+    chukan_database_url: Secret | None = field(
+        default=None,
+        metadata=_meta("中間サーバー store URL (simulated platform; default sqlite under KENSHIN_STATE_DIR)", secret=True),
+    )
+    network_database_url: Secret | None = field(
+        default=None,
+        metadata=_meta("National-network simulator store URL (default sqlite under KENSHIN_STATE_DIR)", secret=True),
+    )
+    connector_mode: Literal["online", "offline"] = field(
+        default="online",
+        metadata=_meta("中間サーバーコネクタ: online forwards 副本; offline queues them for `connector export-offline`"),
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = field(default="INFO", metadata=_meta("Log level"))
 
     def __post_init__(self) -> None:
@@ -128,6 +140,16 @@ class Settings:
             raise SettingsError(f"KENSHIN_STACK_KAFKA_HEAP={self.stack_kafka_heap!r} must look like 768m or 1g")
 
     # --- derived client configurations -------------------------------------------------------------------------
+
+    def chukan_url(self) -> str:
+        if self.chukan_database_url is not None:
+            return self.chukan_database_url.reveal()
+        return f"sqlite:///{self.state_dir / 'chukan.db'}"
+
+    def network_url(self) -> str:
+        if self.network_database_url is not None:
+            return self.network_database_url.reveal()
+        return f"sqlite:///{self.state_dir / 'network.db'}"
 
     def kafka_config(self) -> dict[str, str]:
         """librdkafka (confluent-kafka) connection properties, secrets included: never log the result."""

@@ -102,7 +102,7 @@ def upgrade() -> None:
         sa.Column("requested_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("body", sa.Text(), nullable=False),
         sa.PrimaryKeyConstraint("tenant", "record_id", name="pk_chukan_records"),
-        sa.UniqueConstraint("tenant", "request_id", "side", name="uq_chukan_records_side"),
+        sa.Index("ix_chukan_records_request", "tenant", "request_id"),
     )
     op.create_table(
         "chukan_retention_runs",

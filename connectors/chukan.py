@@ -1,0 +1,779 @@
+"""The 中間サーバー, simulated: one platform, one store per municipality (tenant).
+
+Provider side: a provision request arriving from the network is answered from the 副本 only when its 提供許可証 is
+genuine (the network's Ed25519 signature), bound to this very request, unexpired and unused, and when this server's
+own copy of the 照会許可照会リスト permits it. The 自動応答不可フラグ (the person's DV等支援措置, or a sensitive item of
+``sensitive_items.toml``) holds it for staff instead: :func:`decide` sends (approve) or refuses it.
+
+Requester side: a query from the municipality's connector goes into the network under the person's 符号 (waiting
+for it when it is still being issued); the answer is recorded and handed back to the connector under the
+統合宛名番号. Neither the 符号 nor the permit ever leaves towards the connector, and 情報提供等記録 carry no 符号.
+
+Every request that reaches a side leaves exactly one 情報提供等記録 there (``chukan_records`` and the topic
+``chukan.provision-records.v1``); a held request gets its record when it is decided.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from datetime import date, datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from connectors.keys import PermitVerifier
+from connectors.network import MSG_NO_FUGO, derived_id, not_permitted
+from connectors.policy import Policies
+from connectors.service import Output, decode_outputs, encode_outputs
+from connectors.stores import (
+    chukan_fukuhon,
+    chukan_held,
+    chukan_outgoing,
+    chukan_persons,
+    chukan_records,
+    chukan_retention_runs,
+    chukan_used_permits,
+)
+from hub.validation import fiscal_year
+from schemas.models import (
+    ChukanPerson,
+    ChukanQuery,
+    DeadLetter,
+    Event,
+    FugoIssuance,
+    FukuhonOperation,
+    FukuhonRegistration,
+    HeldProvision,
+    HoldReason,
+    HoldStatus,
+    ProvisionOutcome,
+    ProvisionRecord,
+    ProvisionRequest,
+    ProvisionResponse,
+    RecordSide,
+    ResponseItem,
+    ResponseLine,
+)
+from schemas.record import now_utc
+from sinks.db import upsert
+from topics import catalog
+from topics.catalog import Topic
+
+SOURCE = "kenshin-hub.chukan"
+
+MSG_DUPLICATE_RECORD = "レコード識別番号が既に存在しています"
+MSG_NO_PERMIT = "提供許可証がありません"
+MSG_BAD_SIGNATURE = "提供許可証の署名が検証できません"
+MSG_PERMIT_MISMATCH = "提供許可証が照会内容と一致しません"
+MSG_PERMIT_EXPIRED = "提供許可証の有効期限が切れています"
+MSG_PERMIT_USED = "提供許可証は使用済みです"
+MSG_UNKNOWN_FUGO = "符号に該当する者がありません"
+MSG_NO_DATA = "該当する副本がありません"
+
+STATUS_OK = "OK"
+STATUS_NO_DATA = "NO_DATA"
+
+PERMIT_FAILURES = (MSG_NO_PERMIT, MSG_BAD_SIGNATURE, MSG_PERMIT_MISMATCH, MSG_PERMIT_EXPIRED, MSG_PERMIT_USED)
+
+
+class Rejected(Exception):
+    """An input the 中間サーバー refuses outright (it becomes a dead letter with this reason)."""
+
+
+@dataclass(frozen=True)
+class Position:
+    topic: str
+    partition: int
+    offset: int
+
+
+def sanitized_request(request: ProvisionRequest) -> str:
+    """The request body as records keep it: no 符号, and of the permit only its id and expiry."""
+    body: dict[str, Any] = json.loads(request.to_json())
+    body.pop("fugo", None)
+    permit = body.pop("permit", None)
+    if permit:
+        body["permit_id"] = permit.get("permit_id")
+        body["permit_expires_at"] = permit.get("expires_at")
+    return json.dumps(body, ensure_ascii=False, sort_keys=True)
+
+
+class TenantStore:
+    """The one municipality's part of the 中間サーバー's database: every statement is bound to its 団体コード."""
+
+    def __init__(self, conn: Connection, tenant: str) -> None:
+        self.conn = conn
+        self.tenant = tenant
+
+    def person(self, integrated_no: str) -> sa.Row[Any] | None:
+        t = chukan_persons
+        return self.conn.execute(
+            sa.select(t).where(t.c.tenant == self.tenant, t.c.integrated_no == integrated_no)
+        ).one_or_none()
+
+    def person_by_fugo(self, fugo: str) -> sa.Row[Any] | None:
+        t = chukan_persons
+        return self.conn.execute(sa.select(t).where(t.c.tenant == self.tenant, t.c.fugo == fugo)).one_or_none()
+
+    def set_person(self, **values: Any) -> None:
+        upsert(self.conn, chukan_persons, [{"tenant": self.tenant, **values}], ["tenant", "integrated_no"], "version")
+
+    def update_person(self, integrated_no: str, **values: Any) -> None:
+        t = chukan_persons
+        self.conn.execute(
+            sa.update(t).where(t.c.tenant == self.tenant, t.c.integrated_no == integrated_no).values(**values)
+        )
+
+    def fukuhon(self, record_id: str, version: int) -> sa.Row[Any] | None:
+        t = chukan_fukuhon
+        return self.conn.execute(
+            sa.select(t).where(t.c.tenant == self.tenant, t.c.record_id == record_id, t.c.version == version)
+        ).one_or_none()
+
+    def record_exists(self, record_id: str) -> bool:
+        t = chukan_fukuhon
+        query = sa.select(sa.func.count()).where(t.c.tenant == self.tenant, t.c.record_id == record_id)
+        return bool(self.conn.execute(query).scalar_one())
+
+    def current_fukuhon(self, integrated_no: str, info_name_code: str, on: date) -> list[sa.Row[Any]]:
+        """The latest version of each 副本 of the person, published on ``on`` and not deleted."""
+        t = chukan_fukuhon
+        rows = self.conn.execute(
+            sa.select(t)
+            .where(t.c.tenant == self.tenant, t.c.integrated_no == integrated_no, t.c.info_name_code == info_name_code)
+            .order_by(t.c.record_id, t.c.version)
+        ).all()
+        latest: dict[str, sa.Row[Any]] = {}
+        for row in rows:
+            latest[row.record_id] = row
+        return [
+            r
+            for r in latest.values()
+            if r.operation != FukuhonOperation.DELETE.value
+            and r.publication_start <= on
+            and (r.publication_end is None or on <= r.publication_end)
+        ]
+
+    def add(self, table: sa.Table, **values: Any) -> None:
+        self.conn.execute(sa.insert(table).values(tenant=self.tenant, **values))
+
+    def outgoing(self, request_id: uuid.UUID) -> sa.Row[Any] | None:
+        t = chukan_outgoing
+        return self.conn.execute(
+            sa.select(t).where(t.c.tenant == self.tenant, t.c.request_id == str(request_id))
+        ).one_or_none()
+
+    def set_outgoing_status(self, request_id: str, status: str) -> None:
+        t = chukan_outgoing
+        self.conn.execute(
+            sa.update(t).where(t.c.tenant == self.tenant, t.c.request_id == request_id).values(status=status)
+        )
+
+    def waiting_for(self, integrated_no: str) -> list[sa.Row[Any]]:
+        t = chukan_outgoing
+        return list(
+            self.conn.execute(
+                sa.select(t)
+                .where(t.c.tenant == self.tenant, t.c.integrated_no == integrated_no, t.c.status == "WAITING_FUGO")
+                .order_by(t.c.requested_at, t.c.request_id)
+            ).all()
+        )
+
+    def permit_used(self, permit_id: uuid.UUID) -> bool:
+        t = chukan_used_permits
+        query = sa.select(sa.func.count()).where(t.c.tenant == self.tenant, t.c.permit_id == str(permit_id))
+        return bool(self.conn.execute(query).scalar_one())
+
+    def held(self, request_id: str) -> sa.Row[Any] | None:
+        t = chukan_held
+        return self.conn.execute(
+            sa.select(t).where(t.c.tenant == self.tenant, t.c.request_id == request_id)
+        ).one_or_none()
+
+    def held_list(self, status: str | None = HoldStatus.HELD.value) -> list[sa.Row[Any]]:
+        t = chukan_held
+        query = sa.select(t).where(t.c.tenant == self.tenant)
+        if status is not None:
+            query = query.where(t.c.status == status)
+        return list(self.conn.execute(query.order_by(t.c.held_at, t.c.request_id)).all())
+
+    def decide_held(self, request_id: str, **values: Any) -> None:
+        t = chukan_held
+        self.conn.execute(sa.update(t).where(t.c.tenant == self.tenant, t.c.request_id == request_id).values(**values))
+
+
+class ChukanServer:
+    """The 中間サーバー platform: every municipality of the network is a tenant with a store of its own."""
+
+    name = "chukan"
+    inputs: tuple[Topic, ...] = (
+        catalog.CHUKAN_PERSONS,
+        catalog.CHUKAN_FUKUHON,
+        catalog.CHUKAN_QUERIES,
+        catalog.FUGO_ISSUED,
+        catalog.PROVISION_REQUESTS,
+        catalog.PROVISION_RESPONSES,
+    )
+
+    def __init__(self, policies: Policies, verifier: PermitVerifier, clock: Callable[[], datetime] = now_utc) -> None:
+        self.policies = policies
+        self.verifier = verifier
+        self.clock = clock
+        self.position: Position | None = None  # of the input being handled, for dead letters
+
+    def accepts(self, event: Event) -> bool:
+        return self.policies.network.body(event.tenant) is not None
+
+    def store(self, conn: Connection, tenant: str) -> TenantStore:
+        return TenantStore(conn, tenant)
+
+    def handle(self, conn: Connection, topic: Topic, event: Event) -> list[Output]:
+        store = self.store(conn, event.tenant)
+        try:
+            if isinstance(event, ChukanPerson):
+                return self._person(store, event)
+            if isinstance(event, FugoIssuance):
+                return self._fugo_issued(store, event)
+            if isinstance(event, FukuhonRegistration):
+                return self._fukuhon(store, event)
+            if isinstance(event, ChukanQuery):
+                return self._query(store, event)
+            if isinstance(event, ProvisionRequest):
+                return self._provision(store, event)
+            if isinstance(event, ProvisionResponse):
+                return self._answer(store, event)
+        except Rejected as exc:
+            return [self._dead_letter(topic, event, str(exc))]
+        raise TypeError(f"the 中間サーバー does not take {type(event).__name__}")
+
+    def _dead_letter(self, topic: Topic, event: Event, reason: str) -> Output:
+        position = self.position or Position(topic.name, -1, -1)
+        dlq = topic.dlq or catalog.SINKS_DLQ
+        letter = DeadLetter(
+            event_id=derived_id("chukan-dlq", event.event_id),
+            occurred_at=self.clock(),
+            tenant=event.tenant,
+            source_system=SOURCE,
+            step="chukan.register",
+            reason=reason,
+            error_type="Rejected",
+            source_topic=position.topic,
+            source_partition=position.partition,
+            source_offset=position.offset,
+            original_value=event.to_json().encode(),
+        )
+        return (dlq, letter)
+
+    # --- persons and 符号 -------------------------------------------------------------------------------------
+
+    def _person(self, store: TenantStore, person: ChukanPerson) -> list[Output]:
+        current = store.person(person.integrated_atena_no)
+        if current is not None and current.version > person.version:
+            return []
+        fugo = current.fugo if current is not None else None
+        requested = bool(current.fugo_requested) if current is not None else False
+        out: list[Output] = []
+        if fugo is None and not requested and person.person_token:
+            requested = True
+            out.append(
+                (
+                    catalog.FUGO_REQUESTS,
+                    FugoIssuance(
+                        event_id=derived_id("fugo-request", store.tenant, person.integrated_atena_no),
+                        occurred_at=self.clock(),
+                        tenant=store.tenant,
+                        source_system=SOURCE,
+                        integrated_atena_no=person.integrated_atena_no,
+                        person_token=person.person_token,
+                    ),
+                )
+            )
+        identity = person.person
+        store.set_person(
+            integrated_no=person.integrated_atena_no,
+            person_token=person.person_token,
+            name=identity.name,
+            name_kana=identity.name_kana,
+            sex=identity.sex.value,
+            birth_date=identity.birth_date,
+            address=identity.address,
+            status=person.status.value,
+            support_measure=person.support_measure,
+            version=person.version,
+            fugo=fugo,
+            fugo_requested=requested,
+            updated_at=self.clock(),
+        )
+        return out
+
+    def _fugo_issued(self, store: TenantStore, issued: FugoIssuance) -> list[Output]:
+        if store.person(issued.integrated_atena_no) is None:
+            return []
+        if issued.fugo is None:
+            store.update_person(issued.integrated_atena_no, fugo_requested=False)
+            out: list[Output] = []
+            for row in store.waiting_for(issued.integrated_atena_no):
+                out += self._fail_query(store, ChukanQuery.from_json(row.query), MSG_NO_FUGO)
+            return out
+        store.update_person(issued.integrated_atena_no, fugo=issued.fugo)
+        return [
+            self._send(store, ChukanQuery.from_json(row.query), issued.fugo)
+            for row in store.waiting_for(issued.integrated_atena_no)
+        ]
+
+    # --- 副本 ------------------------------------------------------------------------------------------------
+
+    def _fukuhon(self, store: TenantStore, reg: FukuhonRegistration) -> list[Output]:
+        if reg.integrated_atena_no is None:
+            raise Rejected("副本に団体内統合宛名番号がありません")
+        if reg.atena_no is not None:
+            raise Rejected("副本に宛名番号が含まれています: 中間サーバーへは統合宛名番号だけを送ります")
+        same = store.fukuhon(reg.record_id, reg.version)
+        if same is not None:
+            if same.event_id == str(reg.event_id):
+                return []
+            raise Rejected(MSG_DUPLICATE_RECORD)
+        if reg.operation is FukuhonOperation.REGISTER and store.record_exists(reg.record_id):
+            raise Rejected(MSG_DUPLICATE_RECORD)
+        store.add(
+            chukan_fukuhon,
+            record_id=reg.record_id,
+            version=reg.version,
+            event_id=str(reg.event_id),
+            integrated_no=reg.integrated_atena_no,
+            info_name_code=reg.info_name_code,
+            dataset_item_code=reg.dataset_item_code,
+            record_key=reg.record_key,
+            parent_key=reg.parent_key,
+            publication_start=reg.publication_start,
+            publication_end=reg.publication_end,
+            operation=reg.operation.value,
+            data=json.dumps(reg.data, ensure_ascii=False, sort_keys=True),
+            registered_at=self.clock(),
+        )
+        return []
+
+    # --- requester side ----------------------------------------------------------------------------------------
+
+    def _query(self, store: TenantStore, query: ChukanQuery) -> list[Output]:
+        if store.outgoing(query.request_id) is not None:
+            return []
+        person = store.person(query.integrated_atena_no)
+        status = "SENT" if person is not None and person.fugo else "WAITING_FUGO"
+        store.add(
+            chukan_outgoing,
+            request_id=str(query.request_id),
+            integrated_no=query.integrated_atena_no,
+            query=query.to_json(),
+            status=status,
+            requested_at=query.requested_at,
+        )
+        if person is None or (not person.fugo and not person.fugo_requested):
+            return self._fail_query(store, query, MSG_NO_FUGO)
+        if status == "WAITING_FUGO":
+            return []
+        return [self._send(store, query, person.fugo)]
+
+    def _send(self, store: TenantStore, query: ChukanQuery, fugo: str) -> Output:
+        store.set_outgoing_status(str(query.request_id), "SENT")
+        request = ProvisionRequest(
+            event_id=derived_id("query", query.event_id),
+            occurred_at=self.clock(),
+            tenant=store.tenant,
+            source_system=SOURCE,
+            request_id=query.request_id,
+            requester=store.tenant,
+            provider=query.provider,
+            affair_code=query.affair_code,
+            info_name_code=query.info_name_code,
+            items=query.items,
+            fugo=fugo,
+            fiscal_year_from=query.fiscal_year_from,
+            fiscal_year_to=query.fiscal_year_to,
+            requested_at=query.requested_at,
+        )
+        return (catalog.NETWORK_QUERIES, request)
+
+    def _fail_query(self, store: TenantStore, query: ChukanQuery, message: str) -> list[Output]:
+        """The query cannot leave (no 符号): answer the connector and record it on the requester side."""
+        now = self.clock()
+        store.set_outgoing_status(str(query.request_id), "ANSWERED")
+        response = ProvisionResponse(
+            event_id=derived_id("local-error", query.event_id),
+            occurred_at=now,
+            tenant=store.tenant,
+            source_system=SOURCE,
+            request_id=query.request_id,
+            requester=store.tenant,
+            provider=query.provider,
+            outcome=ProvisionOutcome.ERROR,
+            message=message,
+            responded_at=now,
+        )
+        record = self._record(
+            store,
+            side=RecordSide.REQUESTER,
+            request_event=query.event_id,
+            request_id=query.request_id,
+            requester=store.tenant,
+            provider=query.provider,
+            affair_code=query.affair_code,
+            info_name_code=query.info_name_code,
+            items=query.items,
+            requested_at=query.requested_at,
+            request_body=query.to_json(),
+            response=response,
+            non_disclosure=False,
+        )
+        answer = replace(response, integrated_atena_no=query.integrated_atena_no)
+        return [record, (catalog.QUERY_ANSWERS, answer)]
+
+    def _answer(self, store: TenantStore, response: ProvisionResponse) -> list[Output]:
+        outgoing = store.outgoing(response.request_id)
+        if outgoing is None or outgoing.status == "ANSWERED":
+            return []
+        store.set_outgoing_status(outgoing.request_id, "ANSWERED")
+        query = ChukanQuery.from_json(outgoing.query)
+        record = self._record(
+            store,
+            side=RecordSide.REQUESTER,
+            request_event=query.event_id,
+            request_id=query.request_id,
+            requester=store.tenant,
+            provider=query.provider,
+            affair_code=query.affair_code,
+            info_name_code=query.info_name_code,
+            items=query.items,
+            requested_at=query.requested_at,
+            request_body=query.to_json(),
+            response=response,
+            non_disclosure=False,
+        )
+        answer = replace(
+            response,
+            event_id=derived_id("answer", response.event_id),
+            occurred_at=self.clock(),
+            source_system=SOURCE,
+            integrated_atena_no=outgoing.integrated_no,
+        )
+        return [record, (catalog.QUERY_ANSWERS, answer)]
+
+    # --- provider side -----------------------------------------------------------------------------------------
+
+    def permit_problem(self, store: TenantStore, request: ProvisionRequest) -> str | None:
+        """Why the request's 提供許可証 is not acceptable, or ``None``."""
+        permit = request.permit
+        if permit is None:
+            return MSG_NO_PERMIT
+        if not self.verifier.valid_signature(permit):
+            return MSG_BAD_SIGNATURE
+        if (
+            permit.request_id != request.request_id
+            or permit.requester != request.requester
+            or permit.provider != request.provider
+            or permit.provider != store.tenant
+            or permit.info_name_code != request.info_name_code
+            or tuple(permit.items) != tuple(request.items)
+        ):
+            return MSG_PERMIT_MISMATCH
+        if permit.expires_at <= self.clock():
+            return MSG_PERMIT_EXPIRED
+        if store.permit_used(permit.permit_id):
+            return MSG_PERMIT_USED
+        return None
+
+    def _list_problem(self, request: ProvisionRequest) -> str | None:
+        network = self.policies.network
+        requester, provider = network.body(request.requester), network.body(request.provider)
+        if requester is None or provider is None:
+            return not_permitted(self.policies.permitted.info_name(request.info_name_code))
+        entry = self.policies.permitted.match(
+            requester.body_class, provider.body_class, request.affair_code, request.info_name_code, request.items
+        )
+        if entry is None:
+            return not_permitted(self.policies.permitted.info_name(request.info_name_code))
+        return None
+
+    def _provision(self, store: TenantStore, request: ProvisionRequest) -> list[Output]:
+        problem = self.permit_problem(store, request)
+        outcome = ProvisionOutcome.REFUSED
+        if problem is None:
+            problem = self._list_problem(request)
+        person = None
+        if problem is None:
+            person = store.person_by_fugo(request.fugo)
+            if person is None:
+                problem, outcome = MSG_UNKNOWN_FUGO, ProvisionOutcome.ERROR
+        if problem is not None or person is None:
+            return self._provider_reply(store, request, outcome, problem, (), non_disclosure=False)
+        assert request.permit is not None
+        store.add(
+            chukan_used_permits,
+            permit_id=str(request.permit.permit_id),
+            request_id=str(request.request_id),
+            used_at=self.clock(),
+        )
+        reasons: list[HoldReason] = []
+        if "support_measure" in self.policies.sensitive.person_flags and person.support_measure:
+            reasons.append(HoldReason.PERSON_FLAG)
+        flagged = self.policies.sensitive.flagged(request.info_name_code, request.items)
+        if flagged:
+            reasons.append(HoldReason.ITEM_FLAG)
+        if reasons:
+            now = self.clock()
+            held = HeldProvision(
+                event_id=derived_id("held", request.event_id),
+                occurred_at=now,
+                tenant=store.tenant,
+                source_system=SOURCE,
+                request_id=request.request_id,
+                requester=request.requester,
+                provider=request.provider,
+                info_name_code=request.info_name_code,
+                items=request.items,
+                hold_reasons=tuple(reasons),
+                flagged_items=flagged,
+                status=HoldStatus.HELD,
+                held_at=now,
+            )
+            store.add(
+                chukan_held,
+                request_id=str(request.request_id),
+                integrated_no=person.integrated_no,
+                request=request.to_json(),
+                hold_reasons=",".join(r.value for r in reasons),
+                flagged_items=",".join(flagged),
+                status=HoldStatus.HELD.value,
+                held_at=now,
+            )
+            return [(catalog.HELD_PROVISIONS, held)]
+        lines = self.lines(store, person.integrated_no, request)
+        return self._provider_reply(
+            store,
+            request,
+            ProvisionOutcome.PROVIDED_AUTOMATICALLY,
+            None,
+            lines,
+            non_disclosure=bool(person.support_measure),
+        )
+
+    def lines(self, store: TenantStore, integrated_no: str, request: ProvisionRequest) -> tuple[ResponseLine, ...]:
+        """Per-line and per-item answers from the person's current 副本, within the requested fiscal years."""
+        today = self.clock().date()
+        fy_item = self.policies.permitted.fiscal_year_item(request.info_name_code)
+        out: list[ResponseLine] = []
+        for row in store.current_fukuhon(integrated_no, request.info_name_code, today):
+            data: dict[str, str] = json.loads(row.data)
+            fy = _fiscal_year_of(data, fy_item, row.publication_start)
+            if request.fiscal_year_from is not None and fy < request.fiscal_year_from:
+                continue
+            if request.fiscal_year_to is not None and fy > request.fiscal_year_to:
+                continue
+            items = tuple(
+                ResponseItem(item_code=i, status=STATUS_OK, value=data[i])
+                if i in data
+                else ResponseItem(item_code=i, status=STATUS_NO_DATA, message="該当なし")
+                for i in request.items
+            )
+            out.append(ResponseLine(line_no=len(out) + 1, status=STATUS_OK, record_id=row.record_id, items=items))
+        if not out:
+            out.append(ResponseLine(line_no=1, status=STATUS_NO_DATA, message=MSG_NO_DATA))
+        return tuple(out)
+
+    def _provider_reply(
+        self,
+        store: TenantStore,
+        request: ProvisionRequest,
+        outcome: ProvisionOutcome,
+        message: str | None,
+        lines: Sequence[ResponseLine],
+        *,
+        non_disclosure: bool,
+    ) -> list[Output]:
+        now = self.clock()
+        response = ProvisionResponse(
+            event_id=derived_id("response", request.event_id),
+            occurred_at=now,
+            tenant=request.requester,
+            source_system=SOURCE,
+            request_id=request.request_id,
+            requester=request.requester,
+            provider=request.provider,
+            outcome=outcome,
+            message=message,
+            lines=tuple(lines),
+            responded_at=now,
+        )
+        record = self._record(
+            store,
+            side=RecordSide.PROVIDER,
+            request_event=request.event_id,
+            request_id=request.request_id,
+            requester=request.requester,
+            provider=request.provider,
+            affair_code=request.affair_code,
+            info_name_code=request.info_name_code,
+            items=request.items,
+            requested_at=request.requested_at,
+            request_body=sanitized_request(request),
+            response=response,
+            non_disclosure=non_disclosure,
+        )
+        return [(catalog.PROVISION_RESPONSES, response), record]
+
+    def decide(
+        self, conn: Connection, tenant: str, request_id: str, staff_id: str, approve: bool, reason: str | None
+    ) -> list[Output]:
+        """A reviewer's decision on a held provision: send it (approve) or refuse it with a reason.
+
+        Deciding twice returns the first decision's outputs (so a send that failed can be repeated); deciding a
+        request that is not held raises :class:`LookupError`.
+        """
+        store = self.store(conn, tenant)
+        held = store.held(request_id)
+        if held is None:
+            raise LookupError(f"no held provision {request_id} for {tenant}")
+        if held.status != HoldStatus.HELD.value:
+            return decode_outputs(held.outputs)
+        if not approve and not (reason and reason.strip()):
+            raise ValueError("a refusal needs a reason")
+        request = ProvisionRequest.from_json(held.request)
+        person = store.person(held.integrated_no)
+        now = self.clock()
+        if approve:
+            lines = self.lines(store, held.integrated_no, request)
+            outputs = self._provider_reply(
+                store,
+                request,
+                ProvisionOutcome.PROVIDED_AFTER_REVIEW,
+                None,
+                lines,
+                non_disclosure=bool(person.support_measure) if person is not None else False,
+            )
+        else:
+            outputs = self._provider_reply(
+                store,
+                request,
+                ProvisionOutcome.REFUSED,
+                reason,
+                (),
+                non_disclosure=bool(person.support_measure) if person is not None else False,
+            )
+        status = HoldStatus.APPROVED if approve else HoldStatus.REFUSED
+        decided = HeldProvision(
+            event_id=derived_id("decided", request.event_id),
+            occurred_at=now,
+            tenant=tenant,
+            source_system=SOURCE,
+            request_id=request.request_id,
+            requester=request.requester,
+            provider=request.provider,
+            info_name_code=request.info_name_code,
+            items=request.items,
+            hold_reasons=tuple(HoldReason(r) for r in held.hold_reasons.split(",") if r),
+            flagged_items=tuple(i for i in held.flagged_items.split(",") if i),
+            status=status,
+            held_at=held.held_at,
+            decided_by=staff_id,
+            decided_at=now,
+            refusal_reason=None if approve else reason,
+        )
+        outputs.append((catalog.HELD_PROVISIONS, decided))
+        store.decide_held(
+            request_id,
+            status=status.value,
+            decided_by=staff_id,
+            decided_at=now,
+            refusal_reason=None if approve else reason,
+            outputs=encode_outputs(outputs),
+        )
+        return outputs
+
+    # --- 情報提供等記録 ------------------------------------------------------------------------------------------
+
+    def _record(
+        self,
+        store: TenantStore,
+        *,
+        side: RecordSide,
+        request_event: uuid.UUID,
+        request_id: uuid.UUID,
+        requester: str,
+        provider: str,
+        affair_code: str,
+        info_name_code: str,
+        items: tuple[str, ...],
+        requested_at: datetime,
+        request_body: str,
+        response: ProvisionResponse,
+        non_disclosure: bool,
+    ) -> Output:
+        provided = response.outcome in (ProvisionOutcome.PROVIDED_AUTOMATICALLY, ProvisionOutcome.PROVIDED_AFTER_REVIEW)
+        record = ProvisionRecord(
+            event_id=derived_id("record-event", side, request_event),
+            occurred_at=self.clock(),
+            tenant=store.tenant,
+            source_system=SOURCE,
+            record_id=derived_id("record", side, request_event),
+            request_id=request_id,
+            side=side,
+            requester=requester,
+            provider=provider,
+            affair_code=affair_code,
+            info_name_code=info_name_code,
+            items=items,
+            requested_at=requested_at,
+            provided_at=response.responded_at if provided else None,
+            non_disclosure=non_disclosure,
+            outcome=response.outcome,
+            request_body=request_body,
+            response_body=response.to_json(),
+            reason=response.message,
+        )
+        store.add(
+            chukan_records,
+            record_id=str(record.record_id),
+            request_id=str(request_id),
+            side=side.value,
+            outcome=response.outcome.value,
+            requested_at=requested_at,
+            body=record.to_json(),
+        )
+        return (catalog.PROVISION_RECORDS, record)
+
+    # --- retention ---------------------------------------------------------------------------------------------
+
+    def retention(self, conn: Connection) -> dict[str, Any]:
+        """Delete 情報提供等記録 and 副本 past their periods (``retention.toml``), and record that it did."""
+        policy = self.policies.retention
+        now = self.clock()
+        records_before = now - timedelta(days=366 * policy.provision_record_years)
+        ended_before = now.date() - timedelta(days=policy.fukuhon_days_after_publication_end)
+        records = conn.execute(sa.delete(chukan_records).where(chukan_records.c.requested_at < records_before))
+        fukuhon = conn.execute(
+            sa.delete(chukan_fukuhon).where(
+                chukan_fukuhon.c.publication_end.is_not(None), chukan_fukuhon.c.publication_end < ended_before
+            )
+        )
+        run = {
+            "run_id": str(uuid.uuid4()),
+            "ran_at": now,
+            "records_before": records_before,
+            "fukuhon_ended_before": ended_before,
+            "records_deleted": records.rowcount,
+            "fukuhon_deleted": fukuhon.rowcount,
+            "policy_version": policy.version,
+        }
+        conn.execute(sa.insert(chukan_retention_runs).values(**run))
+        return run
+
+
+def _fiscal_year_of(data: dict[str, str], item: str | None, fallback: date) -> int:
+    try:
+        return int(data[item]) if item is not None else fiscal_year(fallback)
+    except (KeyError, ValueError):
+        return fiscal_year(fallback)

@@ -1,0 +1,147 @@
+"""Services of the provision flow: pure handlers over a database connection, run by the sinks' runner.
+
+A :class:`Service` turns one input event into state changes (on the connection it is given) and output events. It
+is run in one of two shells:
+
+* :class:`ServiceSink` plugs it into :class:`sinks.base.SinkRunner` (real Kafka): one transaction per batch, the
+  outputs produced after the commit and before the offsets move on;
+* :class:`Bus` delivers events between services in process (unit and property tests), through the same
+  :func:`act_once`.
+
+Effectively-once by idempotent effects: :func:`act_once` stores each input's outputs in ``service_effects`` in the
+same transaction as its state changes. A replayed input (a crash between the commit and the offset commit) finds
+them and re-sends the same events (same ``event_id``) instead of acting twice.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from schemas.models import Event
+from schemas.record import now_utc
+from sinks.base import Sink
+from topics import catalog
+from topics.catalog import Topic
+
+log = logging.getLogger("kenshin_hub.connectors")
+
+Output = tuple[Topic, Event]
+
+
+class Service(Protocol):
+    name: str
+    inputs: tuple[Topic, ...]
+
+    def accepts(self, event: Event) -> bool:
+        """Whether this instance acts on ``event`` (e.g. only its own tenant's); others are skipped."""
+
+    def handle(self, conn: Connection, topic: Topic, event: Event) -> list[Output]:
+        """Act on one event inside the caller's transaction; return the events to produce."""
+
+
+def encode_outputs(outputs: Sequence[Output]) -> str:
+    return json.dumps([{"topic": t.name, "value": json.loads(e.to_json())} for t, e in outputs], ensure_ascii=False)
+
+
+def decode_outputs(text: str) -> list[Output]:
+    out: list[Output] = []
+    for item in json.loads(text):
+        topic = catalog.by_name(item["topic"])
+        out.append((topic, topic.value_type.from_json(json.dumps(item["value"]))))
+    return out
+
+
+def act_once(conn: Connection, effects: sa.Table, service: Service, topic: Topic, event: Event) -> list[Output]:
+    """Run ``service`` on ``event`` unless it already did; either way return the event's outputs."""
+    input_id = f"{topic.name}:{event.event_id}"
+    stored = conn.execute(
+        sa.select(effects.c.outputs).where(effects.c.service == service.name, effects.c.input_id == input_id)
+    ).scalar_one_or_none()
+    if stored is not None:
+        return decode_outputs(stored)
+    outputs = service.handle(conn, topic, event) if service.accepts(event) else []
+    conn.execute(
+        sa.insert(effects).values(
+            service=service.name, input_id=input_id, outputs=encode_outputs(outputs), acted_at=now_utc()
+        )
+    )
+    return outputs
+
+
+class ServiceSink(Sink[Event]):
+    """One topic of a service, as a sink of :class:`sinks.base.SinkRunner`."""
+
+    def __init__(self, service: Service, topic: Topic, effects: sa.Table) -> None:
+        self.service = service
+        self.topic = topic
+        self.name = f"{service.name}.{topic.name}"
+        self.effects = effects
+        self._buffer: list[Event] = []
+        self._outputs: list[Output] = []
+
+    def add(self, event: Event, key: bytes, partition: int, offset: int) -> None:
+        self._buffer.append(event)
+
+    def flush(self, connection: Connection) -> None:
+        for event in self._buffer:
+            self._outputs.extend(act_once(connection, self.effects, self.service, self.topic, event))
+        self._buffer.clear()
+
+    def take_outputs(self) -> list[Output]:
+        out, self._outputs = self._outputs, []
+        return out
+
+    def clear(self) -> None:
+        self._buffer.clear()
+        self._outputs.clear()
+
+
+def service_sinks(service: Service, effects: sa.Table) -> list[Sink[Any]]:
+    return [ServiceSink(service, topic, effects) for topic in service.inputs]
+
+
+@dataclass
+class Bus:
+    """Delivers events between services in process, each service in its own database (tests and simulations).
+
+    Every published event is kept in :attr:`log` by topic, so a test can look at everything that crossed each
+    topic, as a consumer of it would.
+    """
+
+    members: list[tuple[Service, Engine, sa.Table]] = field(default_factory=list)
+    log: dict[str, list[Event]] = field(default_factory=dict)
+    _queue: deque[Output] = field(default_factory=deque)
+    taps: list[Callable[[Topic, Event], None]] = field(default_factory=list)
+
+    def join(self, service: Service, engine: Engine, effects: sa.Table) -> None:
+        self.members.append((service, engine, effects))
+
+    def publish(self, outputs: Iterable[Output]) -> None:
+        for topic, event in outputs:
+            self.log.setdefault(topic.name, []).append(event)
+            for tap in self.taps:
+                tap(topic, event)
+            self._queue.append((topic, event))
+
+    def run(self, limit: int = 1_000_000) -> int:
+        """Deliver until nothing is left (bounded); the number of deliveries."""
+        delivered = 0
+        while self._queue:
+            if delivered >= limit:
+                raise RuntimeError("the bus did not settle")
+            topic, event = self._queue.popleft()
+            for service, engine, effects in self.members:
+                if topic in service.inputs:
+                    with engine.begin() as conn:
+                        outputs = act_once(conn, effects, service, topic, event)
+                    self.publish(outputs)
+                    delivered += 1
+        return delivered
