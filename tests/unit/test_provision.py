@@ -92,7 +92,7 @@ def test_rule_files_load_and_broken_ones_are_refused(tmp_path: Path) -> None:
     assert load_sensitive_items().flagged("TM00000000000139", ("K001", "K007")) == ("K007",)
     bad = tmp_path / "bad.toml"
     bad.write_text('version = "x"\n[[entries]]\nid = "1"\nrequester = "a"\n', encoding="utf-8")
-    with pytest.raises(PolicyError, match="permitted_queries.toml"):
+    with pytest.raises(PolicyError, match=r"permitted_queries\.toml"):
         load_permitted_queries(bad)
     bad.write_text('version = "x"\npermit_ttl_seconds = 60\n[[bodies]]\ncode = "012040"\nname = "x"\nclass = "c"\n')
     with pytest.raises(PolicyError, match="団体コード"):
@@ -112,7 +112,8 @@ def test_a_permitted_query_is_answered_automatically_from_the_fukuhon(world: Wor
     assert answer.outcome is ProvisionOutcome.PROVIDED_AUTOMATICALLY
     assert answer.integrated_atena_no == "000000000000001"
     [line] = answer.lines
-    assert line.record_id == "R1" and line.status == "OK"
+    assert line.record_id == "R1"
+    assert line.status == "OK"
     assert {i.item_code: i.value for i in line.items}["K002"] == "2024"
     assert {i.item_code: i.status for i in line.items}["K006"] == "NO_DATA"
     sides = sorted(r.side for r in records(world, query.request_id))
@@ -144,11 +145,13 @@ def test_a_person_without_a_fugo_cannot_be_queried(world: World) -> None:
     world.register(HOME, "000000000000001", None, samples.person())
     query = world.query(HOME, "000000000000001", SAPPORO, ITEMS)
     [answer] = responses(world, query.request_id)
-    assert answer.outcome is ProvisionOutcome.ERROR and answer.message == MSG_NO_FUGO
+    assert answer.outcome is ProvisionOutcome.ERROR
+    assert answer.message == MSG_NO_FUGO
     person_in(world, HOME, "000000000000002", samples.my_number())
     query = world.query(HOME, "000000000000002", HAKODATE, ITEMS)  # not known in 函館: no 符号 there
     [answer] = responses(world, query.request_id)
-    assert answer.outcome is ProvisionOutcome.ERROR and answer.message == MSG_NO_FUGO
+    assert answer.outcome is ProvisionOutcome.ERROR
+    assert answer.message == MSG_NO_FUGO
 
 
 def test_flagged_provisions_are_held_and_decided_by_staff(world: World) -> None:
@@ -160,7 +163,8 @@ def test_flagged_provisions_are_held_and_decided_by_staff(world: World) -> None:
     world.fukuhon(SAPPORO, "000000000000078", "R9", {**history(2025), "K007": "CANCER"})
     by_person = world.query(HOME, "000000000000001", SAPPORO, ITEMS)
     by_item = world.query(HOME, "000000000000002", SAPPORO, (*ITEMS, "K007"))
-    assert responses(world, by_person.request_id) == [] and responses(world, by_item.request_id) == []
+    assert responses(world, by_person.request_id) == []
+    assert responses(world, by_item.request_id) == []
     held = [e for e in world.events(catalog.HELD_PROVISIONS) if isinstance(e, HeldProvision)]
     assert {(h.request_id, h.hold_reasons[0].value) for h in held} == {
         (by_person.request_id, "PERSON_FLAG"),
@@ -170,7 +174,8 @@ def test_flagged_provisions_are_held_and_decided_by_staff(world: World) -> None:
     world.decide(SAPPORO, by_item.request_id, approve=True)
     [refused] = responses(world, by_person.request_id)
     [approved] = responses(world, by_item.request_id)
-    assert refused.outcome is ProvisionOutcome.REFUSED and refused.message == "DV等支援措置の対象者"
+    assert refused.outcome is ProvisionOutcome.REFUSED
+    assert refused.message == "DV等支援措置の対象者"
     assert approved.outcome is ProvisionOutcome.PROVIDED_AFTER_REVIEW
     assert {i.item_code: i.value for i in approved.lines[0].items}["K007"] == "CANCER"
     provider_record = next(r for r in records(world, by_person.request_id) if r.side is RecordSide.PROVIDER)
@@ -188,7 +193,8 @@ def test_a_duplicate_record_id_is_rejected_to_the_dead_letter_topic(world: World
     assert world.events(catalog.CHUKAN_FUKUHON.dlq) == []  # type: ignore[arg-type]
     world.fukuhon(SAPPORO, "000000000000077", "R1", history(2025))
     [letter] = world.events(catalog.CHUKAN_FUKUHON.dlq)  # type: ignore[arg-type]
-    assert isinstance(letter, DeadLetter) and letter.reason == MSG_DUPLICATE_RECORD
+    assert isinstance(letter, DeadLetter)
+    assert letter.reason == MSG_DUPLICATE_RECORD
 
 
 def test_request_bodies_in_records_carry_no_fugo() -> None:
@@ -261,7 +267,8 @@ def _check_random_requests(world: World, data: list) -> None:  # type: ignore[ty
             continue
         request = requests[response.request_id]
         # nothing is provided without a list match ...
-        assert request.info_name_code == "TM00000000000139" and set(request.items) <= list_items
+        assert request.info_name_code == "TM00000000000139"
+        assert set(request.items) <= list_items
         # ... nothing flagged is answered automatically ...
         flagged = "K007" in request.items or response.request_id in held_ids
         if flagged:
@@ -343,7 +350,8 @@ def test_an_expired_genuine_permit_is_refused(world: World) -> None:
     world.clock.now = T0 + timedelta(seconds=world.policies.network.permit_ttl_seconds + 1)
     world.publish((catalog.PROVISION_REQUESTS, late))
     last = [e for e in world.events(catalog.PROVISION_RESPONSES) if e.request_id == query.request_id][-1]  # type: ignore[attr-defined]
-    assert last.outcome is ProvisionOutcome.REFUSED and last.message in (MSG_PERMIT_EXPIRED, MSG_PERMIT_USED)
+    assert last.outcome is ProvisionOutcome.REFUSED
+    assert last.message in (MSG_PERMIT_EXPIRED, MSG_PERMIT_USED)
 
 
 def test_retention_deletes_old_records_and_expired_fukuhon(world: World) -> None:
@@ -355,7 +363,8 @@ def test_retention_deletes_old_records_and_expired_fukuhon(world: World) -> None
     assert world.count("chukan", chukan_records) == 2
     with world.engines["chukan"].begin() as conn:
         run = world.chukan.retention(conn)
-    assert run["records_deleted"] == 0 and run["fukuhon_deleted"] == 1  # R1's 公開終了日 has passed
+    assert run["records_deleted"] == 0
+    assert run["fukuhon_deleted"] == 1
     world.clock.now = T0 + timedelta(days=366 * 7 + 1)
     with world.engines["chukan"].begin() as conn:
         run = world.chukan.retention(conn)
