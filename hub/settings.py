@@ -106,7 +106,7 @@ class Settings:
     stack_kafka_heap: str = field(default="768m", metadata=_meta("Local stack: JVM max heap of each broker"))
     chukan_database_url: Secret | None = field(
         default=None,
-        metadata=_meta("中間サーバー store URL (simulated platform; default sqlite under KENSHIN_STATE_DIR)", secret=True),
+        metadata=_meta("中間サーバー store URL (default: sqlite under KENSHIN_STATE_DIR)", secret=True),
     )
     network_database_url: Secret | None = field(
         default=None,
@@ -114,7 +114,7 @@ class Settings:
     )
     connector_mode: Literal["online", "offline"] = field(
         default="online",
-        metadata=_meta("中間サーバーコネクタ: online forwards 副本; offline queues them for `connector export-offline`"),
+        metadata=_meta("コネクタ: online forwards 副本; offline queues them for `connector export-offline`"),
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = field(default="INFO", metadata=_meta("Log level"))
 

@@ -236,7 +236,7 @@ QUERY_ANSWERS = _input(
     ("requester", "request_id"),
     3,
     30,
-    "answers to a municipality's own queries, from its 中間サーバー to its connector (統合宛名番号, no 符号)",
+    "answers to a municipality's own queries, from its 中間サーバー to its connector (no 符号)",
 )
 FUGO_REQUESTS = _input(
     "network.fugo-requests.v1",
