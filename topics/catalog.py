@@ -212,7 +212,7 @@ CHUKAN_PERSONS = _input(
     INTEGRATED_KEY,
     3,
     400,
-    "宛名 registrations from the 中間サーバーコネクタ to the 中間サーバー (統合宛名番号, 基本5情報, flags; no 個人番号)",
+    "宛名 registrations from the 中間サーバーコネクタ to the 中間サーバー (統合宛名番号, 基本5情報; no 個人番号)",
 )
 CHUKAN_FUKUHON = _input(
     "chukan.fukuhon.v1",
