@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -28,7 +28,7 @@ from sqlalchemy.engine import Connection
 from connectors.keys import PermitVerifier
 from connectors.network import MSG_NO_FUGO, derived_id, not_permitted
 from connectors.policy import Policies
-from connectors.service import Output, decode_outputs, encode_outputs
+from connectors.service import Output, Position, decode_outputs, encode_outputs
 from connectors.stores import (
     chukan_fukuhon,
     chukan_held,
@@ -82,13 +82,6 @@ PERMIT_FAILURES = (MSG_NO_PERMIT, MSG_BAD_SIGNATURE, MSG_PERMIT_MISMATCH, MSG_PE
 
 class Rejected(Exception):
     """An input the 中間サーバー refuses outright (it becomes a dead letter with this reason)."""
-
-
-@dataclass(frozen=True)
-class Position:
-    topic: str
-    partition: int
-    offset: int
 
 
 def sanitized_request(request: ProvisionRequest) -> str:

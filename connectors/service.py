@@ -36,6 +36,15 @@ log = logging.getLogger("kenshin_hub.connectors")
 Output = tuple[Topic, Event]
 
 
+@dataclass(frozen=True)
+class Position:
+    """Where the input being handled came from (for dead letters a service writes itself)."""
+
+    topic: str
+    partition: int
+    offset: int
+
+
 class Service(Protocol):
     name: str
     inputs: tuple[Topic, ...]
@@ -84,14 +93,16 @@ class ServiceSink(Sink[Event]):
         self.topic = topic
         self.name = f"{service.name}.{topic.name}"
         self.effects = effects
-        self._buffer: list[Event] = []
+        self._buffer: list[tuple[Event, Position]] = []
         self._outputs: list[Output] = []
 
     def add(self, event: Event, key: bytes, partition: int, offset: int) -> None:
-        self._buffer.append(event)
+        self._buffer.append((event, Position(self.topic.name, partition, offset)))
 
     def flush(self, connection: Connection) -> None:
-        for event in self._buffer:
+        for event, position in self._buffer:
+            if hasattr(self.service, "position"):
+                self.service.position = position
             self._outputs.extend(act_once(connection, self.effects, self.service, self.topic, event))
         self._buffer.clear()
 

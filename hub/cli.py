@@ -16,6 +16,7 @@ from pathlib import Path
 
 from hub.errors import CommandError
 from hub.office import add_parsers as office_parsers
+from hub.review import add_parsers as review_parsers
 from hub.runtime.errors import StackError
 from hub.settings import Settings, SettingsError, load_settings
 
@@ -153,6 +154,10 @@ def cmd_bench(settings: Settings, args: argparse.Namespace) -> int:
     return bench(settings, args, prepare)
 
 
+PROVISION_PROCESSES = ("connector", "chukan", "network")
+PROCESSES = ("processors", "sinks", *PROVISION_PROCESSES)
+
+
 def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
     """Start the long-running processes: the faust processors, the SQL sinks, or both (supervised)."""
     if args.what == "processors":
@@ -163,11 +168,13 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
         from sinks.runner import run_sinks
 
         return run_sinks(settings)
+    if args.what in PROVISION_PROCESSES:
+        from connectors.runner import run_service
+
+        return run_service(settings, args.what)
     from hub.supervise import supervise
 
-    return supervise(
-        [[sys.executable, "-m", "hub.cli", "run", "processors"], [sys.executable, "-m", "hub.cli", "run", "sinks"]]
-    )
+    return supervise([[sys.executable, "-m", "hub.cli", "run", what] for what in PROCESSES])
 
 
 def cmd_fiscal_year(settings: Settings, args: argparse.Namespace) -> int:
@@ -271,8 +278,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo_parsers(sub)
 
-    run = sub.add_parser("run", help="run the processors and the SQL sinks (until stopped)")
-    run.add_argument("what", nargs="?", choices=["all", "processors", "sinks"], default="all")
+    run = sub.add_parser("run", help="run the long-running processes: all, or one of them (until stopped)")
+    run.add_argument("what", nargs="?", choices=["all", *PROCESSES], default="all")
     run.set_defaults(func=cmd_run)
 
     fy = sub.add_parser("fiscal-year", help="年度開始: invitations and carry-over notices for the year")
@@ -285,6 +292,7 @@ def build_parser() -> argparse.ArgumentParser:
     setup.set_defaults(func=cmd_setup)
 
     office_parsers(sub)
+    review_parsers(sub)
 
     config = sub.add_parser("config", help="settings")
     config_sub = config.add_subparsers(dest="action", required=True)

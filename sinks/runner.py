@@ -14,6 +14,7 @@ from sinks.db import make_engine, upgrade
 from sinks.errors import ErrorsSink
 from sinks.invitations import InvitationsSink
 from sinks.ledger import LedgerSink
+from sinks.provision_records import ProvisionRecordsSink
 from sinks.residents import ResidentsSink
 from topics.catalog import SINKS_DLQ
 
@@ -27,7 +28,7 @@ def build_runner(settings: Settings) -> SinkRunner:
     upgrade(engine)
     return SinkRunner(
         settings,
-        [ResidentsSink(), LedgerSink(), ErrorsSink(), InvitationsSink()],
+        [ResidentsSink(), LedgerSink(), ErrorsSink(), InvitationsSink(), ProvisionRecordsSink()],
         group_id=GROUP_ID,
         registry_client=registry_client(settings.schema_registry_config()),
         dead_letter_topic=SINKS_DLQ,
