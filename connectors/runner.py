@@ -58,7 +58,7 @@ def chukan_server(settings: Settings) -> ChukanServer:
     return ChukanServer(default_policies(), PermitVerifier(verify_key(settings.state_dir)))
 
 
-def build(settings: Settings, what: str) -> SinkRunner:
+def build(settings: Settings, what: str, group_id: str | None = None) -> SinkRunner:
     """The runner of one provision-flow process (``connector``, ``chukan`` or ``network``)."""
     service: Service
     effects: sa.Table
@@ -78,13 +78,14 @@ def build(settings: Settings, what: str) -> SinkRunner:
     return SinkRunner(
         settings,
         service_sinks(service, effects),
-        group_id=GROUPS[what],
+        group_id=group_id or GROUPS[what],
         registry_client=registry_client(settings.schema_registry_config()),
         dead_letter_topic=SINKS_DLQ,
         engine=engine,
         migrations=migrations,
         batch_size=200,
         batch_timeout_s=0.2,
+        close_registry=True,
     )
 
 

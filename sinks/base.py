@@ -228,6 +228,7 @@ class SinkRunner:
         dead_letter_timeout_s: float = 30.0,
         consumer_overrides: Mapping[str, str | int | float | bool] | None = None,
         migrations: str = SINKS_MIGRATIONS,
+        close_registry: bool = False,
     ) -> None:
         if not sinks:
             raise ValueError("a SinkRunner needs at least one sink")
@@ -248,6 +249,7 @@ class SinkRunner:
         self.engine = engine if engine is not None else make_engine(settings.database_url.reveal())
         self._consumer_overrides = dict(consumer_overrides or {})
         self._registry = registry_client
+        self._close_registry = close_registry
         self._output_serdes: dict[str, TopicSerde[Any]] = {}
 
         self._sinks_by_topic: dict[str, list[Sink[Any]]] = {}
@@ -318,6 +320,8 @@ class SinkRunner:
                     self._producer.purge()
                 self._producer.close()
             finally:
+                if self._close_registry:
+                    self._registry.close()
                 if self._owns_engine:
                     self.engine.dispose()
 
