@@ -16,7 +16,7 @@ import json
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import date, datetime
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -55,6 +55,7 @@ class MoveInQuery:
     info_name_code: str
     items: tuple[str, ...]
     fiscal_years: int
+    recent_days: int
 
 
 def load_move_in_query(path: Path | None = None) -> MoveInQuery:
@@ -67,10 +68,10 @@ def load_move_in_query(path: Path | None = None) -> MoveInQuery:
         )
         q = tomllib.loads(text)["move_in_query"]
         items = tuple(q["items"])
-        years = int(q["fiscal_years"])
-        if not items or not all(isinstance(i, str) for i in items) or not 1 <= years <= 5:
-            raise ValueError("items must be a non-empty list of codes and fiscal_years between 1 and 5")
-        return MoveInQuery(str(q["affair_code"]), str(q["info_name_code"]), items, years)
+        years, recent = int(q["fiscal_years"]), int(q["recent_days"])
+        if not items or not all(isinstance(i, str) for i in items) or not 1 <= years <= 5 or recent < 1:
+            raise ValueError("items must be a non-empty list of codes, fiscal_years 1..5 and recent_days >= 1")
+        return MoveInQuery(str(q["affair_code"]), str(q["info_name_code"]), items, years, recent)
     except (OSError, KeyError, TypeError, ValueError, tomllib.TOMLDecodeError) as exc:
         raise PolicyError(f"{name}: {exc}") from exc
 
@@ -130,12 +131,14 @@ class Connector:
         *,
         offline: bool = False,
         move_in: MoveInQuery | None = None,
+        move_in_since: date | None = None,
         clock: Callable[[], datetime] = now_utc,
     ) -> None:
         self.tenant = tenant
         self.linkage_key = linkage_key
         self.offline = offline
         self.move_in = move_in or load_move_in_query()
+        self.move_in_since = move_in_since
         self.clock = clock
 
     def accepts(self, event: Event) -> bool:
@@ -177,6 +180,7 @@ class Connector:
             and state.status is ResidentStatus.RESIDENT
             and state.previous_municipality
             and state.previous_municipality != self.tenant
+            and self._recent(move_in.change_date)
         ):
             request_id = derived_id("move-in-query", self.tenant, state.atena_no, move_in.event_id)
             known = conn.execute(
@@ -216,6 +220,12 @@ class Connector:
                     )
                 )
         return out
+
+    def _recent(self, moved_in: date) -> bool:
+        """Whether a 転入 is queried: on or after the cut-over date when one is set, else a recent one."""
+        if self.move_in_since is not None:
+            return moved_in >= self.move_in_since
+        return (self.clock().date() - moved_in).days <= self.move_in.recent_days
 
     def _fukuhon(self, conn: Connection, reg: FukuhonRegistration) -> list[Output]:
         if reg.atena_no is None:

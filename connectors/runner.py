@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+from datetime import date
 from types import FrameType
 
 import sqlalchemy as sa
@@ -64,8 +65,12 @@ def build(settings: Settings, what: str, group_id: str | None = None) -> SinkRun
     effects: sa.Table
     if what == "connector":
         engine, migrations, effects = hub_engine(settings), SINKS_MIGRATIONS, service_effects
+        since = settings.connector_move_in_since
         service = Connector(
-            settings.tenant, linkage_key(settings.state_dir), offline=settings.connector_mode == "offline"
+            settings.tenant,
+            linkage_key(settings.state_dir),
+            offline=settings.connector_mode == "offline",
+            move_in_since=date.fromisoformat(since) if since else None,
         )
     elif what == "chukan":
         engine, migrations, effects = chukan_engine(settings), CHUKAN_MIGRATIONS, chukan_effects

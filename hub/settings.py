@@ -14,6 +14,7 @@ import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 from typing import Any, Literal, cast, get_args
 
@@ -116,6 +117,11 @@ class Settings:
         default="online",
         metadata=_meta("コネクタ: online forwards 副本; offline queues them for `connector export-offline`"),
     )
+    connector_move_in_since: str | None = field(
+        default=None,
+        metadata=_meta("コネクタ: query the previous municipality for 転入 on or after this date (YYYY-MM-DD; "
+                       "default: moves of the last recent_days of connector.toml)"),
+    )  # fmt: skip
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = field(default="INFO", metadata=_meta("Log level"))
 
     def __post_init__(self) -> None:
@@ -136,6 +142,13 @@ class Settings:
             port = cast(int, getattr(self, name))
             if not 1 <= port <= 65535:
                 raise SettingsError(f"{env_name(name)}={port} is not a TCP port")
+        if self.connector_move_in_since is not None:
+            try:
+                date.fromisoformat(self.connector_move_in_since)
+            except ValueError:
+                raise SettingsError(
+                    f"KENSHIN_CONNECTOR_MOVE_IN_SINCE={self.connector_move_in_since!r} is not a date (YYYY-MM-DD)"
+                ) from None
         if not re.fullmatch(r"\d+[kmg]", self.stack_kafka_heap):
             raise SettingsError(f"KENSHIN_STACK_KAFKA_HEAP={self.stack_kafka_heap!r} must look like 768m or 1g")
 
