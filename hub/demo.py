@@ -30,7 +30,7 @@ from hub.lag import wait_drained
 from hub.office import print_statistics
 from hub.scenario import PROCESSOR_INPUTS, SINK_INPUTS, run_scenario
 from hub.settings import Settings
-from hub.validation import tenant_check_digit
+from hub.validation import fiscal_year_start, tenant_check_digit
 from processors.app import APP_ID
 from sinks.db import make_engine, upgrade
 from sinks.runner import GROUP_ID as SINKS_GROUP
@@ -39,12 +39,14 @@ from topics import catalog
 
 
 @contextmanager
-def pipeline_processes(settings: Settings, env: dict[str, str] | None = None) -> Iterator[None]:
-    """The processors and the sinks as child processes, stopped (SIGTERM) on the way out."""
+def pipeline_processes(
+    settings: Settings, env: dict[str, str] | None = None, processes: tuple[str, ...] = ("processors", "sinks")
+) -> Iterator[None]:
+    """The given `kenshin-hub run` processes as children, stopped (SIGTERM) on the way out."""
     logs = settings.state_dir / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     children = []
-    for what in ("processors", "sinks"):
+    for what in processes:
         with (logs / f"{what}.log").open("ab") as log:
             children.append(
                 subprocess.Popen(  # noqa: S603 - our own interpreter and module
@@ -117,9 +119,13 @@ def cmd_demo(settings: Settings, args: argparse.Namespace, prepare: Callable[[],
     with pipeline_processes(settings):
         run = run_scenario(settings, seed=args.seed, size=args.size, fiscal_year=args.year, dirty_share=args.dirty,
                            start_fiscal_year=lambda: start_year(args.year), timeout_s=1800)  # fmt: skip
-    events = sum(run.published.values())
-    print(f"{events} events through the pipeline in {time.monotonic() - started:.1f}s")
-    print_summary(settings, args.year)
+        events = sum(run.published.values())
+        print(f"{events} events through the pipeline in {time.monotonic() - started:.1f}s")
+        print_summary(settings, args.year)
+        print("\n情報提供ネットワーク: this city, the 中間サーバー and simulated municipalities")
+        from hub.provision_demo import run_provision_demo
+
+        run_provision_demo(settings, run.city, args.seed, fiscal_year_start(args.year))
     print("\nThe stack keeps running (`kenshin-hub stack down` stops it); the tables are in", end=" ")
     print(settings.describe()[[k for k, _ in settings.describe()].index("KENSHIN_DATABASE_URL")][1])
     return 0

@@ -1,0 +1,176 @@
+"""The demo's second half: the provision flow between this city and simulated municipalities on the network.
+
+With the 中間サーバー and the network running, the other municipalities register the people they know (the city's
+recent 転入 residents, with their screening 副本 there, and the people who moved away from the city); then this city's
+connector registers its residents and 副本 and queries the previous municipality of each recent 転入 resident; then
+the other municipalities query this city (permitted, not permitted, sensitive items, support-measure residents). A
+demo reviewer re-checks what the 自動応答不可フラグ held: it sends the held sensitive items and refuses the
+support-measure residents' provisions. Counts come from the 中間サーバー's records and the hub's tables.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import time
+from collections import Counter
+from collections.abc import Sequence
+from datetime import date
+
+import sqlalchemy as sa
+from confluent_kafka import Producer
+
+from connectors.keys import linkage_key
+from connectors.runner import GROUPS, chukan_engine, chukan_server
+from connectors.service import Output
+from connectors.simulators.city import City
+from connectors.simulators.municipalities import simulate_others
+from connectors.stores import chukan_held, chukan_records
+from hub.demo import pipeline_processes
+from hub.kafka import ClientConfig, producer_config
+from hub.lag import wait_drained
+from hub.office import office
+from hub.review import produce
+from hub.settings import Settings
+from hub.staff import StaffError
+from schemas.models import Event, HoldStatus, StaffOperationType
+from schemas.serde import TopicSerde, registry_client
+from sinks.db import make_engine
+from sinks.runner import GROUP_ID as SINKS_GROUP
+from sinks.tables import connector_queries, ledger_history, provision_records
+from topics import catalog
+
+REVIEWER = "demo-reviewer"
+REFUSAL = "DV等支援措置の対象者のため提供しない"
+
+
+def _publish(settings: Settings, outputs: Sequence[Output]) -> None:
+    producer = Producer(producer_config(settings))
+    with registry_client(settings.schema_registry_config()) as registry:
+        serdes: dict[str, TopicSerde[Event]] = {}
+        for topic, event in outputs:
+            serde = serdes.setdefault(topic.name, TopicSerde(topic, registry))
+            while True:
+                try:
+                    producer.produce(topic.name, key=serde.key(event), value=serde.value(event))
+                    break
+                except BufferError:
+                    producer.poll(0.2)
+    if producer.flush(60):
+        raise RuntimeError("the simulated municipalities' events were not all delivered")
+
+
+def _settle(conf: ClientConfig, groups: Sequence[str], timeout_s: float = 900) -> None:
+    """Wait until every group has caught up, twice in a row (their outputs feed each other)."""
+    inputs = {
+        GROUPS["connector"]: (catalog.RESIDENTS, catalog.FUKUHON_REGISTRATIONS, catalog.QUERY_ANSWERS),
+        GROUPS["chukan"]: (catalog.CHUKAN_PERSONS, catalog.CHUKAN_FUKUHON, catalog.CHUKAN_QUERIES,
+                           catalog.FUGO_ISSUED, catalog.PROVISION_REQUESTS, catalog.PROVISION_RESPONSES),
+        GROUPS["network"]: (catalog.FUGO_REQUESTS, catalog.NETWORK_QUERIES),
+    }  # fmt: skip
+    for _ in range(3):
+        waited = sum(wait_drained(conf, g, [t.name for t in inputs[g]], timeout_s=timeout_s) for g in groups)
+        if waited < 1.0:
+            return
+
+
+def _review(settings: Settings) -> tuple[int, int]:
+    """The demo reviewer decides every held provision; (approved, refused). Skipped when others hold accounts."""
+    engine = chukan_engine(settings)
+    server = chukan_server(settings)
+    approved = refused = 0
+    try:
+        with office(settings) as o:
+            password = secrets.token_urlsafe(24)
+            try:
+                if not o.staff.has_accounts():
+                    o.staff.create_account(REVIEWER, "デモ審査担当", {"reviewer"}, password, by=None)
+                else:
+                    return 0, 0
+                session = o.staff.login(REVIEWER, password)
+            except StaffError:
+                return 0, 0
+            with engine.connect() as conn:
+                held = server.store(conn, settings.tenant).held_list(HoldStatus.HELD.value)
+            for row in held:
+                approve = "PERSON_FLAG" not in row.hold_reasons
+                op = StaffOperationType.APPROVE if approve else StaffOperationType.REFUSE
+                o.staff.authorize(session.token, "reviewer", op, row.request_id)
+                with engine.begin() as conn:
+                    outputs = server.decide(conn, settings.tenant, row.request_id, REVIEWER, approve,
+                                            None if approve else REFUSAL)  # fmt: skip
+                produce(o, outputs)
+                approved += approve
+                refused += not approve
+            o.staff.logout(session.token)
+    finally:
+        engine.dispose()
+    return approved, refused
+
+
+def run_provision_demo(settings: Settings, city: City, seed: int, year_start: date) -> None:
+    conf: ClientConfig = dict(settings.kafka_config())
+    env = dict(os.environ)
+    env["KENSHIN_CONNECTOR_MOVE_IN_SINCE"] = year_start.isoformat()
+    others = simulate_others(city, linkage_key(settings.state_dir), seed, year_start)
+    started = time.monotonic()
+    with pipeline_processes(settings, env, ("chukan", "network")):
+        _publish(settings, others.registrations)
+        _settle(conf, [GROUPS["chukan"], GROUPS["network"]])
+        print(f"  other municipalities registered {len(others.registrations)} persons and 副本")
+        with pipeline_processes(settings, env, ("connector",)):
+            _settle(conf, list(GROUPS.values()))
+            print("  this city's residents and 副本 registered; 転入 queries answered")
+            _publish(settings, others.queries)
+            _settle(conf, list(GROUPS.values()))
+            approved, refused_by_staff = _review(settings)
+            _settle(conf, list(GROUPS.values()))
+            wait_drained(conf, SINKS_GROUP, [catalog.PROVISION_RECORDS.name], timeout_s=300)
+    print(f"  provision flow settled in {time.monotonic() - started:.1f}s")
+    print_provision_summary(settings, others.kinds, approved, refused_by_staff)
+
+
+def print_provision_summary(settings: Settings, kinds: dict[str, int], approved: int, refused: int) -> None:
+    tenant = settings.tenant
+    engine = chukan_engine(settings)
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(chukan_records.c.side, chukan_records.c.outcome, chukan_records.c.body).where(
+                    chukan_records.c.tenant == tenant
+                )
+            ).all()
+            held = conn.execute(sa.select(sa.func.count()).where(chukan_held.c.tenant == tenant)).scalar_one()
+    finally:
+        engine.dispose()
+    provider = Counter(r.outcome for r in rows if r.side == "PROVIDER")
+    reasons = Counter(
+        json.loads(r.body).get("reason") or "-" for r in rows if r.side == "PROVIDER" and r.outcome == "REFUSED"
+    )
+    requester = Counter((r.outcome, json.loads(r.body).get("reason") or "") for r in rows if r.side == "REQUESTER")
+    hub = make_engine(settings.database_url.reveal())
+    try:
+        with hub.connect() as conn:
+            history = conn.execute(sa.select(sa.func.count()).where(ledger_history.c.tenant == tenant)).scalar_one()
+            queries = conn.execute(sa.select(sa.func.count()).where(connector_queries.c.tenant == tenant)).scalar_one()
+            persisted = conn.execute(
+                sa.select(sa.func.count()).where(provision_records.c.tenant == tenant)
+            ).scalar_one()
+    finally:
+        hub.dispose()
+    print(f"\n== 情報提供 (this city, {tenant}, as provider) ==")
+    print("queries sent by the simulated municipalities: " + ", ".join(f"{k} {v}" for k, v in sorted(kinds.items())))
+    print(f"  answered automatically:      {provider['PROVIDED_AUTOMATICALLY']}")
+    print(f"  held (自動応答不可フラグ):     {held}")
+    print(f"  approved after review:       {provider['PROVIDED_AFTER_REVIEW']} (demo reviewer approved {approved})")
+    print(f"  refused by staff / 中間サーバー: {provider['REFUSED']} (demo reviewer refused {refused})")
+    for reason, n in sorted(reasons.items()):
+        print(f"    {n:>5}  {reason}")
+    print(f"  errors:                      {provider['ERROR']}")
+    print("  (queries outside the 照会許可照会リスト are refused by the network and never reach this city)")
+    print(f"\n== 情報照会 (this city as requester: {queries} 転入 queries) ==")
+    for (outcome, reason), n in sorted(requester.items()):
+        print(f"  {outcome:<24}{n:>6}  {reason}")
+    print(f"  history merged into the ledger (ledger_history rows): {history}")
+    print(f"\n情報提供等記録 of this city's 中間サーバー tenant: {len(rows)}; persisted by the hub's sink: {persisted}")
