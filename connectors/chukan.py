@@ -286,6 +286,12 @@ class ChukanServer:
                 )
             )
         identity = person.person
+        waiting = store.waiting_for(person.integrated_atena_no)
+        if fugo is not None:
+            out += [self._send(store, ChukanQuery.from_json(row.query), fugo) for row in waiting]
+        elif not requested:
+            for row in waiting:
+                out += self._fail_query(store, ChukanQuery.from_json(row.query), MSG_NO_FUGO)
         store.set_person(
             integrated_no=person.integrated_atena_no,
             person_token=person.person_token,
@@ -353,22 +359,22 @@ class ChukanServer:
     # --- requester side ----------------------------------------------------------------------------------------
 
     def _query(self, store: TenantStore, query: ChukanQuery) -> list[Output]:
+        """Send the query under the person's 符号; wait when the person or the 符号 is still on its way."""
         if store.outgoing(query.request_id) is not None:
             return []
         person = store.person(query.integrated_atena_no)
-        status = "SENT" if person is not None and person.fugo else "WAITING_FUGO"
         store.add(
             chukan_outgoing,
             request_id=str(query.request_id),
             integrated_no=query.integrated_atena_no,
             query=query.to_json(),
-            status=status,
+            status="WAITING_FUGO",
             requested_at=query.requested_at,
         )
-        if person is None or (not person.fugo and not person.fugo_requested):
+        if person is None or (not person.fugo and person.fugo_requested):
+            return []  # the registration (a separate topic) or the 符号 arrives later: _person / _fugo_issued send it
+        if not person.fugo:
             return self._fail_query(store, query, MSG_NO_FUGO)
-        if status == "WAITING_FUGO":
-            return []
         return [self._send(store, query, person.fugo)]
 
     def _send(self, store: TenantStore, query: ChukanQuery, fugo: str) -> Output:

@@ -41,6 +41,7 @@ from sinks.runner import GROUP_ID as SINKS_GROUP
 from sinks.tables import connector_queries, ledger_history, provision_records
 from topics import catalog
 
+ADMIN = "demo-admin"
 REVIEWER = "demo-reviewer"
 REFUSAL = "DV等支援措置の対象者のため提供しない"
 
@@ -84,12 +85,17 @@ def _review(settings: Settings) -> tuple[int, int]:
         with office(settings) as o:
             password = secrets.token_urlsafe(24)
             try:
-                if not o.staff.has_accounts():
-                    o.staff.create_account(REVIEWER, "デモ審査担当", {"reviewer"}, password, by=None)
-                else:
+                if o.staff.has_accounts():
+                    print("  staff accounts exist: review the held provisions with `kenshin-hub review list`")
                     return 0, 0
+                # the first account must be an admin; the admin then creates the reviewer (no shared ids)
+                o.staff.create_account(ADMIN, "デモ管理者", {"admin"}, password, by=None)
+                admin = o.staff.login(ADMIN, password)
+                o.staff.create_account(REVIEWER, "デモ審査担当", {"reviewer"}, password, by=admin)
+                o.staff.logout(admin.token)
                 session = o.staff.login(REVIEWER, password)
-            except StaffError:
+            except StaffError as exc:
+                print(f"  demo review skipped: {exc}")
                 return 0, 0
             with engine.connect() as conn:
                 held = server.store(conn, settings.tenant).held_list(HoldStatus.HELD.value)

@@ -371,3 +371,14 @@ def test_retention_deletes_old_records_and_expired_fukuhon(world: World) -> None
     assert run["records_deleted"] == 2
     assert world.count("chukan", chukan_records) == 0
     assert world.count("chukan", chukan_retention_runs) == 2
+
+
+def test_a_query_that_arrives_before_the_persons_registration_waits_for_it(world: World) -> None:
+    """The connector's registration and its query travel on different topics: either may arrive first."""
+    person_in(world, SAPPORO, "000000000000077", samples.my_number())
+    world.fukuhon(SAPPORO, "000000000000077", "R1", history(2025))
+    query = world.query(HOME, "000000000000001", SAPPORO, ITEMS)
+    assert responses(world, query.request_id) == []
+    person_in(world, HOME, "000000000000001", samples.my_number())
+    [answer] = responses(world, query.request_id)
+    assert answer.outcome is ProvisionOutcome.PROVIDED_AUTOMATICALLY
