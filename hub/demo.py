@@ -134,7 +134,7 @@ def cmd_demo(settings: Settings, args: argparse.Namespace, prepare: Callable[[],
 # --- benchmark ------------------------------------------------------------------------------------------------
 
 
-def _end_offsets(conf: ClientConfig, topics: tuple[str, ...]) -> dict[tuple[str, int], int]:
+def end_offsets(conf: ClientConfig, topics: tuple[str, ...]) -> dict[tuple[str, int], int]:
     consumer = Consumer({**conf, "group.id": f"bench-{uuid.uuid4().hex}", "log_level": 0})
     try:
         metadata = consumer.list_topics(timeout=30).topics
@@ -212,13 +212,13 @@ def cmd_bench(settings: Settings, args: argparse.Namespace, prepare: Callable[[]
     print(f"bench: synthetic city of {args.size} residents under throw-away tenant {tenant}")
     with pipeline_processes(bench_settings, env):
         wait_drained(conf, APP_ID, PROCESSOR_INPUTS, timeout_s=600)
-        start = _end_offsets(conf, inputs)
+        start = end_offsets(conf, inputs)
         began = time.monotonic()
         run = run_scenario(bench_settings, seed=args.seed, size=args.size, fiscal_year=2025, dirty_share=0.05,
                            start_fiscal_year=lambda: None, progress=False, timeout_s=1800)  # fmt: skip
         wait_drained(conf, SINKS_GROUP, SINK_INPUTS, timeout_s=600)
         e2e_s = time.monotonic() - began
-    end = _end_offsets(conf, inputs)
+    end = end_offsets(conf, inputs)
     events = sum(run.published.values())
     with engine.connect() as conn:
         rows = sum(

@@ -27,7 +27,7 @@ from connectors.service import Output
 from connectors.simulators.city import City
 from connectors.simulators.municipalities import simulate_others
 from connectors.stores import chukan_held, chukan_records
-from hub.demo import pipeline_processes
+from hub.demo import end_offsets, pipeline_processes
 from hub.kafka import ClientConfig, producer_config
 from hub.lag import wait_drained
 from hub.office import office
@@ -62,18 +62,30 @@ def _publish(settings: Settings, outputs: Sequence[Output]) -> None:
         raise RuntimeError("the simulated municipalities' events were not all delivered")
 
 
-def _settle(conf: ClientConfig, groups: Sequence[str], timeout_s: float = 900) -> None:
-    """Wait until every group has caught up, twice in a row (their outputs feed each other)."""
-    inputs = {
-        GROUPS["connector"]: (catalog.RESIDENTS, catalog.FUKUHON_REGISTRATIONS, catalog.QUERY_ANSWERS),
-        GROUPS["chukan"]: (catalog.CHUKAN_PERSONS, catalog.CHUKAN_FUKUHON, catalog.CHUKAN_QUERIES,
-                           catalog.FUGO_ISSUED, catalog.PROVISION_REQUESTS, catalog.PROVISION_RESPONSES),
-        GROUPS["network"]: (catalog.FUGO_REQUESTS, catalog.NETWORK_QUERIES),
-    }  # fmt: skip
-    for _ in range(3):
-        waited = sum(wait_drained(conf, g, [t.name for t in inputs[g]], timeout_s=timeout_s) for g in groups)
-        if waited < 1.0:
+SERVICE_INPUTS: dict[str, tuple[catalog.Topic, ...]] = {
+    GROUPS["connector"]: (catalog.RESIDENTS, catalog.FUKUHON_REGISTRATIONS, catalog.QUERY_ANSWERS),
+    GROUPS["chukan"]: (catalog.CHUKAN_PERSONS, catalog.CHUKAN_FUKUHON, catalog.CHUKAN_QUERIES, catalog.FUGO_ISSUED,
+                       catalog.PROVISION_REQUESTS, catalog.PROVISION_RESPONSES),
+    GROUPS["network"]: (catalog.FUGO_REQUESTS, catalog.NETWORK_QUERIES),
+}  # fmt: skip
+
+
+def settle(conf: ClientConfig, groups: Sequence[str], timeout_s: float = 900) -> None:
+    """Wait until the services are quiescent: every group caught up while no topic of theirs grew.
+
+    The services feed each other, so one group being drained says nothing about the next moment; a round in which
+    all of them are drained and the end offsets of all their topics did not move is a consistent quiet state.
+    """
+    topics = tuple(sorted({t.name for g in groups for t in SERVICE_INPUTS[g]}))
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        before = end_offsets(conf, topics)
+        for group in groups:
+            wait_drained(conf, group, [t.name for t in SERVICE_INPUTS[group]],
+                         timeout_s=max(1.0, deadline - time.monotonic()))  # fmt: skip
+        if end_offsets(conf, topics) == before:
             return
+    raise TimeoutError(f"the provision services did not settle within {timeout_s:.0f}s")
 
 
 def _review(settings: Settings) -> tuple[int, int]:
@@ -123,15 +135,15 @@ def run_provision_demo(settings: Settings, city: City, seed: int, year_start: da
     started = time.monotonic()
     with pipeline_processes(settings, env, ("chukan", "network")):
         _publish(settings, others.registrations)
-        _settle(conf, [GROUPS["chukan"], GROUPS["network"]])
+        settle(conf, [GROUPS["chukan"], GROUPS["network"]])
         print(f"  other municipalities registered {len(others.registrations)} persons and 副本")
         with pipeline_processes(settings, env, ("connector",)):
-            _settle(conf, list(GROUPS.values()))
+            settle(conf, list(GROUPS.values()))
             print("  this city's residents and 副本 registered; 転入 queries answered")
             _publish(settings, others.queries)
-            _settle(conf, list(GROUPS.values()))
+            settle(conf, list(GROUPS.values()))
             approved, refused_by_staff = _review(settings)
-            _settle(conf, list(GROUPS.values()))
+            settle(conf, list(GROUPS.values()))
             wait_drained(conf, SINKS_GROUP, [catalog.PROVISION_RECORDS.name], timeout_s=300)
     print(f"  provision flow settled in {time.monotonic() - started:.1f}s")
     print_provision_summary(settings, others.kinds, approved, refused_by_staff)
