@@ -17,7 +17,7 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from connectors.chukan import ChukanServer, sanitized_request
-from connectors.connector import export_offline
+from connectors.connector import export_offline, read_offline
 from connectors.runner import chukan_engine, chukan_server
 from connectors.service import Output
 from hub.errors import CommandError
@@ -27,6 +27,7 @@ from schemas.models import Event, HoldStatus, ProvisionRequest, StaffOperationTy
 from schemas.record import now_utc
 from schemas.serde import TopicSerde
 from sinks.tables import provision_records
+from topics import catalog
 
 
 def produce(o: Office, outputs: Sequence[Output]) -> None:
@@ -115,6 +116,8 @@ def cmd_retention(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_connector(settings: Settings, args: argparse.Namespace) -> int:
+    if args.action == "import-offline":
+        return _import_offline(settings, Path(args.file))
     with office(settings) as o:
         o.current("admin", StaffOperationType.OFFLINE_EXPORT, str(args.out))
         out = Path(args.out)
@@ -122,6 +125,21 @@ def cmd_connector(settings: Settings, args: argparse.Namespace) -> int:
             raise CommandError(f"{out} exists: the offline medium is never overwritten")
         count, digest = export_offline(o.engine, settings.tenant, out)
     print(f"{count} 副本 written to {out} (sha256 {digest})")
+    return 0
+
+
+def _import_offline(settings: Settings, path: Path) -> int:
+    """The 中間サーバー's side of the offline path: the medium's 副本 enter its intake topic, as if forwarded."""
+    try:
+        registrations = read_offline(path)
+    except (OSError, ValueError) as exc:
+        raise CommandError(f"{path}: not an offline linkage medium ({exc})") from None
+    with office(settings) as o:
+        o.current("admin", StaffOperationType.OTHER, f"import-offline {path.name}")
+        if any(r.atena_no is not None or r.integrated_atena_no is None for r in registrations):
+            raise CommandError(f"{path}: a 副本 carries a 宛名番号 or no 統合宛名番号; nothing imported")
+        produce(o, [(catalog.CHUKAN_FUKUHON, r) for r in registrations])
+    print(f"{len(registrations)} 副本 from {path} handed to the 中間サーバー")
     return 0
 
 
@@ -147,4 +165,6 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     connector_sub = connector.add_subparsers(dest="action", required=True)
     export = connector_sub.add_parser("export-offline", help="write pending 副本 (offline mode) to a file")
     export.add_argument("--out", required=True)
+    imp = connector_sub.add_parser("import-offline", help="the 中間サーバー's side: load an offline medium")
+    imp.add_argument("file")
     connector.set_defaults(func=cmd_connector)

@@ -8,6 +8,8 @@ message goes to the dead-letter topic and the services keep going.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -21,14 +23,14 @@ from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient
 
 from connectors.keys import linkage_key, person_token
-from connectors.runner import build, chukan_server
+from connectors.runner import build
 from connectors.stores import chukan_held, chukan_records
 from hub.kafka import producer_config
 from hub.settings import Settings
 from schemas import models as m
 from schemas.serde import TopicSerde, registry_client
 from sinks.base import SinkRunner
-from sinks.tables import connector_queries, fukuhon_outbox, ledger_history
+from sinks.tables import connector_queries, fukuhon_outbox, ledger_history, staff_operations
 from tests import samples
 from tests.integration.conftest import Endpoints
 from tests.integration.helpers import consume, create, produce
@@ -165,6 +167,16 @@ def query(
     )
 
 
+def cli(
+    env: dict[str, str], *args: str, stdin: str | None = None, check: bool = True
+) -> subprocess.CompletedProcess[str]:
+    run = subprocess.run([sys.executable, "-m", "hub.cli", *args], env=env, input=stdin, capture_output=True,
+                         text=True, timeout=120, check=False)  # fmt: skip
+    if check:
+        assert run.returncode == 0, f"{args}: {run.stdout}{run.stderr}"
+    return run
+
+
 def count(engine: sa.Engine, table: sa.Table, *where: sa.ColumnElement[bool]) -> int:
     with engine.connect() as conn:
         return int(conn.execute(sa.select(sa.func.count()).select_from(table).where(*where)).scalar_one())
@@ -204,10 +216,48 @@ def test_the_provision_flow_end_to_end_on_kafka(
     held_q, refused_q = query(HAKODATE, "000000000000502"), query(HAKODATE, "000000000000502", info="TM00000000000140")
     send(settings, (catalog.CHUKAN_QUERIES, held_q), (catalog.CHUKAN_QUERIES, refused_q))
     eventually("the held provision", lambda: count(chukan, chukan_held, chukan_held.c.tenant == HAKODATE) == 1)
-    server = chukan_server(settings)
-    with chukan.begin() as conn:
-        outputs = server.decide(conn, HAKODATE, str(held_q.request_id), "reviewer1", True, None)
-    send(settings, *outputs)
+    # a reviewer logs in and approves it through the CLI, as staff do
+    env = {**endpoints.env(), "KENSHIN_TENANT": HAKODATE, "KENSHIN_STATE_DIR": str(settings.state_dir),
+           "KENSHIN_DATABASE_URL": settings.database_url.reveal()}  # fmt: skip
+    cli(
+        env,
+        "staff",
+        "add",
+        "admin1",
+        "--name",
+        "管理者",
+        "--role",
+        "admin",
+        "--password-stdin",
+        stdin="a-long-passphrase-1",
+    )
+    cli(env, "login", "admin1", "--password-stdin", stdin="a-long-passphrase-1")
+    cli(
+        env,
+        "staff",
+        "add",
+        "rev1",
+        "--name",
+        "審査",
+        "--role",
+        "reviewer",
+        "--password-stdin",
+        stdin="a-long-passphrase-2",
+    )
+    denied = cli(env, "review", "list", check=False)
+    assert denied.returncode != 0  # an admin is not a reviewer
+    cli(env, "login", "rev1", "--password-stdin", stdin="a-long-passphrase-2")
+    assert str(held_q.request_id) in cli(env, "review", "list").stdout
+    shown = cli(env, "review", "show", str(held_q.request_id)).stdout
+    assert "PERSON_FLAG" in shown
+    assert "fugo" not in shown
+    cli(env, "review", "approve", str(held_q.request_id))
+    cli(env, "logout")
+    with hub.connect() as conn:
+        ops = conn.execute(sa.select(staff_operations.c.staff_id, staff_operations.c.operation,
+                                     staff_operations.c.outcome, staff_operations.c.target)).all()  # fmt: skip
+    assert ("rev1", "APPROVE", "SUCCESS", str(held_q.request_id)) in ops
+    assert ("admin1", "LIST", "DENIED", "held provisions") in ops
     # a poison message on the 中間サーバー's input: dead-lettered, the services keep going
     produce(endpoints.bootstrap, catalog.CHUKAN_QUERIES.name, [(b"011002:x", b"\x00garbage")])
     eventually("records on both sides", lambda: count(chukan, chukan_records) == 1 + 1 + 2 + 1)
