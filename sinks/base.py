@@ -41,6 +41,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 from confluent_kafka.schema_registry import SchemaRegistryClient
 from sqlalchemy.engine import Connection, Engine
 
+from hub.failpoints import failpoint
 from hub.kafka import consumer_config, producer_config
 from hub.settings import Settings
 from hub.validation import is_valid_tenant_code
@@ -371,6 +372,7 @@ class SinkRunner:
         try:
             outputs: list[tuple[Topic, Event]] = []
             letters = self._write_isolated(batch, outputs) if self._isolate else self._write_batch(batch, outputs)
+            failpoint("sink.after_commit")  # fault tests: die between the transaction and the outputs
             self._send_outputs(outputs)
             self._send_dead_letters(letters)
         except Exception as exc:  # noqa: BLE001 - any failure: roll back, replay the batch, keep running

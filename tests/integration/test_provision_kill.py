@@ -56,6 +56,7 @@ class Services:
         )
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.kills: Counter[str] = Counter()
+        self.crashed: list[str] = []
 
     @property
     def settings(self) -> Settings:
@@ -65,6 +66,25 @@ class Services:
         with (self.workdir / f"{what}.log").open("ab") as log:
             self.procs[what] = subprocess.Popen([sys.executable, "-m", "hub.cli", "run", what], env=self.env,
                                                 stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
+
+    def crash_after_commit(self, what: str, nth: int) -> None:
+        """Restart ``what`` so that it dies right after committing its ``nth`` batch, before producing its outputs."""
+        self.procs.pop(what).terminate()
+        self.env["KH_FAILPOINTS"] = f"sink.after_commit@{nth}"
+        try:
+            self.start(what)
+        finally:
+            del self.env["KH_FAILPOINTS"]
+        self.crashed.append(what)
+
+    def restart_crashed(self) -> None:
+        """Start again each process the fail point ended (it must have ended: the window was really hit)."""
+        for what in self.crashed:
+            proc = self.procs.pop(what)
+            assert proc.wait(timeout=120) == 137, f"{what} did not reach its fail point"
+            self.kills[what] += 1
+            self.start(what)
+        self.crashed.clear()
 
     def kill_and_restart(self, what: str) -> None:
         proc = self.procs.pop(what)
@@ -202,9 +222,13 @@ def test_sigkill_of_the_provision_services_loses_and_doubles_nothing(services: S
     settle(conf, groups, timeout_s=600)
     publish_in_chunks(services, city, ["chukan", "connector", "network"])
     settle(conf, groups, timeout_s=600)
-    publish_in_chunks(services, queries, ["chukan", "network"])
+    # the narrowest window: the 中間サーバー and the network die after their transaction, before their outputs
+    services.crash_after_commit("chukan", 2)
+    services.crash_after_commit("network", 1)
+    publish_in_chunks(services, queries, ["connector"])
+    services.restart_crashed()
     settle(conf, groups, timeout_s=600)
-    assert sum(services.kills.values()) == 7
+    assert sum(services.kills.values()) == 8
 
     hub, chukan = settings.database_url.reveal(), settings.chukan_url()
     c = chukan_records.c
