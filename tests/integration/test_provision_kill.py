@@ -69,7 +69,9 @@ class Services:
 
     def crash_after_commit(self, what: str, nth: int) -> None:
         """Restart ``what`` so that it dies right after committing its ``nth`` batch, before producing its outputs."""
-        self.procs.pop(what).terminate()
+        proc = self.procs.pop(what)
+        proc.terminate()
+        proc.wait(timeout=60)
         self.env["KH_FAILPOINTS"] = f"sink.after_commit@{nth}"
         try:
             self.start(what)
