@@ -14,6 +14,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
+import sqlalchemy.exc as sa_exc
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -382,3 +383,27 @@ def test_a_query_that_arrives_before_the_persons_registration_waits_for_it(world
     person_in(world, HOME, "000000000000001", samples.my_number())
     [answer] = responses(world, query.request_id)
     assert answer.outcome is ProvisionOutcome.PROVIDED_AUTOMATICALLY
+
+
+def test_a_replayed_input_re_sends_its_outputs_instead_of_acting_again(world: World) -> None:
+    """Why the effects are stored: a provision request cannot be acted on twice (its permit and record exist)."""
+    from connectors.service import act_once
+    from connectors.stores import chukan_effects
+
+    person_in(world, HOME, "000000000000001", samples.my_number())
+    person_in(world, SAPPORO, "000000000000077", samples.my_number())
+    world.fukuhon(HOME, "000000000000001", "R1", history(2025))
+    captured: list[ProvisionRequest] = []
+    world.bus.taps.append(
+        lambda t, e: captured.append(e) if t == catalog.PROVISION_REQUESTS and isinstance(e, ProvisionRequest) else None
+    )
+    world.query(SAPPORO, "000000000000077", HOME, ITEMS)
+    [request] = captured
+    with world.engines["chukan"].begin() as conn:
+        replayed = act_once(conn, chukan_effects, world.chukan, catalog.PROVISION_REQUESTS, request)
+    [first] = [e for e in world.events(catalog.PROVISION_RESPONSES) if e.request_id == request.request_id]
+    [(_, again)] = [(t, e) for t, e in replayed if t == catalog.PROVISION_RESPONSES]
+    assert again == first
+    # acting again instead: the permit is now used and the record exists; the replay could never re-send the answer
+    with pytest.raises(sa_exc.IntegrityError), world.engines["chukan"].begin() as conn:
+        world.chukan.handle(conn, catalog.PROVISION_REQUESTS, request)
