@@ -22,6 +22,7 @@ import sqlalchemy as sa
 from confluent_kafka import Producer
 
 from connectors.keys import linkage_key
+from connectors.network import SOURCE as NETWORK
 from connectors.runner import GROUPS, chukan_engine, chukan_server
 from connectors.service import Output
 from connectors.simulators.city import City
@@ -159,6 +160,14 @@ def print_provision_summary(settings: Settings, kinds: dict[str, int], approved:
                     chukan_records.c.tenant == tenant
                 )
             ).all()
+            asked = [
+                json.loads(r.body)
+                for r in conn.execute(
+                    sa.select(chukan_records.c.body).where(
+                        chukan_records.c.tenant != tenant, chukan_records.c.side == "REQUESTER"
+                    )
+                )
+            ]
             held = conn.execute(sa.select(sa.func.count()).where(chukan_held.c.tenant == tenant)).scalar_one()
     finally:
         engine.dispose()
@@ -185,8 +194,15 @@ def print_provision_summary(settings: Settings, kinds: dict[str, int], approved:
     print(f"  refused by staff / 中間サーバー: {provider['REFUSED']} (demo reviewer refused {refused})")
     for reason, n in sorted(reasons.items()):
         print(f"    {n:>5}  {reason}")
+    network = Counter(
+        b.get("reason") or "-"
+        for b in asked
+        if b["provider"] == tenant and json.loads(b.get("response_body") or "{}").get("source_system") == NETWORK
+    )
+    print(f"  refused by the network:      {sum(network.values())}")
+    for reason, n in sorted(network.items()):
+        print(f"    {n:>5}  {reason}")
     print(f"  errors:                      {provider['ERROR']}")
-    print("  (queries outside the 照会許可照会リスト are refused by the network and never reach this city)")
     print(f"\n== 情報照会 (this city as requester: {queries} 転入 queries) ==")
     for (outcome, reason), n in sorted(requester.items()):
         print(f"  {outcome:<24}{n:>6}  {reason}")
