@@ -80,7 +80,7 @@ def monitored(
     """Build ``process``'s metrics bundle and serve it with its health checks until the block ends."""
     # No `*_created` series next to every counter and histogram: they double the series count and nothing reads them
     # (a process-wide switch of prometheus-client, thrown here, in the process's composition, not at import).
-    disable_created_metrics()
+    disable_created_metrics()  # type: ignore[no-untyped-call]  # untyped in prometheus-client
     registry = registry if registry is not None else CollectorRegistry()
     metrics = HubMetrics(registry, process=process)
     health = Health()

@@ -77,7 +77,7 @@ class MonitorServer:
         self.host = host
         self.port: int = self._server.server_port
         self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.5}, name="metrics-http", daemon=True
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.1}, name="metrics-http", daemon=True
         )
         self._thread.start()
 
