@@ -10,7 +10,7 @@ from types import FrameType
 
 from prometheus_client import CollectorRegistry
 
-from hub.settings import Settings
+from hub.settings import ProcessName, Settings
 from monitoring.health import cached
 from monitoring.metrics import HubMetrics
 from monitoring.process import monitored
@@ -28,6 +28,9 @@ log = logging.getLogger("kenshin_hub.sinks")
 
 GROUP_ID = "kenshin-hub-sinks"
 DATABASE_CHECK_TTL_S = 5.0
+
+# Builds a process's runner on the metrics bundle and heartbeat that `serve_runner` gives it.
+RunnerFactory = Callable[[HubMetrics, Callable[[], None]], SinkRunner]
 
 
 def build_runner(
@@ -48,7 +51,12 @@ def build_runner(
     )
 
 
-def run_sinks(settings: Settings) -> int:
+def serve_runner(settings: Settings, process: ProcessName, build: RunnerFactory) -> int:
+    """Run a :class:`SinkRunner` process until SIGTERM/SIGINT, serving its metrics and health endpoints.
+
+    Ready: partitions assigned and the database answering; live: the consume loop turns; the group's lag is
+    sampled. Every process built on a SinkRunner (the sinks, the provision flow's services) runs through here.
+    """
     stop = threading.Event()
 
     def _stop(_signum: int, _frame: FrameType | None) -> None:
@@ -56,10 +64,14 @@ def run_sinks(settings: Settings) -> int:
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
-    with monitored(settings, "sinks") as monitor, build_runner(settings, monitor.metrics, monitor.beat) as runner:
+    with monitored(settings, process) as monitor, build(monitor.metrics, monitor.beat) as runner:
         monitor.health.ready_when("partitions assigned", lambda: bool(runner.assignment))
         monitor.health.ready_when("database reachable", cached(runner.database_reachable, DATABASE_CHECK_TTL_S))
-        monitor.watch_lag(GROUP_ID, runner.topics)
-        log.info("sinks: writing %s to the database", ", ".join(s.topic.name for s in runner.sinks))
+        monitor.watch_lag(runner.group_id, runner.topics)
+        log.info("%s: consuming %s", process, ", ".join(runner.topics))
         runner.run(stop)
     return 0
+
+
+def run_sinks(settings: Settings) -> int:
+    return serve_runner(settings, "sinks", lambda metrics, beat: build_runner(settings, metrics, beat))
