@@ -16,21 +16,36 @@ from confluent_kafka import Consumer, KafkaException, TopicPartition
 from hub.kafka import ClientConfig
 
 
-def group_lag(conf: ClientConfig, group: str, topics: Iterable[str]) -> dict[tuple[str, int], int]:
-    """Lag per (topic, partition): end offset minus the group's committed offset (all of it when none)."""
-    consumer = Consumer({**conf, "group.id": group, "enable.auto.commit": False, "log_level": 0})
-    try:
-        metadata = consumer.list_topics(timeout=30).topics
+class GroupLagReader:
+    """Reads a group's lag again and again through one non-subscribing consumer (the metrics' lag sampler)."""
+
+    def __init__(self, conf: ClientConfig, group: str) -> None:
+        self.group = group
+        self._consumer = Consumer({**conf, "group.id": group, "enable.auto.commit": False, "log_level": 0})
+
+    def lag(self, topics: Iterable[str], timeout_s: float = 30.0) -> dict[tuple[str, int], int]:
+        """Lag per (topic, partition): end offset minus the group's committed offset (all of it when none)."""
+        metadata = self._consumer.list_topics(timeout=timeout_s).topics
         partitions = [TopicPartition(t, p) for t in topics if t in metadata for p in metadata[t].partitions]
         if not partitions:
             return {}
         lag = {}
-        for tp in consumer.committed(partitions, timeout=30):
-            _low, high = consumer.get_watermark_offsets(tp, timeout=30, cached=False)
+        for tp in self._consumer.committed(partitions, timeout=timeout_s):
+            _low, high = self._consumer.get_watermark_offsets(tp, timeout=timeout_s, cached=False)
             lag[(tp.topic, tp.partition)] = high - max(tp.offset, 0)
         return lag
+
+    def close(self) -> None:
+        self._consumer.close()
+
+
+def group_lag(conf: ClientConfig, group: str, topics: Iterable[str]) -> dict[tuple[str, int], int]:
+    """Lag per (topic, partition) of ``group``, read once (see :meth:`GroupLagReader.lag`)."""
+    reader = GroupLagReader(conf, group)
+    try:
+        return reader.lag(topics)
     finally:
-        consumer.close()
+        reader.close()
 
 
 def wait_drained(conf: ClientConfig, group: str, topics: Iterable[str], *, timeout_s: float = 300.0) -> float:

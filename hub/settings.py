@@ -24,6 +24,9 @@ PREFIX = "KENSHIN_"
 
 SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
 SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER"]
+# The long-running processes; each serves /metrics and /health/* on its own port (``metrics_<name>_port``).
+ProcessName = Literal["processors", "sinks", "connector", "chukan", "network"]
+PROCESS_NAMES: tuple[ProcessName, ...] = get_args(ProcessName)
 
 
 class SettingsError(ValueError):
@@ -123,6 +126,17 @@ class Settings:
                        "default: moves of the last recent_days of connector.toml)"),
     )  # fmt: skip
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = field(default="INFO", metadata=_meta("Log level"))
+    metrics_host: str = field(
+        default="127.0.0.1",
+        metadata=_meta("Address the processes serve /metrics and /health/* on (0.0.0.0 in a container)"),
+    )
+    metrics_processors_port: int = field(
+        default=9401, metadata=_meta("Metrics and health port of `run processors` (0: any free port)")
+    )
+    metrics_sinks_port: int = field(default=9402, metadata=_meta("Metrics and health port of `run sinks`"))
+    metrics_connector_port: int = field(default=9403, metadata=_meta("Metrics and health port of `run connector`"))
+    metrics_chukan_port: int = field(default=9404, metadata=_meta("Metrics and health port of `run chukan`"))
+    metrics_network_port: int = field(default=9405, metadata=_meta("Metrics and health port of `run network`"))
 
     def __post_init__(self) -> None:
         if not is_valid_tenant_code(self.tenant):
@@ -149,8 +163,20 @@ class Settings:
                 raise SettingsError(
                     f"KENSHIN_CONNECTOR_MOVE_IN_SINCE={self.connector_move_in_since!r} is not a date (YYYY-MM-DD)"
                 ) from None
+        seen: dict[int, str] = {}
+        for process in PROCESS_NAMES:
+            port, name = self.metrics_port(process), env_name(f"metrics_{process}_port")
+            if not 0 <= port <= 65535:
+                raise SettingsError(f"{name}={port} is not a TCP port (0: any free port)")
+            if port and port in seen:
+                raise SettingsError(f"{name}={port} is also {seen[port]}: every process needs its own metrics port")
+            seen[port] = name
         if not re.fullmatch(r"\d+[kmg]", self.stack_kafka_heap):
             raise SettingsError(f"KENSHIN_STACK_KAFKA_HEAP={self.stack_kafka_heap!r} must look like 768m or 1g")
+
+    def metrics_port(self, process: ProcessName) -> int:
+        """The port ``process`` serves /metrics and /health/* on (0: any free port)."""
+        return cast(int, getattr(self, f"metrics_{process}_port"))
 
     # --- derived client configurations -------------------------------------------------------------------------
 

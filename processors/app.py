@@ -26,10 +26,12 @@ from typing import Any
 
 import faust
 from confluent_kafka.schema_registry import SchemaRegistryClient
+from prometheus_client import CollectorRegistry
 
 from hub.kafka import partition_for
 from hub.settings import Settings
 from hub.validation import fiscal_year
+from monitoring.metrics import DeadLetterReason, HubMetrics
 from processors.rules.eligibility import load_rules
 from processors.rules.institutions import load_institutions
 from processors.rules.invitations import invitations_for
@@ -48,6 +50,7 @@ SETTLE_EVERY = 200  # events between producer flushes (and acks)
 SETTLE_INTERVAL_S = 0.5
 GAP_TIMEOUT_S = 5.0  # a hole in the processed offsets older than this is read again
 RETRIES = 8  # attempts for a failure that is not the data's fault (about 16 s in all)
+TICK_INTERVAL_S = 1.0  # heartbeat (liveness) and readiness refresh
 
 
 def _log_of(raw: Any) -> PersonLog:
@@ -132,12 +135,26 @@ class Settler:
 
 
 class Processors:
-    """Builds the faust app and its agents for one deployment (no module-level app singleton)."""
+    """Builds the faust app and its agents for one deployment (no module-level app singleton).
+
+    ``metrics`` receives the processing hooks (a private bundle when not given); ``heartbeat`` is called every
+    second from the app's event loop, so a stuck loop stops beating.
+    """
 
     def __init__(
-        self, settings: Settings, registry: SchemaRegistryClient, *, app_id: str = APP_ID, replication_factor: int = 1
+        self,
+        settings: Settings,
+        registry: SchemaRegistryClient,
+        *,
+        app_id: str = APP_ID,
+        replication_factor: int = 1,
+        metrics: HubMetrics | None = None,
+        heartbeat: Callable[[], None] | None = None,
     ) -> None:
         self.settings = settings
+        self.metrics = metrics if metrics is not None else HubMetrics(CollectorRegistry(), process="processors")
+        self._heartbeat = heartbeat
+        self._ready = False
         self.ctx = Context(load_rules(), load_institutions(), load_fukuhon_policy())
         self.serdes: dict[str, TopicSerde[Any]] = {t.name: TopicSerde(t, registry) for t in catalog.ALL_TOPICS}
         self.app = faust.App(
@@ -186,6 +203,7 @@ class Processors:
         self.app.agent(self.topics[catalog.INSTITUTION_RESULTS.name], name="results.match")(self._results)
         self.app.agent(self.topics[catalog.HUB_COMMANDS.name], name="commands.apply")(self._commands)
         self.app.timer(SETTLE_INTERVAL_S)(self._settle_timer)
+        self.app.timer(TICK_INTERVAL_S)(self._tick)
 
     async def _flush(self) -> None:
         await self.app.producer.flush()
@@ -205,17 +223,37 @@ class Processors:
     async def _settle_timer(self) -> None:
         await self.settler.settle()
 
+    async def _tick(self) -> None:
+        if self._heartbeat is not None:
+            self._heartbeat()
+        app: Any = self.app
+        try:
+            assigned = bool(app.consumer.assignment())
+        except Exception:  # noqa: BLE001 - the consumer is not started (yet, or any more): not ready
+            assigned = False
+        self._ready = assigned and not app.rebalancing and not getattr(app, "in_recovery", False)
+
+    def ready(self) -> bool:
+        """Partitions assigned, no rebalance and no table recovery under way (as of the last tick)."""
+        return self._ready
+
     # -- plumbing -----------------------------------------------------------------------------------------------
 
-    async def emit(self, topic: Topic, event: m.Event) -> None:
+    async def emit(self, topic: Topic, event: m.Event, step: str) -> None:
         serde = self.serdes[topic.name]
         await self.topics[topic.name].send(key=serde.key(event), value=serde.value(event))
+        self.metrics.message_out(topic.name, step)
 
     async def dead_letter(self, source: Topic, step: str, event: Any, exc: BaseException) -> None:
         message = event.message
         # Our own errors are worded without personal data; others (library or bugs) are named by class only.
         ours = isinstance(exc, DecodeError | ModelError | ValueError)
         reason = str(exc) if ours else f"processing failed: {type(exc).__name__}"
+        if isinstance(exc, DecodeError):
+            category = DeadLetterReason.UNDECODABLE
+        else:
+            category = DeadLetterReason.INVALID if ours else DeadLetterReason.RETRIES_EXHAUSTED
+        self.metrics.dead_letter(source.name, step, category)
         log.warning(
             "%s: dead-lettered %s[%s]@%s: %s",
             step,
@@ -240,12 +278,15 @@ class Processors:
             original_key=message.key,
             original_value=message.value,
         )
-        await self.emit(source.dlq, letter)
+        await self.emit(source.dlq, letter, step)
 
     async def _each(self, stream: Any, source: Topic, step: str, handle: Callable[[Any, Any], Awaitable[None]]) -> None:
         manual = stream.noack()
         async for event in manual.events():
+            started = time.perf_counter()
+            self.metrics.message_in(source.name, step)
             await self._process(source, step, handle, event)
+            self.metrics.processing_time(step, time.perf_counter() - started)
             await self.settler.add(event)
 
     async def _process(
@@ -270,6 +311,7 @@ class Processors:
                     await self.dead_letter(source, step, event, exc)
                     return
                 log.warning("%s: attempt %s failed (%s), retrying", step, attempt, type(exc).__name__)
+                self.metrics.retry(step)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
 
@@ -286,7 +328,7 @@ class Processors:
         state = person_log.state()
         if state is None:
             return
-        await self.emit(catalog.RESIDENTS, state)
+        await self.emit(catalog.RESIDENTS, state, "residents.apply")
         year = fiscal_year(change.change_date)
         started = self.years[f"{change.tenant}:{event.message.partition}"]
         # A 転入 during a fiscal year already started is invited at once; earlier ones were (or will be) covered
@@ -296,7 +338,7 @@ class Processors:
             for notice in invitations_for(
                 state, book.entries, fiscal_year=year, trigger=m.InvitationTrigger.MOVE_IN, rules=self.ctx.rules
             ):
-                await self.emit(catalog.INVITATIONS, notice)
+                await self.emit(catalog.INVITATIONS, notice, "residents.apply")
 
     async def _results(self, stream: Any) -> None:
         await self._each(stream, catalog.INSTITUTION_RESULTS, "results.match", self._match)
@@ -313,7 +355,11 @@ class Processors:
         if new_book != book:
             self.books[key] = encode_book(new_book)
         for output in outputs:
-            await self.emit(_topic_for(output), output)
+            await self.emit(_topic_for(output), output, "results.match")
+            if isinstance(output, m.LedgerEntry):
+                self.metrics.ledger_entry(output.kind, output.version)
+            elif isinstance(output, m.ScreeningError) and output.status is m.ErrorStatus.OPEN:
+                self.metrics.matching_error(output.kind, output.reasons)
 
     async def _commands(self, stream: Any) -> None:
         await self._each(stream, catalog.HUB_COMMANDS, "commands.apply", self._command)
@@ -340,7 +386,7 @@ class Processors:
                 trigger=m.InvitationTrigger.FISCAL_YEAR_START,
                 rules=self.ctx.rules,
             ):
-                await self.emit(catalog.INVITATIONS, notice)
+                await self.emit(catalog.INVITATIONS, notice, "commands.apply")
                 sent += 1
         log.info(
             "commands.apply: fiscal year %s start, partition %s: %s notices",
@@ -349,6 +395,8 @@ class Processors:
             sent,
         )
 
+
+INPUT_TOPICS: tuple[Topic, ...] = (catalog.RESIDENT_CHANGES, catalog.INSTITUTION_RESULTS, catalog.HUB_COMMANDS)
 
 _OUTPUT_TOPICS: dict[type[m.Event], Topic] = {
     m.LedgerEntry: catalog.LEDGER_ENTRIES,

@@ -8,7 +8,8 @@ from confluent_kafka.admin import AdminClient
 
 from hub.errors import CommandError
 from hub.settings import Settings
-from processors.app import Processors
+from monitoring.process import monitored
+from processors.app import APP_ID, INPUT_TOPICS, Processors
 from schemas.serde import registry_client
 from topics import catalog
 
@@ -24,7 +25,16 @@ def run_processors(settings: Settings) -> int:
         raise CommandError(f"topics missing on the cluster: {', '.join(missing)} (run `kenshin-hub setup`)")
     brokers = len(metadata.brokers)
     registry = registry_client(settings.schema_registry_config())
-    processors = Processors(settings, registry, replication_factor=min(3, max(brokers, 1)))
-    worker = Worker(processors.app, loglevel=settings.log_level.lower(), quiet=True)
-    worker.execute_from_commandline()
+    with monitored(settings, "processors") as monitor:
+        processors = Processors(
+            settings,
+            registry,
+            replication_factor=min(3, max(brokers, 1)),
+            metrics=monitor.metrics,
+            heartbeat=monitor.beat,
+        )
+        monitor.health.ready_when("partitions assigned, no rebalance or recovery under way", processors.ready)
+        monitor.watch_lag(APP_ID, [t.name for t in INPUT_TOPICS])
+        worker = Worker(processors.app, loglevel=settings.log_level.lower(), quiet=True)
+        worker.execute_from_commandline()
     return 0

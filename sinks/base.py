@@ -5,6 +5,7 @@ The contract follows quix-streams' ``sinks/base/sink.py`` and Kafka Connect's ``
 * :meth:`Sink.setup` checks what the sink needs from the database (connections are the runner's engine);
 * :meth:`Sink.add` buffers one decoded event, per partition;
 * :meth:`Sink.flush` writes the buffered batch on the connection of the transaction the runner opened;
+* :meth:`Sink.committed` is told that the batch's transaction committed (before :meth:`Sink.clear`);
 * :meth:`Sink.clear` drops the buffer (after a successful flush, and after a failed one before the replay).
 
 :class:`SinkRunner` consumes all sinks' topics with one consumer (auto commit off), decodes each message with its
@@ -30,7 +31,8 @@ import threading
 import time
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Mapping, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Generic, TypeVar
@@ -39,12 +41,14 @@ import sqlalchemy as sa
 import sqlalchemy.exc as sa_exc
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 from confluent_kafka.schema_registry import SchemaRegistryClient
+from prometheus_client import CollectorRegistry
 from sqlalchemy.engine import Connection, Engine
 
 from hub.failpoints import failpoint
 from hub.kafka import consumer_config, producer_config
 from hub.settings import Settings
 from hub.validation import is_valid_tenant_code
+from monitoring.metrics import DeadLetterReason, HubMetrics
 from schemas.models import DeadLetter, Event
 from schemas.record import now_utc
 from schemas.serde import DecodeError, TopicSerde
@@ -57,6 +61,9 @@ E = TypeVar("E", bound=Event)
 Row = dict[str, Any]
 
 SOURCE_SYSTEM = "kenshin-hub.sinks"
+DECODE_STEP = "sinks.decode"
+WRITE_STEP = "sinks.write"
+BATCH_STEP = "sinks.batch"  # the processing-time histogram's step: one batch written and committed
 # Dead letters get a deterministic event id per source position, so a replayed batch re-sends the same letter.
 _DEAD_LETTER_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "urn:kenshin-hub:sinks:dead-letter")
 
@@ -98,6 +105,9 @@ class Sink(ABC, Generic[E]):
         with its effects, so the replay re-sends the same events (same ``event_id``) instead of acting twice.
         """
         return []
+
+    def committed(self) -> None:
+        """The transaction that flushed the buffered batch has committed (called before :meth:`clear`)."""
 
 
 class TableSink(Sink[E]):
@@ -173,6 +183,7 @@ class BatchResult:
 class _Letter:
     topic: Topic
     letter: DeadLetter
+    reason: DeadLetterReason
 
 
 def describe_error(exc: BaseException) -> str:
@@ -210,6 +221,9 @@ class SinkRunner:
     ``dead_letter_topic`` receives the dead letters of source topics that have no ``dlq`` of their own (the
     catalog's ``sinks.dlq.v1``). The engine is built from ``settings.database_url`` unless one is given; the
     database must already be migrated to head (:func:`sinks.db.upgrade`): the runner never creates tables.
+
+    ``metrics`` receives messages in (per delivery), out (per message committed to SQL), batch times and dead
+    letters (once delivered); ``heartbeat`` is called at every turn of :meth:`run`'s loop.
     """
 
     def __init__(
@@ -230,6 +244,8 @@ class SinkRunner:
         consumer_overrides: Mapping[str, str | int | float | bool] | None = None,
         migrations: str = SINKS_MIGRATIONS,
         close_registry: bool = False,
+        metrics: HubMetrics | None = None,
+        heartbeat: Callable[[], None] | None = None,
     ) -> None:
         if not sinks:
             raise ValueError("a SinkRunner needs at least one sink")
@@ -252,6 +268,8 @@ class SinkRunner:
         self._registry = registry_client
         self._close_registry = close_registry
         self._output_serdes: dict[str, TopicSerde[Any]] = {}
+        self.metrics = metrics if metrics is not None else HubMetrics(CollectorRegistry(), process="sinks")
+        self._heartbeat = heartbeat
 
         self._sinks_by_topic: dict[str, list[Sink[Any]]] = {}
         self._serdes: dict[str, TopicSerde[Any]] = {}
@@ -307,6 +325,24 @@ class SinkRunner:
     def assignment(self) -> frozenset[tuple[str, int]]:
         return frozenset(self._assignment)
 
+    @property
+    def topics(self) -> list[str]:
+        """The topics the runner consumes."""
+        return sorted(self._sinks_by_topic)
+
+    def database_reachable(self) -> bool:
+        """One ``SELECT 1`` on a pooled connection, outside SQLAlchemy's transactions (no SQLite write lock)."""
+        connection = self.engine.raw_connection()
+        try:
+            cursor = connection.cursor()
+            try:
+                cursor.execute("SELECT 1")
+                return bool(cursor.fetchone())
+            finally:
+                cursor.close()
+        finally:
+            connection.close()
+
     def close(self) -> None:
         """Leave the group, flush pending dead letters and release the engine (if the runner built it)."""
         if self._closed:
@@ -349,6 +385,8 @@ class SinkRunner:
             self._stop = stop
         last_message = time.monotonic()
         while not self._stop.is_set():
+            if self._heartbeat is not None:
+                self._heartbeat()
             result = self.run_once()
             now = time.monotonic()
             if result.consumed:
@@ -369,12 +407,14 @@ class SinkRunner:
         batch = self._consume()
         if not batch:
             return BatchResult()
+        started = time.perf_counter()
         try:
             outputs: list[tuple[Topic, Event]] = []
             letters = self._write_isolated(batch, outputs) if self._isolate else self._write_batch(batch, outputs)
             failpoint("sink.after_commit")  # fault tests: die between the transaction and the outputs
             self._send_outputs(outputs)
             self._send_dead_letters(letters)
+            self._count(batch, letters)
         except Exception as exc:  # noqa: BLE001 - any failure: roll back, replay the batch, keep running
             self._on_failure(batch, exc)
             return BatchResult(consumed=len(batch), failed=True)
@@ -387,7 +427,18 @@ class SinkRunner:
         self._isolate = False
         self._retry_at = 0.0
         committed = self._commit(batch)
+        self.metrics.processing_time(BATCH_STEP, time.perf_counter() - started)
         return BatchResult(consumed=len(batch), dead_lettered=len(letters), committed=committed)
+
+    def _count(self, batch: Sequence[Message], letters: Sequence[_Letter]) -> None:
+        """Messages out (written and committed) per topic and sink, and the dead letters, once delivered."""
+        lettered = {(x.letter.source_topic, x.letter.source_partition, x.letter.source_offset) for x in letters}
+        written = Counter(_position(msg)[0] for msg in batch if _position(msg) not in lettered)
+        for topic, count in written.items():
+            for sink in self._sinks_by_topic[topic]:
+                self.metrics.message_out(topic, sink.name, count)
+        for item in letters:
+            self.metrics.dead_letter(item.letter.source_topic, item.letter.step, item.reason)
 
     def _consume(self) -> list[Message]:
         batch: list[Message] = []
@@ -410,16 +461,23 @@ class SinkRunner:
         """Decode ``msg`` and add it to its sinks; a dead letter when that fails."""
         topic, partition, offset = _position(msg)
         serde = self._serdes[topic]
+        for sink in self._sinks_by_topic[topic]:
+            self.metrics.message_in(topic, sink.name)
         try:
             event = serde.decode(msg.value() or b"", topic)
         except DecodeError as exc:
-            return self._letter(msg, "sinks.decode", str(exc), exc)
+            return self._letter(msg, DECODE_STEP, str(exc), exc, DeadLetterReason.UNDECODABLE)
         for sink in self._sinks_by_topic[topic]:
             try:
                 sink.add(event, msg.key() or b"", partition, offset)
             except Exception as exc:  # noqa: BLE001 - a sink refusing one event dead-letters that event only
-                return self._letter(msg, sink.name, f"{sink.name} refused the event: {describe_error(exc)}", exc)
+                reason = f"{sink.name} refused the event: {describe_error(exc)}"
+                return self._letter(msg, sink.name, reason, exc, DeadLetterReason.SINK_REFUSED)
         return None
+
+    def _committed(self) -> None:
+        for sink in self.sinks:
+            sink.committed()
 
     def _flush_all(self, connection: Connection) -> list[tuple[Topic, Event]]:
         for sink in self.sinks:
@@ -430,6 +488,7 @@ class SinkRunner:
         letters = [letter for msg in batch if (letter := self._dispatch(msg)) is not None]
         with self.engine.begin() as connection:
             produced = self._flush_all(connection)
+        self._committed()
         outputs.extend(produced)
         return letters
 
@@ -451,14 +510,15 @@ class SinkRunner:
             except Exception as exc:
                 if is_transient(exc):
                     raise
-                letters.append(
-                    self._letter(msg, "sinks.write", f"the database refused the row: {describe_error(exc)}", exc)
-                )
+                reason = f"the database refused the row: {describe_error(exc)}"
+                letters.append(self._letter(msg, WRITE_STEP, reason, exc, DeadLetterReason.DATABASE_REFUSED))
+            else:
+                self._committed()
         return letters
 
     # --- dead letters ----------------------------------------------------------------------------------------
 
-    def _letter(self, msg: Message, step: str, reason: str, exc: BaseException) -> _Letter:
+    def _letter(self, msg: Message, step: str, reason: str, exc: BaseException, category: DeadLetterReason) -> _Letter:
         topic, partition, offset = _position(msg)
         log.warning(
             "sinks %s: %s[%d]@%d dead-lettered at step %s: %s",
@@ -487,7 +547,7 @@ class SinkRunner:
             original_key=key,
             original_value=msg.value(),
         )
-        return _Letter(serde.topic, letter)
+        return _Letter(serde.topic, letter, category)
 
     def _send_dead_letters(self, letters: Iterable[_Letter]) -> None:
         """Produce the batch's dead letters and wait until the broker has them all (before offsets move on)."""

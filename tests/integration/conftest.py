@@ -23,7 +23,7 @@ from confluent_kafka.admin import AdminClient
 from confluent_kafka.schema_registry import SchemaRegistryClient
 
 from hub.runtime.stack import LocalStack
-from hub.settings import Settings, load_settings
+from hub.settings import PROCESS_NAMES, Settings, env_name, load_settings
 from schemas.serde import registry_client
 
 
@@ -39,10 +39,16 @@ class Endpoints:
         return load_settings(env)
 
     def env(self) -> dict[str, str]:
-        """Environment for a `kenshin-hub` subprocess pointed at this cluster."""
+        """Environment for a `kenshin-hub` subprocess pointed at this cluster.
+
+        Metrics ports are 0 (any free port): test processes never collide with each other, with a concurrent
+        session or with a hub running on the default ports.
+        """
         env = {k: v for k, v in os.environ.items() if not k.startswith("KENSHIN_")}
         env["KENSHIN_KAFKA_BOOTSTRAP_SERVERS"] = self.bootstrap
         env["KENSHIN_SCHEMA_REGISTRY_URL"] = self.registry_url
+        for process in PROCESS_NAMES:
+            env[env_name(f"metrics_{process}_port")] = "0"
         return env
 
 

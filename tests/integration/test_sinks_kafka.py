@@ -29,8 +29,10 @@ from alembic.runtime.migration import MigrationContext
 from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.schema_registry import SchemaRegistryClient
+from prometheus_client import CollectorRegistry
 from sqlalchemy.engine import Connection, Engine
 
+from monitoring.metrics import HubMetrics
 from processors.rules.eligibility import load_rules
 from schemas import models as m
 from schemas.serde import TopicSerde
@@ -40,6 +42,7 @@ from sinks.errors import ErrorsSink, error_row
 from sinks.invitations import InvitationsSink, invitation_row
 from sinks.ledger import LedgerSink, ledger_row
 from sinks.residents import ResidentsSink, resident_row
+from sinks.staff import StaffActivitySink
 from sinks.statistics import query_statistics, refresh_statistics
 from sinks.tables import ALL_TABLES, invitations, ledger_entries, metadata, residents, screening_errors
 from tests import samples
@@ -47,7 +50,15 @@ from tests.integration.conftest import Endpoints
 from tests.integration.helpers import consume, create, private_topic, produce
 from tests.integration.pg import temporary_postgres
 from tests.unit.test_sinks import EXPECTED_NONZERO, FY, counts, population
-from topics.catalog import DLQ_RETENTION_MS, INVITATIONS, LEDGER_ENTRIES, RESIDENTS, SCREENING_ERRORS, Topic
+from topics.catalog import (
+    DLQ_RETENTION_MS,
+    INVITATIONS,
+    LEDGER_ENTRIES,
+    RESIDENTS,
+    SCREENING_ERRORS,
+    STAFF_OPERATIONS,
+    Topic,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -159,6 +170,11 @@ def run_until_idle(runner: SinkRunner, idle_s: float = 3.0) -> None:
     finally:
         guard.cancel()
     assert not stop.is_set(), "the runner never became idle"
+
+
+def metric(runner: SinkRunner, name: str, **labels: str) -> float | None:
+    """A sample of the runner's metrics bundle (its own registry)."""
+    return runner.metrics.registry.get_sample_value(name, labels)
 
 
 def snapshot(engine: Engine, table: sa.Table) -> list[dict[str, Any]]:
@@ -357,7 +373,13 @@ def test_a_poison_message_goes_to_the_dead_letter_topic_and_the_runner_keeps_goi
     with runner_for(endpoints, registry, wiring, db, [LedgerSink(wiring.ledger)]) as runner:
         results = drain(runner, 4)
         run_until_idle(runner)
+        assert runner.database_reachable()
     assert sum(r.dead_lettered for r in results) == 2
+    topic = wiring.ledger.name
+    assert metric(runner, "kenshin_hub_dead_letters_total", topic=topic, step="sinks.decode", reason="UNDECODABLE") == 2
+    assert metric(runner, "kenshin_hub_messages_in_total", topic=topic, step="sinks.ledger") == 4
+    assert metric(runner, "kenshin_hub_messages_out_total", topic=topic, step="sinks.ledger") == 2
+    assert (metric(runner, "kenshin_hub_processing_duration_seconds_count", step="sinks.batch") or 0) >= 1
     assert not any(r.failed for r in results)
     [row] = snapshot(db, ledger_entries)
     assert (row["version"], row["followup_judgement"]) == (2, "NO_ABNORMALITY")
@@ -421,6 +443,10 @@ def test_a_failing_flush_commits_nothing_and_the_batch_is_written_on_retry(
         run_until_idle(runner)
     assert sink.attempts >= 2
     assert snapshot(db, ledger_entries) == rows_sorted(ledger_entries, [ledger_row(e) for e in events])
+    # Out counts what was committed, once; in counts every delivery, the failed batch's included.
+    labels = {"topic": wiring.ledger.name, "step": "sinks.ledger"}
+    assert metric(runner, "kenshin_hub_messages_out_total", **labels) == len(events)
+    assert (metric(runner, "kenshin_hub_messages_in_total", **labels) or 0) > len(events)
     committed, high = group_offsets(endpoints.bootstrap, wiring.group, wiring.ledger)
     assert sum(o for o in committed.values() if o >= 0) == sum(high.values()) == len(events)
 
@@ -448,11 +474,65 @@ def test_a_row_the_database_always_rejects_is_isolated_to_the_dead_letter_topic(
     [msg] = consume(endpoints.bootstrap, wiring.dlq.name, f"{wiring.group}-dlq-reader", expected=1)
     letter = dlq_serde.decode(msg.value() or b"")
     assert (letter.step, letter.error_type) == ("sinks.write", "IntegrityError")
+    refused = {"topic": wiring.ledger.name, "step": "sinks.write", "reason": "DATABASE_REFUSED"}
+    assert metric(runner, "kenshin_hub_dead_letters_total", **refused) == 1
+    assert metric(runner, "kenshin_hub_messages_out_total", topic=wiring.ledger.name, step="sinks.ledger") == 4
     assert letter.reason == "the database refused the row: IntegrityError (ValueError)"
     ledger_serde: TopicSerde[m.LedgerEntry] = TopicSerde(wiring.ledger, registry)
     assert letter.original_key == ledger_serde.key(bad)
     committed, high = group_offsets(endpoints.bootstrap, wiring.group, wiring.ledger)
     assert sum(o for o in committed.values() if o >= 0) == sum(high.values()) == 5
+
+
+class FlakyStaffSink(StaffActivitySink):
+    """Fails the first flush that holds staff operations, after they were buffered (a failed batch)."""
+
+    def __init__(self, metrics: HubMetrics, topic: Topic) -> None:
+        super().__init__(metrics, topic)
+        self.failed = False
+
+    def flush(self, connection: Connection) -> None:
+        if self._pending and not self.failed:
+            self.failed = True
+            raise RuntimeError("simulated failure of the batch")
+
+
+def test_staff_operations_are_counted_once_after_the_batch_commits(
+    endpoints: Endpoints, admin: AdminClient, registry: SchemaRegistryClient, wiring: Wiring, db: Engine, unique: str
+) -> None:
+    staff_topic = private_topic(STAFF_OPERATIONS, unique)
+    create(admin, endpoints.registry_url, staff_topic)
+    operations = [
+        (m.StaffOperationType.LOGIN, m.OperationOutcome.SUCCESS),
+        (m.StaffOperationType.LOGIN_FAILED, m.OperationOutcome.DENIED),
+        (m.StaffOperationType.LOGIN_FAILED, m.OperationOutcome.DENIED),
+        (m.StaffOperationType.RESOLVE_ERROR, m.OperationOutcome.SUCCESS),
+    ]
+    events = [
+        m.StaffOperation(
+            **samples.header("kenshin-hub.staff"),  # type: ignore[arg-type]
+            staff_id=f"h{i:03d}",
+            operation=op,
+            outcome=outcome,
+            performed_at=T0,
+        )
+        for i, (op, outcome) in enumerate(operations)
+    ]
+    send(endpoints, registry, staff_topic, events)
+    bundle = HubMetrics(CollectorRegistry(), process="sinks", runtime=False)
+    sink = FlakyStaffSink(bundle, staff_topic)
+    with runner_for(endpoints, registry, wiring, db, [sink], metrics=bundle) as runner:
+        results = drain(runner, len(events))
+        run_until_idle(runner)
+    assert sink.failed
+    assert any(r.failed for r in results)
+    reg = bundle.registry
+    assert reg.get_sample_value("kenshin_hub_staff_logins_total", {"outcome": "SUCCESS"}) == 1
+    assert reg.get_sample_value("kenshin_hub_staff_logins_total", {"outcome": "FAILED"}) == 2
+    resolved = {"operation": "RESOLVE_ERROR", "outcome": "SUCCESS"}
+    assert reg.get_sample_value("kenshin_hub_staff_operations_total", resolved) == 1
+    out = {"topic": staff_topic.name, "step": "sinks.staff"}
+    assert reg.get_sample_value("kenshin_hub_messages_out_total", out) == len(events)
 
 
 def test_the_migrations_build_exactly_the_tables_of_tables_py(database: Engine) -> None:

@@ -121,3 +121,33 @@ def test_client_addresses_follow_the_local_stack_ports_unless_set() -> None:
     assert s.schema_registry_url == "http://127.0.0.1:28081/apis/ccompat/v7"
     explicit = load_settings({"KENSHIN_STACK_KAFKA_PORT": "29092", "KENSHIN_KAFKA_BOOTSTRAP_SERVERS": "k:9092"})
     assert explicit.kafka_bootstrap_servers == "k:9092"
+
+
+def test_metrics_ports_per_process() -> None:
+    import hub.settings
+
+    error = hub.settings.SettingsError  # by the module: the import test above reloads it (a new class)
+    s = load_settings({"KENSHIN_METRICS_SINKS_PORT": "19402", "KENSHIN_METRICS_HOST": "0.0.0.0"})
+    assert (s.metrics_port("processors"), s.metrics_port("sinks"), s.metrics_port("network")) == (9401, 19402, 9405)
+    assert s.metrics_host == "0.0.0.0"
+    both_any = load_settings({"KENSHIN_METRICS_PROCESSORS_PORT": "0", "KENSHIN_METRICS_SINKS_PORT": "0"})
+    assert both_any.metrics_port("processors") == both_any.metrics_port("sinks") == 0  # 0: any free port, each
+    with pytest.raises(error, match="KENSHIN_METRICS_SINKS_PORT=9401 is also KENSHIN_METRICS_PROCESSORS_PORT"):
+        load_settings({"KENSHIN_METRICS_SINKS_PORT": "9401"})
+    with pytest.raises(error, match="KENSHIN_METRICS_CHUKAN_PORT=70000 is not a TCP port"):
+        load_settings({"KENSHIN_METRICS_CHUKAN_PORT": "70000"})
+    with pytest.raises(error, match="did you mean KENSHIN_METRICS_SINKS_PORT"):
+        load_settings({"KENSHIN_METRICS_SINK_PORT": "9999"})
+
+
+def test_config_doc_lists_the_metrics_settings() -> None:
+    from hub.settings import fields_doc
+
+    documented = {name: default for name, default, _doc in fields_doc()}
+    assert documented["KENSHIN_METRICS_HOST"] == "127.0.0.1"
+    defaults = {"processors": 9401, "sinks": 9402, "connector": 9403, "chukan": 9404, "network": 9405}
+    for process, port in defaults.items():
+        assert documented[f"KENSHIN_METRICS_{process.upper()}_PORT"] == str(port)
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    for name in documented:
+        assert f"`{name}`" in readme, f"{name} is missing from the README's configuration table"
