@@ -8,25 +8,29 @@ input that does not decode or that the service rejects.
 from __future__ import annotations
 
 import logging
-import signal
-import threading
+import time
+from collections.abc import Callable
 from datetime import date
-from types import FrameType
+from typing import cast
 
 import sqlalchemy as sa
+from prometheus_client import CollectorRegistry
 from sqlalchemy.engine import Engine
 
 from connectors.chukan import ChukanServer
 from connectors.connector import Connector
 from connectors.keys import PermitSigner, PermitVerifier, linkage_key, signing_key, verify_key
 from connectors.network import NetworkSimulator
+from connectors.observe import observe, refresh_held
 from connectors.policy import default_policies
 from connectors.service import Service, service_sinks
 from connectors.stores import CHUKAN_MIGRATIONS, NETWORK_MIGRATIONS, chukan_effects, network_effects
-from hub.settings import Settings
+from hub.settings import ProcessName, Settings
+from monitoring.metrics import HubMetrics
 from schemas.serde import registry_client
 from sinks.base import SinkRunner
 from sinks.db import SINKS_MIGRATIONS, make_engine, upgrade
+from sinks.runner import serve_runner
 from sinks.tables import service_effects
 from topics.catalog import SINKS_DLQ
 
@@ -59,7 +63,13 @@ def chukan_server(settings: Settings) -> ChukanServer:
     return ChukanServer(default_policies(), PermitVerifier(verify_key(settings.state_dir)))
 
 
-def build(settings: Settings, what: str, group_id: str | None = None) -> SinkRunner:
+def build(
+    settings: Settings,
+    what: str,
+    group_id: str | None = None,
+    metrics: HubMetrics | None = None,
+    heartbeat: Callable[[], None] | None = None,
+) -> SinkRunner:
     """The runner of one provision-flow process (``connector``, ``chukan`` or ``network``)."""
     service: Service
     effects: sa.Table
@@ -80,9 +90,14 @@ def build(settings: Settings, what: str, group_id: str | None = None) -> SinkRun
         service = NetworkSimulator(default_policies(), PermitSigner(signing_key(settings.state_dir)))
     else:
         raise ValueError(what)
+    metrics = metrics if metrics is not None else HubMetrics(CollectorRegistry(), process=cast(ProcessName, what))
+    bundle = metrics
+    if what == "chukan":
+        refresh_held(bundle, engine)  # at start-up, then at most every HELD_REFRESH_S while the loop turns
+        heartbeat = _with_held_refresh(heartbeat, bundle, engine)
     return SinkRunner(
         settings,
-        service_sinks(service, effects),
+        service_sinks(service, effects, lambda outputs: observe(bundle, outputs)),
         group_id=group_id or GROUPS[what],
         registry_client=registry_client(settings.schema_registry_config()),
         dead_letter_topic=SINKS_DLQ,
@@ -91,18 +106,30 @@ def build(settings: Settings, what: str, group_id: str | None = None) -> SinkRun
         batch_size=200,
         batch_timeout_s=0.2,
         close_registry=True,
+        metrics=metrics,
+        heartbeat=heartbeat,
     )
 
 
-def run_service(settings: Settings, what: str) -> int:
-    stop = threading.Event()
+HELD_REFRESH_S = 10.0
 
-    def _stop(_signum: int, _frame: FrameType | None) -> None:
-        stop.set()
 
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
-    with build(settings, what) as runner:
-        log.info("%s: consuming %s", what, ", ".join(s.topic.name for s in runner.sinks))
-        runner.run(stop)
-    return 0
+def _with_held_refresh(beat: Callable[[], None] | None, metrics: HubMetrics, engine: Engine) -> Callable[[], None]:
+    """The liveness beat, plus the held-provisions gauges refreshed now and then (staff decide in the CLI)."""
+    last = [time.monotonic()]
+
+    def turn() -> None:
+        if beat is not None:
+            beat()
+        if time.monotonic() - last[0] >= HELD_REFRESH_S:
+            last[0] = time.monotonic()
+            try:
+                refresh_held(metrics, engine)
+            except sa.exc.SQLAlchemyError:
+                log.warning("chukan: the held provisions could not be counted for the metrics")
+
+    return turn
+
+
+def run_service(settings: Settings, what: ProcessName) -> int:
+    return serve_runner(settings, what, lambda metrics, beat: build(settings, what, metrics=metrics, heartbeat=beat))

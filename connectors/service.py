@@ -88,8 +88,16 @@ def act_once(conn: Connection, effects: sa.Table, service: Service, topic: Topic
 class ServiceSink(Sink[Event]):
     """One topic of a service, as a sink of :class:`sinks.base.SinkRunner`."""
 
-    def __init__(self, service: Service, topic: Topic, effects: sa.Table) -> None:
+    def __init__(
+        self,
+        service: Service,
+        topic: Topic,
+        effects: sa.Table,
+        observer: Callable[[list[Output]], None] | None = None,
+    ) -> None:
         self.service = service
+        self.observer = observer
+        self._taken: list[Output] = []
         self.topic = topic
         self.name = f"{service.name}.{topic.name}"
         self.effects = effects
@@ -108,15 +116,24 @@ class ServiceSink(Sink[Event]):
 
     def take_outputs(self) -> list[Output]:
         out, self._outputs = self._outputs, []
+        self._taken.extend(out)
         return out
+
+    def committed(self) -> None:
+        if self.observer is not None and self._taken:
+            self.observer(self._taken)
+        self._taken = []
 
     def clear(self) -> None:
         self._buffer.clear()
         self._outputs.clear()
+        self._taken = []
 
 
-def service_sinks(service: Service, effects: sa.Table) -> list[Sink[Any]]:
-    return [ServiceSink(service, topic, effects) for topic in service.inputs]
+def service_sinks(
+    service: Service, effects: sa.Table, observer: Callable[[list[Output]], None] | None = None
+) -> list[Sink[Any]]:
+    return [ServiceSink(service, topic, effects, observer) for topic in service.inputs]
 
 
 @dataclass

@@ -407,3 +407,31 @@ def test_a_replayed_input_re_sends_its_outputs_instead_of_acting_again(world: Wo
     # acting again instead: the permit is now used and the record exists; the replay could never re-send the answer
     with pytest.raises(sa_exc.IntegrityError), world.engines["chukan"].begin() as conn:
         world.chukan.handle(conn, catalog.PROVISION_REQUESTS, request)
+
+
+def test_the_outcomes_reach_the_metrics_bundle(world: World) -> None:
+    from prometheus_client import CollectorRegistry
+
+    from connectors.observe import observe, refresh_held
+    from monitoring.metrics import HubMetrics
+
+    registry = CollectorRegistry()
+    metrics = HubMetrics(registry, process="chukan")
+    world.bus.taps.append(lambda t, e: observe(metrics, [(t, e)]))
+    person_in(world, HOME, "000000000000001", samples.my_number())
+    person_in(world, SAPPORO, "000000000000077", samples.my_number(), support=True)
+    person_in(world, SAPPORO, "000000000000078", samples.my_number("98765432109"))
+    person_in(world, HOME, "000000000000002", samples.my_number("98765432109"))
+    world.query(HOME, "000000000000001", SAPPORO, ITEMS)  # held: support measure
+    world.query(HOME, "000000000000002", SAPPORO, ITEMS)  # answered automatically
+    world.query(HOME, "000000000000002", SAPPORO, ITEMS, info_name_code="TM00000000000140")  # not permitted
+    refresh_held(metrics, world.engines["chukan"])
+
+    def value(name: str, **labels: str) -> float | None:
+        return registry.get_sample_value(name, labels)
+
+    assert value("kenshin_hub_provisions_total", outcome="PROVIDED_AUTOMATICALLY") == 1
+    assert value("kenshin_hub_provisions_total", outcome="HELD") == 1
+    assert value("kenshin_hub_provision_holds_total", reason="PERSON_FLAG") == 1
+    assert value("kenshin_hub_provision_refusals_total", reason="NOT_PERMITTED") == 1
+    assert value("kenshin_hub_held_provisions", tenant=SAPPORO) == 1
