@@ -1,6 +1,6 @@
 """Kill -9 the connector, the 中間サーバー and the network simulator during a load: nothing lost, nothing doubled.
 
-帯広市 runs the hub's connector; 北見市 (where this city's 転入 residents came from) and 岩見沢市 (which queries this
+網走市 runs the hub's connector; 留萌市 (where this city's 転入 residents came from) and 苫小牧市 (which queries this
 city) are played by the test. Each stage is published in chunks, and after each chunk one of the three services is
 killed with SIGKILL and restarted. When everything has settled, every count is exactly what the workload implies.
 """
@@ -16,9 +16,11 @@ from collections.abc import Iterator, Sequence
 from datetime import UTC, date, datetime
 from pathlib import Path
 
+import httpx
 import pytest
 import sqlalchemy as sa
 from confluent_kafka import Producer
+from prometheus_client.parser import text_string_to_metric_families
 
 from connectors.keys import linkage_key, person_token
 from connectors.network import derived_id
@@ -32,13 +34,13 @@ from schemas import models as m
 from schemas.serde import TopicSerde, registry_client
 from sinks.tables import connector_queries, integrated_atena, ledger_history
 from tests import samples
-from tests.integration.conftest import Endpoints
+from tests.integration.conftest import Endpoints, free_port_block
 from topics import catalog
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.fault]
 
-# tenants of their own: the topics are shared with the other tests of the session (小樽, 室蘭, 釧路 are taken)
-HOME, KITAMI, IWAMIZAWA = "012076", "012084", "012106"  # 帯広市, 北見市, 岩見沢市
+# tenants of their own: the topics are shared with the other tests of the session (小樽, 室蘭, 釧路, 帯広 are taken)
+HOME, FORMER, ASKER = "012114", "012122", "012131"  # 網走市, 留萌市, 苫小牧市
 RESIDENTS, MOVERS, QUERIED = 600, 200, 210
 YEAR_START = date(2026, 4, 1)
 AT = datetime(2026, 9, 1, 9, 0, tzinfo=UTC)
@@ -54,6 +56,9 @@ class Services:
             KENSHIN_DATABASE_URL=f"sqlite:///{workdir / 'hub.db'}",
             KENSHIN_CONNECTOR_MOVE_IN_SINCE=YEAR_START.isoformat(),
             KENSHIN_LOG_LEVEL="WARNING",
+            KENSHIN_METRICS_CONNECTOR_PORT=str(free_port_block(1)),
+            KENSHIN_METRICS_CHUKAN_PORT=str(free_port_block(1)),
+            KENSHIN_METRICS_NETWORK_PORT=str(free_port_block(1)),
         )
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.kills: Counter[str] = Counter()
@@ -146,7 +151,7 @@ def workload(key: bytes) -> tuple[list[Output], list[Output], list[Output], dict
             atena_no=atena, my_number=number(i), person=samples.person(), status=m.ResidentStatus.RESIDENT,
             resident_since=date(2026, 5, 1) if mover else date(2000, 1, 1),
             increase_reason=m.ResidentChangeType.MOVE_IN if mover else m.ResidentChangeType.BIRTH,
-            previous_municipality=KITAMI if mover else None, support_measure=i % 50 == 7, version=1,
+            previous_municipality=FORMER if mover else None, support_measure=i % 50 == 7, version=1,
             history=(move,) if mover else (),
         )))  # fmt: skip
         if i % 2 == 0:
@@ -157,7 +162,7 @@ def workload(key: bytes) -> tuple[list[Output], list[Output], list[Output], dict
                 publication_start=date(2026, 6, 1), publication_end=date(2031, 3, 31),
                 operation=m.FukuhonOperation.REGISTER, data={"K001": "STOMACH", "K002": "2026", "K007": "CANCER"},
             )))  # fmt: skip
-        for tenant, wanted in ((KITAMI, mover), (IWAMIZAWA, i >= RESIDENTS - QUERIED)):
+        for tenant, wanted in ((FORMER, mover), (ASKER, i >= RESIDENTS - QUERIED)):
             if not wanted:
                 continue
             integrated = f"9{i:014d}"
@@ -166,7 +171,7 @@ def workload(key: bytes) -> tuple[list[Output], list[Output], list[Output], dict
                 integrated_atena_no=integrated, person_token=person_token(key, number(i)), person=samples.person(),
                 status=m.ResidentStatus.RESIDENT, support_measure=False, version=1,
             )))  # fmt: skip
-            if tenant == KITAMI:
+            if tenant == FORMER:
                 for fy in range(2022, 2022 + i % 3):
                     history += 1
                     others.append((catalog.CHUKAN_FUKUHON, m.FukuhonRegistration(
@@ -237,7 +242,7 @@ def test_sigkill_of_the_provision_services_loses_and_doubles_nothing(services: S
     c = chukan_records.c
     # every person of every municipality registered once, each with a 符号
     assert count(hub, integrated_atena, integrated_atena.c.tenant == HOME) == RESIDENTS
-    for tenant, n in ((HOME, RESIDENTS), (KITAMI, MOVERS), (IWAMIZAWA, QUERIED)):
+    for tenant, n in ((HOME, RESIDENTS), (FORMER, MOVERS), (ASKER, QUERIED)):
         assert count(chukan, chukan_persons, chukan_persons.c.tenant == tenant) == n
         assert count(chukan, chukan_persons, chukan_persons.c.tenant == tenant, chukan_persons.c.fugo.is_not(None)) == n
     assert count(chukan, chukan_fukuhon, chukan_fukuhon.c.tenant == HOME) == RESIDENTS // 2
@@ -246,15 +251,26 @@ def test_sigkill_of_the_provision_services_loses_and_doubles_nothing(services: S
     assert count(hub, connector_queries, connector_queries.c.outcome == "PROVIDED_AUTOMATICALLY") == MOVERS
     assert count(hub, ledger_history, ledger_history.c.tenant == HOME) == expected["history"]
     assert count(chukan, chukan_records, c.tenant == HOME, c.side == "REQUESTER") == MOVERS
-    assert count(chukan, chukan_records, c.tenant == KITAMI, c.side == "PROVIDER") == MOVERS
+    assert count(chukan, chukan_records, c.tenant == FORMER, c.side == "PROVIDER") == MOVERS
     # 釧路's queries: refused by the network, held by the flag, or answered automatically — each exactly once
     assert (
-        count(chukan, chukan_records, c.tenant == IWAMIZAWA, c.side == "REQUESTER")
+        count(chukan, chukan_records, c.tenant == ASKER, c.side == "REQUESTER")
         == expected["refused"] + expected["auto"]
     )
-    assert count(chukan, chukan_records, c.tenant == IWAMIZAWA, c.outcome == "REFUSED") == expected["refused"]
+    assert count(chukan, chukan_records, c.tenant == ASKER, c.outcome == "REFUSED") == expected["refused"]
     assert count(chukan, chukan_records, c.tenant == HOME, c.side == "PROVIDER") == expected["auto"]
     assert count(chukan, chukan_held, chukan_held.c.tenant == HOME) == expected["held"]
     assert expected["held"] > 0
     assert expected["auto"] > 0
     assert expected["refused"] > 0
+
+    # the 中間サーバー's own view, as Prometheus scrapes it: ready, and the held provisions awaiting review
+    chukan_url = f"http://127.0.0.1:{services.env['KENSHIN_METRICS_CHUKAN_PORT']}"
+    assert httpx.get(f"{chukan_url}/health/ready", timeout=10).status_code == 200
+    samples_ = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(httpx.get(f"{chukan_url}/metrics", timeout=10).text)
+        for s in family.samples
+    }
+    assert samples_[("kenshin_hub_held_provisions", (("tenant", HOME),))] == expected["held"]
+    assert samples_[("kenshin_hub_held_provisions_oldest_age_seconds", (("tenant", HOME),))] > 0
