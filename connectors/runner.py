@@ -23,10 +23,11 @@ from connectors.keys import PermitSigner, PermitVerifier, linkage_key, signing_k
 from connectors.network import NetworkSimulator
 from connectors.observe import observe, refresh_held
 from connectors.policy import default_policies
-from connectors.service import Service, service_sinks
+from connectors.service import Output, Service, service_sinks
 from connectors.stores import CHUKAN_MIGRATIONS, NETWORK_MIGRATIONS, chukan_effects, network_effects
 from hub.settings import ProcessName, Settings
 from monitoring.metrics import HubMetrics
+from schemas.models import HeldProvision
 from schemas.serde import registry_client
 from sinks.base import SinkRunner
 from sinks.db import SINKS_MIGRATIONS, make_engine, upgrade
@@ -92,12 +93,18 @@ def build(
         raise ValueError(what)
     metrics = metrics if metrics is not None else HubMetrics(CollectorRegistry(), process=cast(ProcessName, what))
     bundle = metrics
+
+    def observer(outputs: list[Output]) -> None:
+        observe(bundle, outputs)
+        if what == "chukan" and any(isinstance(e, HeldProvision) for _, e in outputs):
+            refresh_held(bundle, engine)
+
     if what == "chukan":
-        refresh_held(bundle, engine)  # at start-up, then at most every HELD_REFRESH_S while the loop turns
+        refresh_held(bundle, engine)  # at start-up, after new holds, and every HELD_REFRESH_S (staff decide in the CLI)
         heartbeat = _with_held_refresh(heartbeat, bundle, engine)
     return SinkRunner(
         settings,
-        service_sinks(service, effects, lambda outputs: observe(bundle, outputs)),
+        service_sinks(service, effects, observer),
         group_id=group_id or GROUPS[what],
         registry_client=registry_client(settings.schema_registry_config()),
         dead_letter_topic=SINKS_DLQ,

@@ -61,6 +61,7 @@ E = TypeVar("E", bound=Event)
 Row = dict[str, Any]
 
 SOURCE_SYSTEM = "kenshin-hub.sinks"
+OUTPUT_STEP = "service.outputs"  # the step that produces a service's outputs (connectors.service)
 DECODE_STEP = "sinks.decode"
 WRITE_STEP = "sinks.write"
 BATCH_STEP = "sinks.batch"  # the processing-time histogram's step: one batch written and committed
@@ -566,6 +567,20 @@ class SinkRunner:
                 serde = self._output_serdes[topic.name] = TopicSerde(topic, self._registry)
             records.append((topic.name, serde.key(event), serde.value(event)))
         self._produce_all(records, "output")
+        for (name, count), letter in self._output_counts(outputs):
+            self.metrics.message_out(name, OUTPUT_STEP, count)
+            if letter is not None:  # a dead letter a service wrote itself (e.g. a 副本 the 中間サーバー refused)
+                for _ in range(count):
+                    self.metrics.dead_letter(letter.source_topic, letter.step, DeadLetterReason.INVALID)
+
+    @staticmethod
+    def _output_counts(
+        outputs: Sequence[tuple[Topic, Event]],
+    ) -> list[tuple[tuple[str, int], DeadLetter | None]]:
+        counted: Counter[str] = Counter(t.name for t, e in outputs if not isinstance(e, DeadLetter))
+        result: list[tuple[tuple[str, int], DeadLetter | None]] = [((t, n), None) for t, n in sorted(counted.items())]
+        result += [((t.name, 1), e) for t, e in outputs if isinstance(e, DeadLetter)]
+        return result
 
     def _produce_all(self, records: Sequence[tuple[str, bytes, bytes]], what: str) -> None:
         failures: list[KafkaError] = []
