@@ -22,12 +22,18 @@ from pathlib import Path
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat, load_pem_private_key
+from cryptography.hazmat.primitives.serialization import (
+    Encoding,
+    PublicFormat,
+    load_pem_private_key,
+    load_pem_public_key,
+)
 
 from schemas.models import ProvisionPermit
 
 _LINKAGE = "linkage.key"
 _SIGNING = "network-permit-ed25519.pem"
+_VERIFYING = "network-permit-ed25519.pub"
 
 
 def _create_once(path: Path, content: bytes) -> None:
@@ -70,12 +76,24 @@ def signing_key(state_dir: Path) -> Ed25519PrivateKey:
     key = load_pem_private_key(path.read_bytes(), password=None)
     if not isinstance(key, Ed25519PrivateKey):
         raise ValueError(f"{path} is not an Ed25519 private key")
+    public = state_dir / "keys" / _VERIFYING
+    if not public.exists():
+        _create_once(public, key.public_key().public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo))
     return key
 
 
 def verify_key(state_dir: Path) -> Ed25519PublicKey:
-    """The network's public key, as a 中間サーバー holds it."""
-    return signing_key(state_dir).public_key()
+    """The network's public key, as a 中間サーバー holds it (it never reads the private key).
+
+    In the simulation, a 中間サーバー that starts before the network has ever run has the pair created first.
+    """
+    path = state_dir / "keys" / _VERIFYING
+    if not path.exists():
+        signing_key(state_dir)
+    key = load_pem_public_key(path.read_bytes())
+    if not isinstance(key, Ed25519PublicKey):
+        raise ValueError(f"{path} is not an Ed25519 public key")
+    return key
 
 
 def public_key_text(key: Ed25519PublicKey) -> str:
