@@ -76,11 +76,7 @@ class Settler:
     * commits, per partition, only the contiguous run of processed offsets from the last commit, after a producer
       flush, so no offset is committed ahead of its effects (outputs and table changelog);
     * seeks a partition back to its first missing offset when a gap outlives ``GAP_TIMEOUT_S``: the dropped
-      messages are read again (a replay is harmless: every output is deterministic and idempotent);
-    * keeps each partition in order (:meth:`admit`): a message past a dropped one is not processed; the partition
-      is read again from the dropped offset at once. Otherwise a person's follow-up could be processed before the
-      primary that faust dropped, be recorded as an error, and be taken for a duplicate when read again (seen in
-      the kill test under load).
+      messages are read again (a replay is harmless: every output is deterministic and idempotent).
     """
 
     flush: Callable[[], Awaitable[None]]
@@ -92,42 +88,13 @@ class Settler:
     gap_since: dict[Any, float] = field(default_factory=dict)
     since_settle: int = 0
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    expected: dict[Any, int] = field(default_factory=dict)  # tp -> next offset to process, in order
-    skipping_since: dict[Any, float] = field(default_factory=dict)  # tp -> when a hole was first seen
-
-    def _base(self, tp: Any, offset: int) -> int:
-        if tp not in self.base:
-            known = self.committed(tp)
-            self.base[tp] = known if known is not None and known >= 0 else offset
-        return self.base[tp]
-
-    async def admit(self, event: Any) -> bool:
-        """Whether to process ``event`` now: not when an earlier offset of its partition is missing.
-
-        A message past a hole is skipped and the partition is read again from the hole (again every
-        ``GAP_TIMEOUT_S`` while the hole stays).
-        """
-        message = event.message
-        tp, offset = message.tp, message.offset
-        expected = self.expected.get(tp, self._base(tp, offset))
-        if offset <= expected:
-            self.expected[tp] = max(expected, offset + 1)
-            self.skipping_since.pop(tp, None)
-            return True
-        since = self.skipping_since.get(tp)
-        if since is None or time.monotonic() - since > GAP_TIMEOUT_S:
-            # first sight of the hole, or the re-read did not come: (again) read from the hole. The input topics
-            # have no holes of their own (no compaction, no transactions), so a partition never moves past one.
-            self.skipping_since[tp] = time.monotonic()
-            log.warning("%s[%s]: offset %s was dropped by the consumer; reading again from there",
-                        tp.topic, tp.partition, expected)  # fmt: skip
-            await self.seek(tp, expected)
-        return False
 
     async def add(self, event: Any) -> None:
         message = event.message
         tp = message.tp
-        self._base(tp, message.offset)
+        if tp not in self.base:
+            known = self.committed(tp)
+            self.base[tp] = known if known is not None and known >= 0 else message.offset
         if message.offset >= self.base[tp]:
             self.processed.setdefault(tp, set()).add(message.offset)
         self.since_settle += 1
@@ -317,8 +284,6 @@ class Processors:
         manual = stream.noack()
         async for event in manual.events():
             started = time.perf_counter()
-            if not await self.settler.admit(event):
-                continue  # past a message the consumer dropped: read again, in order, after a seek
             self.metrics.message_in(source.name, step)
             await self._process(source, step, handle, event)
             self.metrics.processing_time(step, time.perf_counter() - started)
