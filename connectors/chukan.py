@@ -413,7 +413,13 @@ class ChukanServer:
             message=message,
             responded_at=now,
         )
-        record = self._record(
+        record = self._requester_record(store, query, response)
+        answer = replace(response, integrated_atena_no=query.integrated_atena_no)
+        return [record, (catalog.QUERY_ANSWERS, answer)]
+
+    def _requester_record(self, store: TenantStore, query: ChukanQuery, response: ProvisionResponse) -> Output:
+        """The requester's 情報提供等記録 of ``query`` and its answer."""
+        return self._record(
             store,
             side=RecordSide.REQUESTER,
             request_event=query.event_id,
@@ -428,8 +434,6 @@ class ChukanServer:
             response=response,
             non_disclosure=False,
         )
-        answer = replace(response, integrated_atena_no=query.integrated_atena_no)
-        return [record, (catalog.QUERY_ANSWERS, answer)]
 
     def _answer(self, store: TenantStore, response: ProvisionResponse) -> list[Output]:
         outgoing = store.outgoing(response.request_id)
@@ -437,21 +441,7 @@ class ChukanServer:
             return []
         store.set_outgoing_status(outgoing.request_id, "ANSWERED")
         query = ChukanQuery.from_json(outgoing.query)
-        record = self._record(
-            store,
-            side=RecordSide.REQUESTER,
-            request_event=query.event_id,
-            request_id=query.request_id,
-            requester=store.tenant,
-            provider=query.provider,
-            affair_code=query.affair_code,
-            info_name_code=query.info_name_code,
-            items=query.items,
-            requested_at=query.requested_at,
-            request_body=query.to_json(),
-            response=response,
-            non_disclosure=False,
-        )
+        record = self._requester_record(store, query, response)
         answer = replace(
             response,
             event_id=derived_id("answer", response.event_id),
