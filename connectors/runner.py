@@ -25,13 +25,13 @@ from connectors.observe import observe, refresh_held
 from connectors.policy import default_policies
 from connectors.service import Output, Service, service_sinks
 from connectors.stores import CHUKAN_MIGRATIONS, NETWORK_MIGRATIONS, chukan_effects, network_effects
+from hub.engine.serve import serve_runner
 from hub.settings import ProcessName, Settings
 from monitoring.metrics import HubMetrics
 from schemas.models import HeldProvision
 from schemas.serde import registry_client
 from sinks.base import SinkRunner
 from sinks.db import SINKS_MIGRATIONS, make_engine, upgrade
-from sinks.runner import serve_runner
 from sinks.tables import service_effects
 from topics.catalog import SINKS_DLQ
 
@@ -115,6 +115,7 @@ def build(
         close_registry=True,
         metrics=metrics,
         heartbeat=heartbeat,
+        process=cast(ProcessName, what),
     )
 
 

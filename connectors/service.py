@@ -102,7 +102,7 @@ class ServiceSink(Sink[Event]):
         self.name = f"{service.name}.{topic.name}"
         self.effects = effects
         self._buffer: list[tuple[Event, Position]] = []
-        self._outputs: list[Output] = []
+        self._outputs: list[tuple[tuple[int, int], Output]] = []
 
     def add(self, event: Event, key: bytes, partition: int, offset: int) -> None:
         self._buffer.append((event, Position(self.topic.name, partition, offset)))
@@ -111,12 +111,14 @@ class ServiceSink(Sink[Event]):
         for event, position in self._buffer:
             if hasattr(self.service, "position"):
                 self.service.position = position
-            self._outputs.extend(act_once(connection, self.effects, self.service, self.topic, event))
+            where = (position.partition, position.offset)
+            outputs = act_once(connection, self.effects, self.service, self.topic, event)
+            self._outputs.extend((where, out) for out in outputs)
         self._buffer.clear()
 
-    def take_outputs(self) -> list[Output]:
+    def take_outputs(self) -> list[tuple[tuple[int, int], Output]]:
         out, self._outputs = self._outputs, []
-        self._taken.extend(out)
+        self._taken.extend(o for _, o in out)
         return out
 
     def committed(self) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
+from hub.engine import store as engine_store
 from sinks.tables import TENANT, UtcDateTime, service_effects_table
 
 CHUKAN_MIGRATIONS = "connectors:migrations_chukan"
@@ -20,6 +21,7 @@ UUID_TEXT = sa.String(36)
 chukan_metadata = sa.MetaData()
 
 chukan_effects = service_effects_table(chukan_metadata)
+chukan_runtime = engine_store.define(chukan_metadata)
 
 chukan_persons = sa.Table(
     "chukan_persons",
@@ -135,6 +137,7 @@ chukan_retention_runs = sa.Table(
 network_metadata = sa.MetaData()
 
 network_effects = service_effects_table(network_metadata)
+network_runtime = engine_store.define(network_metadata)
 
 network_fugo = sa.Table(
     "network_fugo",

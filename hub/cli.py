@@ -159,7 +159,7 @@ PROCESSES = ("processors", "sinks", *PROVISION_PROCESSES)
 
 
 def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
-    """Start the long-running processes: the faust processors, the SQL sinks, or both (supervised)."""
+    """Start a long-running process (processors, sinks, connector, chukan, network), or all five (supervised)."""
     if args.what == "processors":
         from processors.runner import run_processors
 
@@ -172,9 +172,23 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
         from connectors.runner import run_service
 
         return run_service(settings, args.what)
-    from hub.supervise import supervise
+    return _run_all(settings)
 
-    return supervise([[sys.executable, "-m", "hub.cli", "run", what] for what in PROCESSES])
+
+def _run_all(settings: Settings) -> int:
+    """All five as supervised children, logging to ``<state>/logs/<what>.log``, until SIGTERM/SIGHUP (exit 0),
+    Ctrl-C (130), or one of them exits: then its log's tail, the others stopped, one error line, exit 1.
+    """
+    from hub.supervise import Stopped, Supervisor, hub_command
+
+    try:
+        with Supervisor({what: hub_command(what) for what in PROCESSES}, log_dir=settings.state_dir / "logs") as sup:
+            for child in sup.children:
+                print(f"{child.name}: pid {child.pid}, log {child.log}", flush=True)
+            sup.wait()
+    except Stopped as stopped:
+        print(f"{stopped}: stopped all {len(PROCESSES)} processes", flush=True)
+    return 0
 
 
 def cmd_fiscal_year(settings: Settings, args: argparse.Namespace) -> int:

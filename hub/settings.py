@@ -108,6 +108,10 @@ class Settings:
     stack_controller_port: int = field(default=19093, metadata=_meta("Local stack: first KRaft controller port"))
     stack_registry_port: int = field(default=8081, metadata=_meta("Local stack: schema registry port"))
     stack_kafka_heap: str = field(default="768m", metadata=_meta("Local stack: JVM max heap of each broker"))
+    processors_database_url: Secret | None = field(
+        default=None,
+        metadata=_meta("Processors' state store URL (default: sqlite under KENSHIN_STATE_DIR)", secret=True),
+    )
     chukan_database_url: Secret | None = field(
         default=None,
         metadata=_meta("中間サーバー store URL (default: sqlite under KENSHIN_STATE_DIR)", secret=True),
@@ -179,6 +183,11 @@ class Settings:
         return cast(int, getattr(self, f"metrics_{process}_port"))
 
     # --- derived client configurations -------------------------------------------------------------------------
+
+    def processors_url(self) -> str:
+        if self.processors_database_url is not None:
+            return self.processors_database_url.reveal()
+        return f"sqlite:///{self.state_dir / 'processors.db'}"
 
     def chukan_url(self) -> str:
         if self.chukan_database_url is not None:

@@ -1,1 +1,1 @@
-"""faust-streaming processors: thin shells around pure business rules."""
+"""The stream processors: a handler of the hub runtime (hub.engine) around pure business rules."""

@@ -1,40 +1,70 @@
-"""Run the processors as a faust worker (the `kenshin-hub run processors` process)."""
+"""Run the processors on the hub's runtime (the `kenshin-hub run processors` process)."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from confluent_kafka.admin import AdminClient
+from prometheus_client import CollectorRegistry
+from sqlalchemy.engine import Engine
 
+from hub.engine.runner import Runner
+from hub.engine.serve import serve_runner
 from hub.errors import CommandError
 from hub.settings import Settings
-from monitoring.process import monitored
-from processors.app import APP_ID, INPUT_TOPICS, Processors
+from monitoring.metrics import HubMetrics
+from processors.app import APP_ID, Processors
+from processors.store import PROCESSORS_MIGRATIONS
 from schemas.serde import registry_client
+from sinks.db import make_engine, upgrade
 from topics import catalog
 
 log = logging.getLogger("kenshin_hub.processors")
 
+BATCH_SIZE = 500
+
+
+def processors_engine(settings: Settings) -> Engine:
+    """The processors' own store, migrated to head (a file under the state directory unless configured)."""
+    settings.state_dir.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(settings.processors_url())
+    upgrade(engine, script_location=PROCESSORS_MIGRATIONS)
+    return engine
+
+
+def build(
+    settings: Settings,
+    metrics: HubMetrics | None = None,
+    heartbeat: Callable[[], None] | None = None,
+    *,
+    group_id: str = APP_ID,
+    engine: Engine | None = None,
+    **options: object,
+) -> Runner:
+    """The processors' runner over their store (``engine``, or the configured one)."""
+    metrics = metrics if metrics is not None else HubMetrics(CollectorRegistry(), process="processors")
+    return Runner(
+        settings,
+        Processors(metrics),
+        group_id=group_id,
+        registry_client=registry_client(settings.schema_registry_config()),
+        dead_letter_topic=catalog.SINKS_DLQ,
+        engine=engine if engine is not None else processors_engine(settings),
+        process="processors",
+        source_system=APP_ID,
+        owns_engine=engine is None,
+        close_registry=True,
+        batch_size=BATCH_SIZE,
+        metrics=metrics,
+        heartbeat=heartbeat,
+        **options,  # type: ignore[arg-type]
+    )
+
 
 def run_processors(settings: Settings) -> int:
-    from faust.worker import Worker
-
     metadata = AdminClient(dict(settings.kafka_config())).list_topics(timeout=30)
-    missing = [t.name for t in (*catalog.ALL_TOPICS, *catalog.STATE_TOPICS) if t.name not in metadata.topics]
+    missing = [t.name for t in catalog.ALL_TOPICS if t.name not in metadata.topics]
     if missing:
         raise CommandError(f"topics missing on the cluster: {', '.join(missing)} (run `kenshin-hub setup`)")
-    brokers = len(metadata.brokers)
-    registry = registry_client(settings.schema_registry_config())
-    with monitored(settings, "processors") as monitor:
-        processors = Processors(
-            settings,
-            registry,
-            replication_factor=min(3, max(brokers, 1)),
-            metrics=monitor.metrics,
-            heartbeat=monitor.beat,
-        )
-        monitor.health.ready_when("partitions assigned, no rebalance or recovery under way", processors.ready)
-        monitor.watch_lag(APP_ID, [t.name for t in INPUT_TOPICS])
-        worker = Worker(processors.app, loglevel=settings.log_level.lower(), quiet=True)
-        worker.execute_from_commandline()
-    return 0
+    return serve_runner(settings, "processors", lambda metrics, beat: build(settings, metrics, beat))

@@ -14,6 +14,8 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Dialect
 
+from hub.engine import store as engine_store
+
 
 class UtcDateTime(sa.TypeDecorator[datetime]):
     """An aware timestamp stored in UTC and always read back aware (SQLite keeps no zone of its own)."""
@@ -301,5 +303,8 @@ provision_records = sa.Table(
     sa.PrimaryKeyConstraint("record_id", name="pk_provision_records"),
     sa.Index("ix_provision_records_tenant_time", "tenant", "requested_at"),
 )
+
+# The runtime's stored offsets and outbox (hub.engine.store), beside the data they are written with.
+runtime_offsets, runtime_outbox = engine_store.define(metadata)
 
 ALL_TABLES: tuple[sa.Table, ...] = tuple(metadata.tables.values())

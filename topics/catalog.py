@@ -39,7 +39,7 @@ class TopicSpec:
 
     @property
     def value_format(self) -> str:
-        return "faust JSON"
+        return "bytes"
 
     def configs(self) -> dict[str, str]:
         conf = {"cleanup.policy": self.cleanup_policy, "min.insync.replicas": str(self.min_insync_replicas)}
@@ -305,28 +305,10 @@ ALL_TOPICS: tuple[Topic, ...] = (
 )
 
 
-# State of the faust processors (tables' changelogs), declared here so that they exist, complete, before a worker
-# starts: faust would otherwise create them itself and can see them half-made (PartitionsMismatch).
+# The processors' consumer group (their state lives in their own SQL store, not in topics: processors/store.py).
 PROCESSORS_APP_ID = "kenshin-hub-processors"
 
-
-def _state(table: str, doc: str) -> TopicSpec:
-    return TopicSpec(
-        name=f"{PROCESSORS_APP_ID}-{table}-changelog",
-        key_fields=("tenant", "atena_no") if table != "years" else ("tenant", "partition"),
-        partitions=RESIDENT_CHANGES.partitions,
-        cleanup_policy="compact",
-        retention_ms=FOREVER,
-        doc=doc,
-    )
-
-
-PERSONS_STATE = _state("persons", "processor state: each person's 住基異動 log (faust table changelog)")
-BOOKS_STATE = _state("books", "processor state: each person's ledger book and open errors (faust table changelog)")
-YEARS_STATE = _state("years", "processor state: the latest fiscal year started, per partition (faust table changelog)")
-STATE_TOPICS: tuple[TopicSpec, ...] = (PERSONS_STATE, BOOKS_STATE, YEARS_STATE)
-
-CLUSTER_TOPICS: tuple[TopicSpec, ...] = ALL_TOPICS + STATE_TOPICS
+CLUSTER_TOPICS: tuple[TopicSpec, ...] = ALL_TOPICS
 
 
 def by_name(name: str) -> Topic:

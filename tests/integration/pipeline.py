@@ -30,6 +30,7 @@ class Pipeline:
         self.env = endpoints.env()
         self.env["KENSHIN_TENANT"] = tenant
         self.env["KENSHIN_DATABASE_URL"] = f"sqlite:///{self.db_path}"
+        self.env["KENSHIN_PROCESSORS_DATABASE_URL"] = f"sqlite:///{workdir / 'processors.db'}"
         self.env["KENSHIN_LOG_LEVEL"] = "WARNING"
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.restarts = {"processors": 0, "sinks": 0}

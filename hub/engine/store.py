@@ -1,0 +1,97 @@
+"""The runtime's two tables, kept in each process's own store beside its data (same transactions).
+
+* ``runtime_offsets``: per consumer group and partition, the next offset not yet acted on. Written in the batch's
+  transaction, so the store knows exactly which messages its state already contains, whatever Kafka's committed
+  offsets say. Updates are fenced (compare-and-set on the old value): a worker that lost its partition to another
+  cannot commit over the new owner's work. Each row carries the Kafka topic id it counts in: offsets of a topic
+  that was deleted and created again (``stack down --purge``) are not taken for the new topic's.
+* ``runtime_outbox``: the encoded records each input produced, until the input's offset is committed to Kafka. A
+  replayed input below the stored offset re-sends them instead of acting again.
+
+Every store's migrations create them through :func:`create_tables`, so the columns are declared once.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import sqlalchemy as sa
+
+Record = tuple[str, bytes, bytes]  # topic name, key, value (the encoded bytes the producer sends)
+
+_HEADER = struct.Struct(">HII")
+
+
+def _columns() -> dict[str, list[sa.Column[Any]]]:
+    return {
+        "runtime_offsets": [
+            sa.Column("group_id", sa.String(200), primary_key=True),
+            sa.Column("topic", sa.String(249), primary_key=True),
+            sa.Column("partition", sa.Integer, primary_key=True, autoincrement=False),
+            sa.Column("next_offset", sa.BigInteger, nullable=False),
+            sa.Column("topic_id", sa.String(36), nullable=False),
+        ],
+        "runtime_outbox": [
+            sa.Column("group_id", sa.String(200), primary_key=True),
+            sa.Column("topic", sa.String(249), primary_key=True),
+            sa.Column("partition", sa.Integer, primary_key=True, autoincrement=False),
+            sa.Column("offset", sa.BigInteger, primary_key=True, autoincrement=False),
+            sa.Column("records", sa.LargeBinary, nullable=False),
+        ],
+    }
+
+
+def define(metadata: sa.MetaData) -> tuple[sa.Table, sa.Table]:
+    """The two tables on ``metadata`` (a store's table module calls this once)."""
+    cols = _columns()
+    return (
+        sa.Table("runtime_offsets", metadata, *cols["runtime_offsets"]),
+        sa.Table("runtime_outbox", metadata, *cols["runtime_outbox"]),
+    )
+
+
+def create_tables(op: Any) -> None:
+    """Create the two tables from an Alembic migration (``op`` is ``alembic.op``)."""
+    for name, cols in _columns().items():
+        op.create_table(name, *cols)
+
+
+def drop_tables(op: Any) -> None:
+    for name in _columns():
+        op.drop_table(name)
+
+
+def pack(records: Iterable[Record]) -> bytes:
+    """Frame records as one blob: per record a header (topic, key and value lengths) and the three byte strings."""
+    parts: list[bytes] = []
+    for topic, key, value in records:
+        name = topic.encode()
+        parts += (_HEADER.pack(len(name), len(key), len(value)), name, key, value)
+    return b"".join(parts)
+
+
+def unpack(blob: bytes) -> list[Record]:
+    out: list[Record] = []
+    view = memoryview(blob)
+    i = 0
+    while i < len(view):
+        t, k, v = _HEADER.unpack_from(view, i)
+        i += _HEADER.size
+        topic = bytes(view[i : i + t]).decode()
+        i += t
+        key = bytes(view[i : i + k])
+        i += k
+        value = bytes(view[i : i + v])
+        i += v
+        out.append((topic, key, value))
+    if i != len(view):
+        raise ValueError("a truncated outbox record")
+    return out
+
+
+def chunks(items: Sequence[Any], size: int = 500) -> Iterable[Sequence[Any]]:
+    """``items`` in slices of ``size`` (SQL ``IN`` lists stay well under every driver's parameter limit)."""
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
