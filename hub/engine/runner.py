@@ -343,7 +343,7 @@ class Runner:
                 i.letter = None  # a replayed message is not acted on: its stored records stand for it
             if failed is not None:
                 for i in fresh:
-                    reason = f"the database refused the message's writes: {describe_error(failed)}"
+                    reason = f"the database refused the row: {describe_error(failed)}"
                     self._letter(i, f"{self.handler.name}.write", reason, failed, DeadLetterReason.DATABASE_REFUSED)
             else:
                 self._act(conn, [i for i in fresh if i.delivery is not None and i.letter is None])

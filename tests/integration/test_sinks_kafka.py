@@ -32,11 +32,12 @@ from confluent_kafka.schema_registry import SchemaRegistryClient
 from prometheus_client import CollectorRegistry
 from sqlalchemy.engine import Connection, Engine
 
+from hub.engine.runner import BatchResult
 from monitoring.metrics import HubMetrics
 from processors.rules.eligibility import load_rules
 from schemas import models as m
 from schemas.serde import TopicSerde
-from sinks.base import BatchResult, Row, Sink, SinkRunner
+from sinks.base import Row, Sink, SinkRunner
 from sinks.db import current_revision, head_revision, make_engine, upgrade
 from sinks.errors import ErrorsSink, error_row
 from sinks.invitations import InvitationsSink, invitation_row

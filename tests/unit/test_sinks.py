@@ -14,9 +14,11 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy.engine import Engine
 
+from hub.engine.deadletter import tenant_of as _tenant_of
+from hub.engine.retry import describe_error, is_transient
 from processors.rules.eligibility import load_rules
 from schemas import models as m
-from sinks.base import Sink, TableSink, _tenant_of, describe_error, is_transient
+from sinks.base import Sink, TableSink
 from sinks.db import DatabaseError, current_revision, head_revision, make_engine, normalize_url, require_head, upgrade
 from sinks.errors import ErrorsSink
 from sinks.invitations import InvitationsSink
@@ -170,7 +172,7 @@ def invitation(trigger: m.InvitationTrigger, age: int = 50) -> m.Invitation:
 def test_migrations_create_the_tables_that_tables_py_describes(engine: Engine) -> None:
     names = set(sa.inspect(engine).get_table_names())
     assert {t.name for t in ALL_TABLES} | {"alembic_version"} == names
-    assert current_revision(engine) == head_revision() == "0003"
+    assert current_revision(engine) == head_revision() == "0004"
     with engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), metadata)
     assert diff == []
@@ -179,7 +181,7 @@ def test_migrations_create_the_tables_that_tables_py_describes(engine: Engine) -
 
 def test_upgrade_twice_is_a_no_op_and_an_unmigrated_database_is_refused(tmp_path: Path, engine: Engine) -> None:
     upgrade(engine)
-    assert current_revision(engine) == "0003"
+    assert current_revision(engine) == "0004"
     bare = make_engine(f"sqlite:///{tmp_path / 'bare.db'}")
     try:
         with pytest.raises(DatabaseError, match="run the migrations"):
