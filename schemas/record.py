@@ -13,10 +13,11 @@ import enum
 import json
 import types
 import uuid
+from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from functools import cache
 from importlib import resources
-from typing import Any, ClassVar, Self, TypeVar, Union, cast, get_args, get_origin, get_type_hints
+from typing import Any, ClassVar, Self, TypeVar, Union, get_args, get_origin, get_type_hints
 
 T = TypeVar("T")
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -32,16 +33,51 @@ def load_schema_text(schema_file: str) -> str:
 
 
 def _to_avro(value: Any) -> Any:
-    if isinstance(value, enum.Enum):
-        return value.value
-    if isinstance(value, AvroRecord):
-        return value.to_dict()
-    if isinstance(value, list | tuple):
-        return [_to_avro(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _to_avro(v) for k, v in value.items()}
-    if isinstance(value, uuid.UUID):
-        return str(value)
+    if type(value) in _AS_IS:
+        return value
+    convert = _TO_AVRO.get(type(value))
+    if convert is None:
+        convert = _TO_AVRO[type(value)] = _to_avro_converter(type(value))
+    return convert(value)
+
+
+# What ``_to_avro`` does depends on the value's class only, so it is chosen once per class (the same branches, in
+# the same order, as isinstance checks on the value would take).
+_AS_IS: frozenset[type] = frozenset({str, int, bool, float, bytes, type(None), date, datetime})
+_TO_AVRO: dict[type, Callable[[Any], Any]] = {}
+
+
+def _to_avro_converter(cls: type) -> Callable[[Any], Any]:
+    if issubclass(cls, enum.Enum):
+        return _enum_value
+    if issubclass(cls, AvroRecord):
+        return _record_to_dict
+    if issubclass(cls, list | tuple):
+        return _sequence_to_avro
+    if issubclass(cls, dict):
+        return _mapping_to_avro
+    if issubclass(cls, uuid.UUID):
+        return str
+    return _as_is
+
+
+def _enum_value(value: enum.Enum) -> Any:
+    return value._value_  # what .value returns, without the descriptor
+
+
+def _record_to_dict(value: AvroRecord) -> dict[str, Any]:
+    return value.to_dict()
+
+
+def _sequence_to_avro(value: list[Any] | tuple[Any, ...]) -> list[Any]:
+    return [_to_avro(v) for v in value]
+
+
+def _mapping_to_avro(value: dict[Any, Any]) -> dict[Any, Any]:
+    return {k: _to_avro(v) for k, v in value.items()}
+
+
+def _as_is(value: T) -> T:
     return value
 
 
@@ -78,6 +114,98 @@ def _from_avro(tp: Any, value: Any) -> Any:
     return value
 
 
+# ``from_dict`` compiles, once per record class, one converter per field from its type hint: the same conversions
+# as ``_from_avro`` without inspecting the hint again for every value. None means "as is".
+Converter = Callable[[Any], Any]
+
+
+def _from_avro_converter(tp: Any) -> Converter | None:
+    origin = get_origin(tp)
+    if origin in (Union, types.UnionType):
+        inner = [a for a in get_args(tp) if a is not type(None)]
+        return _from_avro_converter(inner[0])
+    if origin is tuple and len(get_args(tp)) == 2:
+        item = _from_avro_converter(get_args(tp)[0])
+        if item is None:
+            return tuple
+        return lambda value: tuple(None if v is None else item(v) for v in value)
+    if origin is dict and len(get_args(tp)) == 2:
+        value_of = _from_avro_converter(get_args(tp)[1])
+        if value_of is None:
+            return lambda value: {k: v for k, v in value.items()}  # a new dict, as _from_avro makes
+        return lambda value: {k: None if v is None else value_of(v) for k, v in value.items()}
+    if origin is not None:
+        return lambda value: _from_avro(tp, value)  # any other generic: the general rule
+    if isinstance(tp, type):
+        if issubclass(tp, AvroRecord):
+            return tp.from_dict
+        if issubclass(tp, enum.Enum):
+            return _enum_converter(tp)
+        if tp is uuid.UUID:
+            return _to_uuid
+        if tp is datetime:
+            return _to_datetime
+        if tp is date:
+            return _to_date
+        if tp is bytes:
+            return _to_bytes
+    return None
+
+
+def _enum_converter(tp: type[enum.Enum]) -> Converter:
+    members = tp._value2member_map_
+
+    def convert(value: Any) -> Any:
+        try:
+            return members[value]  # the lookup tp(value) starts with
+        except (KeyError, TypeError):
+            return tp(value)  # anything else: exactly what the enum does (_missing_, the ValueError)
+
+    return convert
+
+
+def _to_uuid(value: Any) -> uuid.UUID:
+    return value if isinstance(value, uuid.UUID) else uuid.UUID(str(value))
+
+
+def _to_datetime(value: Any) -> Any:
+    if isinstance(value, int):
+        return EPOCH + timedelta(milliseconds=value)  # exact: no float on the way
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _to_date(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.date()
+    if isinstance(value, str):
+        return date.fromisoformat(value)
+    return value
+
+
+def _to_bytes(value: Any) -> Any:
+    return base64.b64decode(value) if isinstance(value, str) else value
+
+
+_FROM_DICT_PLANS: dict[type, tuple[tuple[str, Converter | None], ...]] = {}
+
+
+def _from_dict_plan(cls: type) -> tuple[tuple[str, Converter | None], ...]:
+    hints = _hints(cls)
+    plan = tuple((f.name, _from_avro_converter(hints[f.name])) for f in dataclasses.fields(cls))
+    _FROM_DICT_PLANS[cls] = plan
+    return plan
+
+
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+
+
+def _field_names(cls: type) -> tuple[str, ...]:
+    names = _FIELD_NAMES.get(cls)
+    if names is None:
+        names = _FIELD_NAMES[cls] = tuple(f.name for f in dataclasses.fields(cls))
+    return names
+
+
 def _json_default(value: Any) -> Any:
     if isinstance(value, datetime):
         return (value - EPOCH) // timedelta(milliseconds=1)  # exact: float timestamps lose a millisecond
@@ -94,15 +222,19 @@ class AvroRecord:
     SCHEMA_FILE: ClassVar[str] = ""
 
     def to_dict(self) -> dict[str, Any]:
-        return {f.name: _to_avro(getattr(self, f.name)) for f in dataclasses.fields(cast(Any, self))}
+        out: dict[str, Any] = {}
+        for name in _FIELD_NAMES.get(type(self)) or _field_names(type(self)):
+            value = getattr(self, name)
+            out[name] = value if type(value) in _AS_IS else _to_avro(value)
+        return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Self:
-        hints = _hints(cast(type, cls))
         kwargs = {}
-        for f in dataclasses.fields(cast(Any, cls)):
-            if f.name in data:
-                kwargs[f.name] = _from_avro(hints[f.name], data[f.name])
+        for name, convert in _FROM_DICT_PLANS.get(cls) or _from_dict_plan(cls):
+            if name in data:
+                value = data[name]
+                kwargs[name] = value if convert is None or value is None else convert(value)
         try:
             return cls(**kwargs)
         except TypeError as exc:

@@ -106,13 +106,12 @@ class _SchemaStore:
     remembered, so the next message asks again.
     """
 
-    def __init__(self, registry: SchemaRegistryClient) -> None:
-        self._registry = registry
+    def __init__(self) -> None:
         self._known: dict[int, _WriterSchema] = {}
         self._unknown: OrderedDict[int, str] = OrderedDict()
         self._lock = threading.Lock()  # one request per id even when threads miss it together
 
-    def writer(self, schema_id: int) -> _WriterSchema:
+    def writer(self, registry: SchemaRegistryClient, schema_id: int) -> _WriterSchema:
         found = self._known.get(schema_id)
         if found is not None:
             return found
@@ -124,7 +123,7 @@ class _SchemaStore:
             if reason is not None:
                 raise _UnknownSchema(reason)
             try:
-                found = self._fetch(schema_id)
+                found = self._fetch(registry, schema_id)
             except _UnknownSchema as exc:
                 self._unknown[schema_id] = str(exc)
                 while len(self._unknown) > UNKNOWN_IDS_MAX:
@@ -133,14 +132,14 @@ class _SchemaStore:
             self._known[schema_id] = found
             return found
 
-    def _fetch(self, schema_id: int) -> _WriterSchema:
+    def _fetch(self, registry: SchemaRegistryClient, schema_id: int) -> _WriterSchema:
         what = f"schema id {schema_id}"
-        schema: Schema = _ask(what, f"{what} is not in the schema registry", self._registry.get_schema, schema_id)
+        schema: Schema = _ask(what, f"{what} is not in the schema registry", registry.get_schema, schema_id)
         if (schema.schema_type or "AVRO") != "AVRO":
             raise _UnknownSchema(f"{what} is a {schema.schema_type} schema, not Avro")
         named: dict[str, Any] = {}
         try:
-            self._add_references(schema, named, set())
+            self._add_references(registry, schema, named, set())
             parsed = parse_schema(json.loads(schema.schema_str or ""), named_schemas=named)
         except (_UnknownSchema, RegistryUnavailable):
             raise
@@ -148,7 +147,9 @@ class _SchemaStore:
             raise _UnknownSchema(f"{what} is not a readable Avro schema ({type(exc).__name__})") from None
         return _WriterSchema(parsed, canonical_form(parsed))
 
-    def _add_references(self, schema: Schema, named: dict[str, Any], seen: set[tuple[str, int]]) -> None:
+    def _add_references(
+        self, registry: SchemaRegistryClient, schema: Schema, named: dict[str, Any], seen: set[tuple[str, int]]
+    ) -> None:
         """Parse the named types ``schema`` references (each once, dependencies first) into ``named``."""
         for ref in schema.references or ():
             subject, version = ref.subject, ref.version
@@ -158,10 +159,8 @@ class _SchemaStore:
                 continue
             seen.add((subject, version))
             what = f"the reference {subject!r} version {version}"
-            referenced = _ask(
-                what, f"{what} is not in the registry", self._registry.get_version, subject, version
-            ).schema
-            self._add_references(referenced, named, seen)
+            referenced = _ask(what, f"{what} is not in the registry", registry.get_version, subject, version).schema
+            self._add_references(registry, referenced, named, seen)
             parse_schema(json.loads(referenced.schema_str or ""), named_schemas=named)
 
 
@@ -185,7 +184,7 @@ def _store(registry: SchemaRegistryClient) -> _SchemaStore:
     with _STORES_LOCK:
         store = _STORES.get(registry)
         if store is None:
-            store = _STORES[registry] = _SchemaStore(registry)
+            store = _STORES[registry] = _SchemaStore()  # holds no reference to the client: it can go
         return store
 
 
@@ -300,8 +299,8 @@ class TopicSerde(Generic[E]):
             raise DecodeError(
                 f"{self._what}: the body does not read as schema id {schema_id} ({type(exc).__name__})"
             ) from None
-        if not isinstance(data, dict):
-            raise DecodeError(f"{self._what}: schema id {schema_id} is not a record schema")
+        if not isinstance(data, dict):  # cannot happen with a record reader schema; keeps the types honest
+            raise DecodeError(f"{self._what}: schema id {schema_id} does not read as a record")
         try:
             return self.model.from_dict(data)
         except ModelError as exc:  # worded without personal data (see schemas.record.ModelError)
@@ -316,7 +315,7 @@ class TopicSerde(Generic[E]):
 
     def _reader_for(self, schema_id: int) -> tuple[Any, Any]:
         try:
-            writer = self._store.writer(schema_id)
+            writer = self._store.writer(self._registry, schema_id)
         except _UnknownSchema as exc:
             raise DecodeError(f"{self._what}: {exc}") from None
         reader = (writer.parsed, None if writer.canonical == self._canonical else self._parsed)

@@ -77,8 +77,12 @@ def unpack(blob: bytes) -> list[Record]:
     view = memoryview(blob)
     i = 0
     while i < len(view):
+        if i + _HEADER.size > len(view):
+            raise ValueError("a truncated outbox record")
         t, k, v = _HEADER.unpack_from(view, i)
         i += _HEADER.size
+        if i + t + k + v > len(view):
+            raise ValueError("a truncated outbox record")
         topic = bytes(view[i : i + t]).decode()
         i += t
         key = bytes(view[i : i + k])
@@ -86,8 +90,6 @@ def unpack(blob: bytes) -> list[Record]:
         value = bytes(view[i : i + v])
         i += v
         out.append((topic, key, value))
-    if i != len(view):
-        raise ValueError("a truncated outbox record")
     return out
 
 

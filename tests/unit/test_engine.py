@@ -1,0 +1,97 @@
+"""The runtime's pure parts: the outbox framing, the dead-letter builder's size guard, the retry policy."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+import sqlalchemy as sa
+import sqlalchemy.exc as sa_exc
+from confluent_kafka import KafkaError, KafkaException
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from hub.engine import deadletter, store
+from hub.engine.retry import Backoff, DeliveryFailed, StaleOffsets, is_transient
+from schemas.serde import DecodeError, RegistryUnavailable
+
+pytestmark = pytest.mark.unit
+
+records = st.lists(
+    st.tuples(st.text(min_size=1, max_size=40), st.binary(max_size=64), st.binary(max_size=2048)), max_size=20
+)
+
+
+@given(records)
+@settings(max_examples=200, deadline=None)
+def test_the_outbox_framing_gives_back_exactly_what_was_packed(recs: list[tuple[str, bytes, bytes]]) -> None:
+    assert store.unpack(store.pack(recs)) == recs
+
+
+def test_a_truncated_outbox_blob_is_refused_not_misread() -> None:
+    blob = store.pack([("t", b"k", b"value"), ("u", b"", b"v")])
+    for cut in (1, 2, 9, len(blob) - 1):
+        with pytest.raises(ValueError, match="truncated"):
+            store.unpack(blob[:cut])
+
+
+def test_every_store_declares_the_runtime_tables_once() -> None:
+    meta = sa.MetaData()
+    offsets, outbox = store.define(meta)
+    assert [c.name for c in offsets.primary_key.columns] == ["group_id", "topic", "partition"]
+    assert [c.name for c in outbox.primary_key.columns] == ["group_id", "topic", "partition", "offset"]
+    assert "topic_id" in offsets.c
+
+
+def _letter(value: bytes, max_bytes: int = 10_000) -> object:
+    return deadletter.build(
+        group_id="g",
+        source_system="test",
+        default_tenant="012041",
+        step="decode",
+        reason="not a valid X",
+        exc=DecodeError("x"),
+        topic="t",
+        partition=1,
+        offset=7,
+        key=b"011002:42",
+        value=value,
+        timestamp_ms=1_700_000_000_000,
+        max_bytes=max_bytes,
+    )
+
+
+def test_a_dead_letter_keeps_the_original_bytes_and_its_position() -> None:
+    letter = _letter(b"\x00\x01abc")
+    assert letter.original_value == b"\x00\x01abc"  # type: ignore[attr-defined]
+    assert letter.original_key == b"011002:42"  # type: ignore[attr-defined]
+    assert letter.tenant == "011002"  # type: ignore[attr-defined]
+    assert (letter.source_topic, letter.source_partition, letter.source_offset) == ("t", 1, 7)  # type: ignore[attr-defined]
+
+
+def test_a_dead_letter_of_a_message_near_the_size_limit_still_fits_and_says_what_was_cut() -> None:
+    value = bytes(range(256)) * 39  # 9,984 bytes: under a 10,000-byte limit, but not with an envelope
+    letter = _letter(value)
+    assert len(letter.original_value) == deadletter.KEPT_HEAD  # type: ignore[attr-defined]
+    assert hashlib.sha256(value).hexdigest() in letter.reason  # type: ignore[attr-defined]
+    assert str(len(value)) in letter.reason  # type: ignore[attr-defined]
+    same = _letter(value)
+    assert same.event_id == letter.event_id  # type: ignore[attr-defined]  # a replay re-sends the same letter
+
+
+def test_outages_are_transient_and_bad_data_is_not() -> None:
+    assert is_transient(RegistryUnavailable("registry down"))
+    assert is_transient(StaleOffsets("moved"))
+    assert is_transient(DeliveryFailed("timeout"))
+    assert is_transient(KafkaException(KafkaError(KafkaError._TRANSPORT)))
+    assert is_transient(sa_exc.OperationalError("x", None, ValueError("database is locked")))
+    assert not is_transient(DecodeError("not Avro"))
+    assert not is_transient(sa_exc.IntegrityError("x", None, ValueError("duplicate")))
+
+
+def test_the_back_off_doubles_up_to_its_ceiling_and_resets() -> None:
+    b = Backoff(0.5, 4.0)
+    assert [b.failed() for _ in range(6)] == [0.5, 1.0, 2.0, 4.0, 4.0, 4.0]
+    assert 0 < b.wait_s() <= 4.0
+    b.succeeded()
+    assert (b.failures, b.wait_s()) == (0, 0.0)
