@@ -20,7 +20,12 @@ setup: $(STAMP) ## create .venv and install the hub with its dev tools
 demo: $(STAMP) ## THE MAIN COMMAND: local Kafka + registry (no Docker), topics, schemas, then the demo
 	$(BIN)/kenshin-hub demo
 
-test: $(STAMP) lint typecheck ## THE TEST COMMAND: lint, types, then every tier (unit, integration, slow)
+deps: ## install what the tests need when missing (Debian packages, docker compose plugin; .ci/deps), print it
+	PYTHON=$(PYTHON) bash .ci/deps
+
+# deps first, even under -j: python3-venv may be what it installs for .venv.
+test: deps ## THE TEST COMMAND: deps, lint, types, then every tier (unit, integration, slow)
+	$(MAKE) --no-print-directory lint typecheck
 	$(BIN)/pytest
 
 test-unit: $(STAMP) ## unit tier only (no broker)
@@ -49,4 +54,4 @@ stack-down: $(STAMP) ## stop the local stack
 clean: ## remove the virtualenv and caches (not the jar cache or the stack's state)
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache *.egg-info
 
-.PHONY: help setup demo test test-unit test-integration test-fault lint typecheck stack-up stack-down clean
+.PHONY: help setup deps demo test test-unit test-integration test-fault lint typecheck stack-up stack-down clean

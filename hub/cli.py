@@ -179,13 +179,15 @@ def _run_all(settings: Settings) -> int:
     """All five as supervised children, logging to ``<state>/logs/<what>.log``, until SIGTERM/SIGHUP (exit 0),
     Ctrl-C (130), or one of them exits: then its log's tail, the others stopped, one error line, exit 1.
     """
-    from hub.supervise import Stopped, Supervisor, hub_command
+    from hub.supervise import Child, Stopped, Supervisor, hub_command
 
+    def started(child: Child) -> None:
+        print(f"{child.name}: pid {child.pid}, log {child.log}", flush=True)
+
+    commands = {what: hub_command(what) for what in PROCESSES}
     try:
-        with Supervisor({what: hub_command(what) for what in PROCESSES}, log_dir=settings.state_dir / "logs") as sup:
-            for child in sup.children:
-                print(f"{child.name}: pid {child.pid}, log {child.log}", flush=True)
-            sup.wait()
+        with Supervisor(commands, log_dir=settings.state_dir / "logs", on_start=started) as children:
+            children.wait()
     except Stopped as stopped:
         print(f"{stopped}: stopped all {len(PROCESSES)} processes", flush=True)
     return 0

@@ -11,12 +11,9 @@ import datetime as dt
 import os
 import platform
 import random
-import subprocess
-import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -26,10 +23,10 @@ from confluent_kafka.cimpl import NewTopic
 
 from hub.errors import CommandError
 from hub.kafka import ClientConfig, producer_config
-from hub.lag import wait_drained
 from hub.office import print_statistics
 from hub.scenario import PROCESSOR_INPUTS, SINK_INPUTS, run_scenario
 from hub.settings import Settings
+from hub.supervise import Supervisor, hub_command, wait_drained
 from hub.validation import fiscal_year_start, tenant_check_digit
 from processors.app import APP_ID
 from sinks.db import make_engine, upgrade
@@ -38,33 +35,15 @@ from sinks.tables import invitations, ledger_entries, residents, screening_error
 from topics import catalog
 
 
-@contextmanager
 def pipeline_processes(
     settings: Settings, env: dict[str, str] | None = None, processes: tuple[str, ...] = ("processors", "sinks")
-) -> Iterator[None]:
-    """The given `kenshin-hub run` processes as children, stopped (SIGTERM) on the way out."""
-    logs = settings.state_dir / "logs"
-    logs.mkdir(parents=True, exist_ok=True)
-    children = []
-    for what in processes:
-        with (logs / f"{what}.log").open("ab") as log:
-            children.append(
-                subprocess.Popen(  # noqa: S603 - our own interpreter and module
-                    [sys.executable, "-m", "hub.cli", "run", what], stdout=log, stderr=subprocess.STDOUT,
-                    env=env if env is not None else dict(os.environ),
-                )
-            )  # fmt: skip
-    try:
-        yield
-    finally:
-        for child in children:
-            child.terminate()
-        for child in children:
-            try:
-                child.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                child.kill()
-                child.wait()
+) -> Supervisor:
+    """The given `kenshin-hub run` processes as supervised children (``with``), logging to ``<state>/logs/<what>.log``.
+
+    A child that exits inside the block raises :class:`~hub.supervise.ChildExited` (its name, exit code or signal,
+    the tail of its log) at once; on the way out all are stopped (SIGTERM, then SIGKILL after 30 s).
+    """
+    return Supervisor({what: hub_command(what) for what in processes}, log_dir=settings.state_dir / "logs", env=env)
 
 
 def _count(conn: sa.Connection, table: sa.Table, tenant: str, *group: sa.ColumnElement[object]) -> list[sa.Row]:  # type: ignore[type-arg]

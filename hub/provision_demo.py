@@ -30,11 +30,11 @@ from connectors.simulators.municipalities import simulate_others
 from connectors.stores import chukan_held, chukan_records
 from hub.demo import end_offsets, pipeline_processes
 from hub.kafka import ClientConfig, producer_config
-from hub.lag import wait_drained
 from hub.office import office
 from hub.review import produce
 from hub.settings import Settings
 from hub.staff import StaffError
+from hub.supervise import check_running, wait_drained
 from schemas.models import Event, HoldStatus, StaffOperationType
 from schemas.serde import TopicSerde, registry_client
 from sinks.db import make_engine
@@ -76,16 +76,20 @@ def settle(conf: ClientConfig, groups: Sequence[str], timeout_s: float = 900) ->
 
     The services feed each other, so one group being drained says nothing about the next moment; a round in which
     all of them are drained and the end offsets of all their topics did not move is a consistent quiet state.
+    Each turn (and each drain wait's turn) checks the supervised children (:func:`hub.supervise.check_running`):
+    a service that died is reported at once instead of being waited for.
     """
     topics = tuple(sorted({t.name for g in groups for t in SERVICE_INPUTS[g]}))
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
+        check_running()
         before = end_offsets(conf, topics)
         for group in groups:
             wait_drained(conf, group, [t.name for t in SERVICE_INPUTS[group]],
                          timeout_s=max(1.0, deadline - time.monotonic()))  # fmt: skip
         if end_offsets(conf, topics) == before:
             return
+    check_running()
     raise TimeoutError(f"the provision services did not settle within {timeout_s:.0f}s")
 
 

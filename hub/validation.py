@@ -11,6 +11,7 @@ Pure functions only; nothing here logs (a 個人番号 must never reach a log).
 
 from __future__ import annotations
 
+import functools
 from datetime import date, timedelta
 
 MY_NUMBER_LENGTH = 12
@@ -48,6 +49,7 @@ def tenant_check_digit(first_five: str) -> int:
     return (11 - s % 11) % 10
 
 
+@functools.lru_cache(maxsize=4096)  # every decoded event checks its tenant; there are 1,741 municipalities
 def is_valid_tenant_code(value: str) -> bool:
     """True when ``value`` is a 6-digit 団体コード with a correct check digit (e.g. 旭川市 012041)."""
     if len(value) != TENANT_CODE_LENGTH or not value.isascii() or not value.isdigit():

@@ -16,6 +16,7 @@ the outputs in its outbox in the same transaction, delivers them, then commits t
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -95,6 +96,9 @@ class Processors(Handler):
     def output_step(self, topic: Topic) -> str:
         return STEPS[topic.name]
 
+    def decode_step(self, topic: Topic) -> str:
+        return STEPS[topic.name]
+
     # --- the batch -------------------------------------------------------------------------------------------
 
     def handle(self, conn: Connection, deliveries: Sequence[Delivery]) -> list[Outcome]:
@@ -103,10 +107,12 @@ class Processors(Handler):
         outcomes: list[Outcome] = []
         for d in deliveries:
             step = STEPS[d.topic.name]
+            began = time.perf_counter()
             try:
                 outcomes.append(self._one(conn, d, persons, started))
             except (ModelError, ValueError) as exc:  # the data itself is wrong: its state is left as it was
                 outcomes.append(Refusal(step, str(exc)[:300], exc, DeadLetterReason.INVALID))
+            self.metrics.processing_time(step, time.perf_counter() - began)
         self._store(conn, persons.values())
         return outcomes
 

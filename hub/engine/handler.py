@@ -69,6 +69,10 @@ class Handler(ABC):
         """The step names a message of ``topic`` is counted under (metrics ``messages_in``)."""
         return (self.name,)
 
+    def decode_step(self, topic: Topic) -> str:
+        """The step a message of ``topic`` that does not decode is dead-lettered at."""
+        return f"{self.name}.decode"
+
     def output_step(self, topic: Topic) -> str:
         """The step name the outputs of an input of ``topic`` are counted under (metrics ``messages_out``)."""
         return self.name

@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -310,16 +311,17 @@ class Runner:
     def _decode(self, msgs: Sequence[Message]) -> list[_Item]:
         """Decode every message; one that is not a valid event becomes a dead letter. An outage raises."""
         items: list[_Item] = []
+        for name, count in Counter(str(msg.topic()) for msg in msgs).items():
+            for step in self.handler.steps(self._topics[name]):
+                self.metrics.message_in(name, step, count)
         for msg in msgs:
             name, partition, offset = _position(msg)
             topic = self._topics[name]
             item = _Item(msg, topic, partition, offset)
-            for step in self.handler.steps(topic):
-                self.metrics.message_in(name, step)
             try:
                 event = self._serde(topic).decode(msg.value() or b"", name)
             except DecodeError as exc:
-                self._letter(item, f"{self.handler.name}.decode", str(exc), exc, DeadLetterReason.UNDECODABLE)
+                self._letter(item, self.handler.decode_step(topic), str(exc), exc, DeadLetterReason.UNDECODABLE)
             else:
                 item.delivery = Delivery(topic, partition, offset, msg.key() or b"", event)
             items.append(item)
@@ -347,19 +349,20 @@ class Runner:
                     self._letter(i, f"{self.handler.name}.write", reason, failed, DeadLetterReason.DATABASE_REFUSED)
             else:
                 self._act(conn, [i for i in fresh if i.delivery is not None and i.letter is None])
-            rows = []
             for i in fresh:
                 i.records = self._encode(i)
-                if i.records:
-                    rows.append(
-                        {
-                            "group_id": self.group_id,
-                            "topic": i.topic.name,
-                            "partition": i.partition,
-                            "offset": i.offset,
-                            "records": store.pack(i.records),
-                        }
-                    )
+            rows = [
+                {
+                    "group_id": self.group_id,
+                    "topic": topic,
+                    "partition": partition,
+                    "first_offset": min(i.offset for i in group),
+                    "last_offset": max(i.offset for i in group),
+                    "records": store.pack((i.offset, *r) for i in group for r in i.records or ()),
+                }
+                for (topic, partition), group in sorted(_by_position(fresh).items())
+                if any(i.records for i in group)
+            ]
             if rows:
                 conn.execute(sa.insert(self._outbox), rows)
             self._store_offsets(conn, stored, fresh)
@@ -472,16 +475,18 @@ class Runner:
         wanted = {(i.topic.name, i.partition, i.offset): i for i in replays}
         for (topic, partition), group in _by_position(replays).items():
             low, high = min(i.offset for i in group), max(i.offset for i in group)
-            query = sa.select(t.c.offset, t.c.records).where(
+            query = sa.select(t.c.records).where(
                 t.c.group_id == self.group_id,
                 t.c.topic == topic,
                 t.c.partition == partition,
-                t.c.offset.between(low, high),
+                t.c.first_offset <= high,
+                t.c.last_offset >= low,
             )
-            for offset, blob in conn.execute(query):
-                item = wanted.get((topic, partition, int(offset)))
-                if item is not None:
-                    item.records = store.unpack(bytes(blob))
+            for (blob,) in conn.execute(query):
+                for offset, name, key, value in store.unpack(bytes(blob)):
+                    item = wanted.get((topic, partition, offset))
+                    if item is not None:
+                        item.records = [*(item.records or ()), (name, key, value)]
         for i in replays:
             if i.records is None:
                 i.records = []
@@ -495,7 +500,7 @@ class Runner:
                     t.c.group_id == self.group_id,
                     t.c.topic == topic,
                     t.c.partition == partition,
-                    t.c.offset < below,
+                    t.c.last_offset < below,
                 )
             )
         self._cleanup.clear()
@@ -592,16 +597,20 @@ class Runner:
 
     def _count(self, items: Sequence[_Item]) -> None:
         done = [i for i in items if i.delivery is not None and i.letter is None and i.outcome is not None]
+        out: Counter[tuple[str, str]] = Counter()
         for item in items:
             if item.letter is not None and item.letter_reason is not None:
                 self.metrics.dead_letter(item.topic.name, item.letter.step, item.letter_reason)
+                out[(self._dlq_of(item.topic).name, self.handler.output_step(item.topic))] += 1
             elif item.outcome is not None and not isinstance(item.outcome, Refusal):
                 step = self.handler.output_step(item.topic)
                 for topic, event in item.outcome:
                     if isinstance(event, DeadLetter):  # a dead letter the handler wrote itself
                         self.metrics.dead_letter(event.source_topic, event.step, DeadLetterReason.INVALID)
                     else:
-                        self.metrics.message_out(topic.name, step)
+                        out[(topic.name, step)] += 1
+        for (name, step), count in out.items():
+            self.metrics.message_out(name, step, count)
         if done:
             self.handler.committed(
                 [i.delivery for i in done if i.delivery is not None],

@@ -5,8 +5,9 @@
   offsets say. Updates are fenced (compare-and-set on the old value): a worker that lost its partition to another
   cannot commit over the new owner's work. Each row carries the Kafka topic id it counts in: offsets of a topic
   that was deleted and created again (``stack down --purge``) are not taken for the new topic's.
-* ``runtime_outbox``: the encoded records each input produced, until the input's offset is committed to Kafka. A
-  replayed input below the stored offset re-sends them instead of acting again.
+* ``runtime_outbox``: the encoded records a batch's inputs produced, one row per partition and batch (the inputs'
+  offset range, each record framed with its input's offset), until Kafka has the offsets. A replayed input below
+  the stored offset re-sends its records instead of acting again.
 
 Every store's migrations create them through :func:`create_tables`, so the columns are declared once.
 """
@@ -20,8 +21,9 @@ from typing import Any
 import sqlalchemy as sa
 
 Record = tuple[str, bytes, bytes]  # topic name, key, value (the encoded bytes the producer sends)
+Framed = tuple[int, str, bytes, bytes]  # the input's offset, then the record
 
-_HEADER = struct.Struct(">HII")
+_HEADER = struct.Struct(">qHII")
 
 
 def _columns() -> dict[str, list[sa.Column[Any]]]:
@@ -37,7 +39,8 @@ def _columns() -> dict[str, list[sa.Column[Any]]]:
             sa.Column("group_id", sa.String(200), primary_key=True),
             sa.Column("topic", sa.String(249), primary_key=True),
             sa.Column("partition", sa.Integer, primary_key=True, autoincrement=False),
-            sa.Column("offset", sa.BigInteger, primary_key=True, autoincrement=False),
+            sa.Column("first_offset", sa.BigInteger, primary_key=True, autoincrement=False),
+            sa.Column("last_offset", sa.BigInteger, nullable=False),
             sa.Column("records", sa.LargeBinary, nullable=False),
         ],
     }
@@ -63,23 +66,23 @@ def drop_tables(op: Any) -> None:
         op.drop_table(name)
 
 
-def pack(records: Iterable[Record]) -> bytes:
-    """Frame records as one blob: per record a header (topic, key and value lengths) and the three byte strings."""
+def pack(records: Iterable[Framed]) -> bytes:
+    """Frame records as one blob: per record a header (input offset; topic, key and value lengths), then the bytes."""
     parts: list[bytes] = []
-    for topic, key, value in records:
+    for offset, topic, key, value in records:
         name = topic.encode()
-        parts += (_HEADER.pack(len(name), len(key), len(value)), name, key, value)
+        parts += (_HEADER.pack(offset, len(name), len(key), len(value)), name, key, value)
     return b"".join(parts)
 
 
-def unpack(blob: bytes) -> list[Record]:
-    out: list[Record] = []
+def unpack(blob: bytes) -> list[Framed]:
+    out: list[Framed] = []
     view = memoryview(blob)
     i = 0
     while i < len(view):
         if i + _HEADER.size > len(view):
             raise ValueError("a truncated outbox record")
-        t, k, v = _HEADER.unpack_from(view, i)
+        offset, t, k, v = _HEADER.unpack_from(view, i)
         i += _HEADER.size
         if i + t + k + v > len(view):
             raise ValueError("a truncated outbox record")
@@ -89,7 +92,7 @@ def unpack(blob: bytes) -> list[Record]:
         i += k
         value = bytes(view[i : i + v])
         i += v
-        out.append((topic, key, value))
+        out.append((offset, topic, key, value))
     return out
 
 

@@ -18,19 +18,25 @@ from schemas.serde import DecodeError, RegistryUnavailable
 pytestmark = pytest.mark.unit
 
 records = st.lists(
-    st.tuples(st.text(min_size=1, max_size=40), st.binary(max_size=64), st.binary(max_size=2048)), max_size=20
+    st.tuples(
+        st.integers(min_value=0, max_value=2**62),
+        st.text(min_size=1, max_size=40),
+        st.binary(max_size=64),
+        st.binary(max_size=2048),
+    ),
+    max_size=20,
 )
 
 
 @given(records)
 @settings(max_examples=200, deadline=None)
-def test_the_outbox_framing_gives_back_exactly_what_was_packed(recs: list[tuple[str, bytes, bytes]]) -> None:
+def test_the_outbox_framing_gives_back_exactly_what_was_packed(recs: list[tuple[int, str, bytes, bytes]]) -> None:
     assert store.unpack(store.pack(recs)) == recs
 
 
 def test_a_truncated_outbox_blob_is_refused_not_misread() -> None:
-    blob = store.pack([("t", b"k", b"value"), ("u", b"", b"v")])
-    for cut in (1, 2, 9, len(blob) - 1):
+    blob = store.pack([(3, "t", b"k", b"value"), (4, "u", b"", b"v")])
+    for cut in (1, 2, 17, len(blob) - 1):
         with pytest.raises(ValueError, match="truncated"):
             store.unpack(blob[:cut])
 
@@ -39,7 +45,7 @@ def test_every_store_declares_the_runtime_tables_once() -> None:
     meta = sa.MetaData()
     offsets, outbox = store.define(meta)
     assert [c.name for c in offsets.primary_key.columns] == ["group_id", "topic", "partition"]
-    assert [c.name for c in outbox.primary_key.columns] == ["group_id", "topic", "partition", "offset"]
+    assert [c.name for c in outbox.primary_key.columns] == ["group_id", "topic", "partition", "first_offset"]
     assert "topic_id" in offsets.c
 
 
