@@ -146,7 +146,17 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_bench(settings: Settings, args: argparse.Namespace) -> int:
-    from hub.demo import cmd_bench as bench
+    if args.action == "serde":
+        from schemas.bench import format_figures, serde_benchmark
+
+        print(format_figures(serde_benchmark(args.messages), args.messages))
+        return 0
+    if args.action == "runtime":
+        from hub.bench_runtime import main as runtime_main
+
+        argv = ["--messages", str(args.messages), "--rounds", str(args.rounds)]
+        return runtime_main([*argv, "--report", str(args.report)] if args.report else argv)
+    from hub.bench import cmd_bench_ingest as bench
 
     def prepare() -> int:
         return cmd_stack(settings, argparse.Namespace(action="up", nodes=1)) or cmd_setup(settings, args)
@@ -254,6 +264,13 @@ def demo_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     ingest.add_argument("--size", type=int, default=5_000, help="residents of the synthetic city")
     ingest.add_argument("--seed", type=int, default=1)
     ingest.add_argument("--report", type=Path, default=Path("BENCHMARKS.md"), help="append the figures here")
+    ingest.add_argument("--profile", type=Path, default=None, help="py-spy both processes, raw stacks into this dir")
+    serde = bench_sub.add_parser("serde", help="the hub's Avro serde against confluent-kafka's wrappers, same records")
+    serde.add_argument("--messages", type=int, default=20_000)
+    runtime = bench_sub.add_parser("runtime", help="the hub runtime against Quix Streams (own venv), same broker")
+    runtime.add_argument("--messages", type=int, default=100_000)
+    runtime.add_argument("--rounds", type=int, default=3)
+    runtime.add_argument("--report", type=Path, default=None, help="append the figures here")
     bench.set_defaults(func=cmd_bench)
 
 

@@ -7,10 +7,8 @@ city through the same Avro serde as any upstream system, and read the results ba
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import os
 import platform
-import random
 import time
 import uuid
 from collections.abc import Callable
@@ -21,18 +19,14 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
-from hub.errors import CommandError
 from hub.kafka import ClientConfig, producer_config
 from hub.office import print_statistics
-from hub.scenario import PROCESSOR_INPUTS, SINK_INPUTS, run_scenario
+from hub.scenario import run_scenario
 from hub.settings import Settings
-from hub.supervise import Supervisor, hub_command, wait_drained
-from hub.validation import fiscal_year_start, tenant_check_digit
-from processors.app import APP_ID
+from hub.supervise import Supervisor, hub_command
+from hub.validation import fiscal_year_start
 from sinks.db import make_engine, upgrade
-from sinks.runner import GROUP_ID as SINKS_GROUP
 from sinks.tables import invitations, ledger_entries, residents, screening_errors
-from topics import catalog
 
 
 def pipeline_processes(
@@ -174,57 +168,6 @@ def machine() -> str:
     except (OSError, ValueError, IndexError):
         mem_kb = 0
     return f"{os.cpu_count()} cores ({cpu}), {mem_kb / 1048576:.0f} GiB, {platform.system()} {platform.release()}"
-
-
-def cmd_bench(settings: Settings, args: argparse.Namespace, prepare: Callable[[], int]) -> int:
-    rc = prepare()
-    if rc:
-        return rc
-    body = f"{random.Random().randrange(10000, 99999):05d}"  # noqa: S311 - a throw-away tenant, not a secret
-    tenant = body + str(tenant_check_digit(body))
-    env = {**os.environ, "KENSHIN_TENANT": tenant}
-    bench_settings = _with_tenant(settings, tenant)
-    engine = make_engine(settings.database_url.reveal())
-    upgrade(engine)
-    conf: ClientConfig = dict(settings.kafka_config())
-    inputs = (catalog.RESIDENT_CHANGES.name, catalog.INSTITUTION_RESULTS.name)
-    print(f"bench: synthetic city of {args.size} residents under throw-away tenant {tenant}")
-    with pipeline_processes(bench_settings, env):
-        wait_drained(conf, APP_ID, PROCESSOR_INPUTS, timeout_s=600)
-        start = end_offsets(conf, inputs)
-        began = time.monotonic()
-        run = run_scenario(bench_settings, seed=args.seed, size=args.size, fiscal_year=2025, dirty_share=0.05,
-                           start_fiscal_year=lambda: None, progress=False, timeout_s=1800)  # fmt: skip
-        wait_drained(conf, SINKS_GROUP, SINK_INPUTS, timeout_s=600)
-        e2e_s = time.monotonic() - began
-    end = end_offsets(conf, inputs)
-    events = sum(run.published.values())
-    with engine.connect() as conn:
-        rows = sum(
-            conn.execute(sa.select(sa.func.count()).where(t.c.tenant == tenant)).scalar_one()
-            for t in (residents, ledger_entries, screening_errors)
-        )
-    engine.dispose()
-    raw_count, raw_s = passthrough(conf, settings, start, end)
-    e2e_rate, raw_rate = events / e2e_s, raw_count / raw_s
-    report = (
-        f"\n## {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC — `kenshin-hub bench ingest --size {args.size}`\n\n"
-        f"- machine: {machine()}; one local Kafka 4.1.1 node (the project's stack), SQLite sinks\n"
-        f"- input: {events} events ({run.published}) → {rows} rows in SQL (residents, ledger, errors)\n"
-        f"- end to end (publish → processors → topics → sinks → SQL committed): {e2e_s:.1f} s, "
-        f"**{e2e_rate:,.0f} events/s**\n"
-        f"- raw confluent-kafka consume→produce passthrough of the same {raw_count} messages, same broker, same run: "
-        f"{raw_s:.1f} s, **{raw_rate:,.0f} events/s**\n"
-        f"- ratio end-to-end / passthrough: **{e2e_rate / raw_rate:.3f}** (1 / {raw_rate / e2e_rate:.1f})\n"
-    )
-    print(report)
-    if args.report:
-        with args.report.open("a", encoding="utf-8") as f:
-            f.write(report)
-        print(f"appended to {args.report}")
-    if raw_count != events:
-        raise CommandError(f"the passthrough saw {raw_count} messages, the pipeline {events}")
-    return 0
 
 
 def _with_tenant(settings: Settings, tenant: str) -> Settings:
