@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import traceback
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -631,6 +632,13 @@ class Runner:
             self._backoff.failures,
             delay,
         )
+        if not transient:  # a bug or the data's fault: where it happened (frames only, never the message's values)
+            frames = traceback.extract_tb(exc.__traceback__)[-6:]
+            log.error(
+                "%s: at %s",
+                self.group_id,
+                " <- ".join(f"{f.name} ({f.filename.rsplit('/', 1)[-1]}:{f.lineno})" for f in reversed(frames)),
+            )
         self._rewind(msgs)
 
     def _rewind(self, msgs: Sequence[Message]) -> None:
