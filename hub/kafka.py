@@ -8,9 +8,9 @@ ClientConfig = dict[str, str | int | float | bool]
 
 
 def producer_config(settings: Settings, **extra: str | int | float | bool) -> ClientConfig:
-    """An idempotent, acks=all producer whose partitioner matches the Java client and faust (murmur2).
+    """An idempotent, acks=all producer whose partitioner matches the Java client (murmur2).
 
-    librdkafka's default partitioner (CRC32) would put a key on a different partition than faust's agents and
+    librdkafka's default partitioner (CRC32) would put a key on a different partition than
     the Java clients do; every producer of the hub therefore uses murmur2, so a person's events stay co-partitioned
     with their state.
     """
@@ -70,5 +70,5 @@ def murmur2(data: bytes) -> int:
 
 
 def partition_for(key: bytes, partitions: int) -> int:
-    """The partition the hub's producers (murmur2) and faust put ``key`` on."""
+    """The partition the hub's producers (murmur2) and the Java client put ``key`` on."""
     return (murmur2(key) & 0x7FFFFFFF) % partitions

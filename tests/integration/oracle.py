@@ -1,6 +1,6 @@
 """What the pipeline must produce for a scenario, computed in-process from the pure rules in the same stage order.
 
-The processors are shells around these rules, so this is an oracle for the plumbing (Kafka, faust, partitioning,
+The processors are shells around these rules, so this is an oracle for the plumbing (Kafka, the runtime, partitioning,
 acks, sinks, SQL) — the rules themselves are pinned by the simulator's ground truth and the unit tests.
 """
 

@@ -10,8 +10,9 @@ from hub.scenario import run_scenario
 from tests.integration.conftest import Endpoints
 from tests.integration.pipeline import Pipeline, running_pipeline, tenant_code
 
-# This test found two real defects: faust-streaming drops messages while its flow is suspended (36 of 2,500 people
-# lost across four restarts) and the JSON state lost a millisecond; see processors/app.py (Settler).
+# This test found real defects of the first build: faust-streaming dropped messages while its flow was suspended (36 of
+# 2,500 people lost across four restarts), and its workaround lost a follow-up in CI; the processors now run on the
+# hub's runtime (hub/engine/README.md).
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.fault]
 
 SEED, SIZE, YEAR = 11, 2500, 2025
