@@ -15,7 +15,7 @@ from hub.errors import CommandError
 from hub.settings import Settings
 from monitoring.metrics import HubMetrics
 from processors.app import APP_ID, Processors
-from processors.store import PROCESSORS_MIGRATIONS
+from processors.store import PROCESSORS_MIGRATIONS, STORE_PREFIX
 from schemas.serde import registry_client
 from sinks.db import make_engine, upgrade
 from topics import catalog
@@ -56,6 +56,7 @@ def build(
         owns_engine=engine is None,
         close_registry=True,
         batch_size=BATCH_SIZE,
+        store_prefix=STORE_PREFIX,
         metrics=metrics,
         heartbeat=heartbeat,
         **options,  # type: ignore[arg-type]

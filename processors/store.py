@@ -39,4 +39,6 @@ years = sa.Table(
     sa.Column("fiscal_year", sa.Integer, nullable=False),
 )
 
-runtime_offsets, runtime_outbox = engine_store.define(metadata)
+STORE_PREFIX = "processor_"  # the runtime's tables: processor_runtime_offsets, processor_runtime_outbox
+VERSION_TABLE = "alembic_version_processors"  # so the processors' store may share a database with the sinks'
+runtime_offsets, runtime_outbox = engine_store.define(metadata, STORE_PREFIX)

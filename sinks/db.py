@@ -118,9 +118,14 @@ def head_revision(script_location: str = SINKS_MIGRATIONS) -> str:
     return head
 
 
-def current_revision(engine: Engine) -> str | None:
+# The version table of each migration set that may share a database with another (default: alembic_version).
+VERSION_TABLES = {"processors:migrations": "alembic_version_processors"}
+
+
+def current_revision(engine: Engine, script_location: str = SINKS_MIGRATIONS) -> str | None:
+    version_table = VERSION_TABLES.get(script_location, "alembic_version")
     with engine.connect() as conn:
-        return MigrationContext.configure(conn).get_current_revision()
+        return MigrationContext.configure(conn, opts={"version_table": version_table}).get_current_revision()
 
 
 def upgrade(engine: Engine, revision: str = "head", script_location: str = SINKS_MIGRATIONS) -> None:
@@ -135,7 +140,7 @@ def upgrade(engine: Engine, revision: str = "head", script_location: str = SINKS
 
 def require_head(engine: Engine, script_location: str = SINKS_MIGRATIONS) -> None:
     """Raise :class:`DatabaseError` unless the database is migrated to the head revision."""
-    current = current_revision(engine)
+    current = current_revision(engine, script_location)
     head = head_revision(script_location)
     if current != head:
         raise DatabaseError(

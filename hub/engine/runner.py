@@ -111,6 +111,7 @@ class Runner:
         metrics: HubMetrics | None = None,
         heartbeat: Callable[[], None] | None = None,
         max_message_bytes: int = MAX_MESSAGE_BYTES,
+        store_prefix: str = "",
     ) -> None:
         if batch_size < 1 or batch_timeout_s <= 0 or backoff_initial_s < 0 or backoff_max_s < backoff_initial_s:
             raise ValueError("batch_size >= 1, batch_timeout_s > 0 and 0 <= backoff_initial_s <= backoff_max_s")
@@ -145,7 +146,7 @@ class Runner:
         self._closed = False
         try:
             handler.setup(engine)
-            self._offsets, self._outbox = _tables(engine)
+            self._offsets, self._outbox = _tables(engine, store_prefix)
         except BaseException:
             if owns_engine:
                 engine.dispose()
@@ -673,10 +674,11 @@ def _by_position(items: Iterable[_Item]) -> dict[Position, list[_Item]]:
     return out
 
 
-def _tables(engine: Engine) -> tuple[sa.Table, sa.Table]:
-    """The runtime tables as reflected from the store (every store's migrations create them)."""
+def _tables(engine: Engine, prefix: str) -> tuple[sa.Table, sa.Table]:
+    """The runtime tables of the store (every store's migrations create them)."""
     inspector = sa.inspect(engine)
-    for name in ("runtime_offsets", "runtime_outbox"):
-        if not inspector.has_table(name):
-            raise DatabaseError(f"the store has no table {name}: run its migrations first")
-    return store.define(sa.MetaData())
+    tables = store.define(sa.MetaData(), prefix)
+    for table in tables:
+        if not inspector.has_table(table.name):
+            raise DatabaseError(f"the store has no table {table.name}: run its migrations first")
+    return tables

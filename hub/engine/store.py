@@ -46,24 +46,28 @@ def _columns() -> dict[str, list[sa.Column[Any]]]:
     }
 
 
-def define(metadata: sa.MetaData) -> tuple[sa.Table, sa.Table]:
-    """The two tables on ``metadata`` (a store's table module calls this once)."""
+def define(metadata: sa.MetaData, prefix: str = "") -> tuple[sa.Table, sa.Table]:
+    """The two tables on ``metadata`` (a store's table module calls this once).
+
+    ``prefix`` keeps two stores apart when an operator puts them in one database (the processors' tables are
+    ``processor_runtime_*``, so the processors and the sinks may share one PostgreSQL database).
+    """
     cols = _columns()
     return (
-        sa.Table("runtime_offsets", metadata, *cols["runtime_offsets"]),
-        sa.Table("runtime_outbox", metadata, *cols["runtime_outbox"]),
+        sa.Table(f"{prefix}runtime_offsets", metadata, *cols["runtime_offsets"]),
+        sa.Table(f"{prefix}runtime_outbox", metadata, *cols["runtime_outbox"]),
     )
 
 
-def create_tables(op: Any) -> None:
+def create_tables(op: Any, prefix: str = "") -> None:
     """Create the two tables from an Alembic migration (``op`` is ``alembic.op``)."""
     for name, cols in _columns().items():
-        op.create_table(name, *cols)
+        op.create_table(f"{prefix}{name}", *cols)
 
 
-def drop_tables(op: Any) -> None:
+def drop_tables(op: Any, prefix: str = "") -> None:
     for name in _columns():
-        op.drop_table(name)
+        op.drop_table(f"{prefix}{name}")
 
 
 def pack(records: Iterable[Framed]) -> bytes:

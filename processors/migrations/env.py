@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from processors.store import metadata
+from processors.store import VERSION_TABLE, metadata
 from sinks.db import run_migration_env
 
-run_migration_env(metadata)
+run_migration_env(metadata, VERSION_TABLE)

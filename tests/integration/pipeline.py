@@ -24,13 +24,17 @@ def tenant_code(body: str) -> str:
 
 
 class Pipeline:
-    def __init__(self, endpoints: Endpoints, workdir: Path, tenant: str) -> None:
+    """The hub's processes for one tenant; SQLite files in ``workdir`` unless ``database_url`` (PostgreSQL) is given,
+    which then holds both the sinks' tables and the processors' store."""
+
+    def __init__(self, endpoints: Endpoints, workdir: Path, tenant: str, database_url: str | None = None) -> None:
         self.workdir = workdir
         self.db_path = workdir / "kenshin.db"
+        self.database_url = database_url or f"sqlite:///{self.db_path}"
         self.env = endpoints.env()
         self.env["KENSHIN_TENANT"] = tenant
-        self.env["KENSHIN_DATABASE_URL"] = f"sqlite:///{self.db_path}"
-        self.env["KENSHIN_PROCESSORS_DATABASE_URL"] = f"sqlite:///{workdir / 'processors.db'}"
+        self.env["KENSHIN_DATABASE_URL"] = self.database_url
+        self.env["KENSHIN_PROCESSORS_DATABASE_URL"] = database_url or f"sqlite:///{workdir / 'processors.db'}"
         self.env["KENSHIN_LOG_LEVEL"] = "WARNING"
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.restarts = {"processors": 0, "sinks": 0}
@@ -45,22 +49,34 @@ class Pipeline:
         assert run.returncode == 0, f"{args}: {run.stdout}{run.stderr}"
         return run
 
-    def start(self, what: str) -> None:
-        log = (self.workdir / f"{what}.log").open("ab")
-        self.procs[what] = subprocess.Popen([sys.executable, "-m", "hub.cli", "run", what], env=self.env,
+    def start(self, what: str, name: str | None = None) -> None:
+        """Start `run <what>` as ``name`` (default ``what``; several workers of one kind need names of their own)."""
+        name = name or what
+        log = (self.workdir / f"{name}.log").open("ab")
+        self.procs[name] = subprocess.Popen([sys.executable, "-m", "hub.cli", "run", what], env=self.env,
                                             stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
         log.close()
 
-    def kill(self, what: str) -> None:
+    def kill(self, name: str) -> None:
         """SIGKILL: no shutdown hook runs, nothing is flushed or committed on the way out."""
-        proc = self.procs.pop(what)
+        proc = self.procs.pop(name)
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
 
-    def restart(self, what: str) -> None:
-        self.kill(what)
+    def terminate(self, name: str) -> None:
+        """SIGTERM: the worker finishes its batch and leaves the group (a scale-in)."""
+        proc = self.procs.pop(name)
+        proc.terminate()
+        proc.wait(timeout=60)
+
+    def restart(self, what: str, name: str | None = None) -> None:
+        self.kill(name or what)
         self.restarts[what] += 1
-        self.start(what)
+        self.start(what, name)
+
+    def exited(self) -> dict[str, int]:
+        """Workers that ended on their own (a crash), with their exit codes."""
+        return {name: code for name, proc in self.procs.items() if (code := proc.poll()) is not None}
 
     def stop(self) -> None:
         for proc in self.procs.values():
@@ -75,7 +91,7 @@ class Pipeline:
 
     def rows(self, table: str) -> list[dict[str, object]]:
         """Every row of one of the hub's tables, typed by its SQLAlchemy definition (dates as dates)."""
-        engine = sa.create_engine(f"sqlite:///{self.db_path}")
+        engine = sa.create_engine(self.database_url)
         try:
             with engine.connect() as conn:
                 definition = tables.metadata.tables[table]
@@ -86,11 +102,14 @@ class Pipeline:
 
 
 @contextmanager
-def running_pipeline(endpoints: Endpoints, workdir: Path, tenant: str) -> Iterator[Pipeline]:
-    pipeline = Pipeline(endpoints, workdir, tenant)
+def running_pipeline(
+    endpoints: Endpoints, workdir: Path, tenant: str, database_url: str | None = None, workers: int = 1
+) -> Iterator[Pipeline]:
+    pipeline = Pipeline(endpoints, workdir, tenant, database_url)
     pipeline.cli("setup")
-    pipeline.start("processors")
-    pipeline.start("sinks")
+    for what in ("processors", "sinks"):
+        for n in range(workers):
+            pipeline.start(what, what if n == 0 else f"{what}-{n + 1}")
     try:
         yield pipeline
     finally:

@@ -14,6 +14,8 @@ from alembic import op
 
 from hub.engine import store
 
+STORE_PREFIX = "processor_"  # processors.store.STORE_PREFIX (a migration does not import the live module)
+
 revision: str = "0001"
 down_revision: str | None = None
 branch_labels: str | Sequence[str] | None = None
@@ -38,11 +40,11 @@ def upgrade() -> None:
         sa.Column("fiscal_year", sa.Integer(), nullable=False),
         sa.PrimaryKeyConstraint("tenant", "partition"),
     )
-    store.create_tables(op)
+    store.create_tables(op, STORE_PREFIX)
 
 
 def downgrade() -> None:
-    store.drop_tables(op)
+    store.drop_tables(op, STORE_PREFIX)
     op.drop_table("processor_years")
     op.drop_index("ix_processor_people_partition", table_name="processor_people")
     op.drop_table("processor_people")

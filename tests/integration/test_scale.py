@@ -1,0 +1,98 @@
+"""Scale-out and faults on PostgreSQL: two processor workers and two sink workers in one group give the same tables
+as one of each, while workers are added, removed and SIGKILLed at random points of a load of more than 20,000
+events (rebalances under load). Nothing lost, nothing duplicated."""
+
+import random
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from hub.scenario import run_scenario
+from tests.integration.conftest import Endpoints
+from tests.integration.pg import temporary_postgres
+from tests.integration.pipeline import Pipeline, running_pipeline, tenant_code
+from tests.integration.test_kill import IGNORED
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.fault]
+
+SEED, SIZE, YEAR = 23, 12_000, 2025
+CHUNKS = 5  # per stage: 3 stages x 5 chunks = 15 points where the workers change
+KINDS = ("processors", "sinks")
+
+
+def _snapshot(pipeline: Pipeline) -> dict[str, list[dict[str, Any]]]:
+    return {
+        table: [{k: v for k, v in row.items() if k not in IGNORED} for row in pipeline.rows(table)]
+        for table in ("residents", "ledger_entries", "screening_errors", "invitations")
+    }
+
+
+class Storm:
+    """At each chunk, one random change of the workers: SIGKILL one (and start its replacement), add one, or stop one
+    with SIGTERM (scale-in). Always at least one worker of each kind, at most three."""
+
+    def __init__(self, pipeline: Pipeline, seed: int) -> None:
+        self.pipeline = pipeline
+        self.rng = random.Random(seed)
+        self.serial = 10
+        self.actions: list[str] = []
+
+    def workers(self, kind: str) -> list[str]:
+        return sorted(n for n in self.pipeline.procs if n == kind or n.startswith(f"{kind}-"))
+
+    def __call__(self, stage: str, i: int) -> None:
+        assert self.pipeline.exited() == {}, f"a worker crashed: {self.pipeline.exited()}"
+        kind = self.rng.choice(KINDS)
+        names = self.workers(kind)
+        action = self.rng.choice(("kill", "kill", "add", "remove"))
+        if action == "add" and len(names) >= 3:
+            action = "kill"
+        if action == "remove" and len(names) <= 1:
+            action = "add"
+        victim = self.rng.choice(names)
+        if action == "kill":
+            self.pipeline.kill(victim)
+            self.pipeline.restarts[kind] += 1
+            self.pipeline.start(kind, victim)
+        elif action == "add":
+            self.serial += 1
+            self.pipeline.start(kind, f"{kind}-{self.serial}")
+        else:
+            self.pipeline.terminate(victim)
+        self.actions.append(f"{stage}#{i}: {action} {victim if action != 'add' else kind}")
+
+
+def _run(endpoints: Endpoints, workdir: Path, tenant: str, url: str, stormy: bool) -> dict[str, Any]:
+    workdir.mkdir()
+    with running_pipeline(endpoints, workdir, tenant, database_url=url, workers=2 if stormy else 1) as pipeline:
+        storm = Storm(pipeline, seed=7) if stormy else None
+        run = run_scenario(
+            pipeline.settings, seed=SEED, size=SIZE, fiscal_year=YEAR, dirty_share=0.1, progress=False,
+            chunks=CHUNKS if stormy else 1, on_chunk=storm,
+            start_fiscal_year=lambda: pipeline.cli("fiscal-year", "start", str(YEAR)), timeout_s=900,
+        )  # fmt: skip
+        assert sum(run.published.values()) > 20_000
+        assert pipeline.exited() == {}, f"a worker crashed: {pipeline.exited()}"
+        if storm is not None:
+            assert len(storm.actions) >= 10, storm.actions
+            assert sum(a.split(": ")[1].startswith("kill") for a in storm.actions) >= 5, storm.actions
+        return _snapshot(pipeline)
+
+
+@pytest.mark.timeout(2400)
+def test_workers_added_removed_and_killed_under_load_on_postgresql_change_nothing(
+    endpoints: Endpoints, tmp_path: Path
+) -> None:
+    with temporary_postgres() as calm_url:
+        calm = _run(endpoints, tmp_path / "calm", tenant_code("01209"), calm_url, stormy=False)  # 夕張市
+    with temporary_postgres() as stormy_url:
+        stormy = _run(endpoints, tmp_path / "stormy", tenant_code("01208"), stormy_url, stormy=True)  # 北見市
+    for table, rows in calm.items():
+        assert len(rows) > 0, table
+        diffs = [
+            (i, {k: (a[k], b.get(k)) for k in a if a[k] != b.get(k)})
+            for i, (a, b) in enumerate(zip(rows, stormy[table], strict=False))
+            if a != b
+        ]
+        assert (len(stormy[table]), diffs[:5]) == (len(rows), []), table
