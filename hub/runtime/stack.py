@@ -21,6 +21,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -237,11 +238,20 @@ class LocalStack:
     def down(self, *, purge: bool = False) -> list[str]:
         """Stop what `up` started (registry first, then brokers); with ``purge`` delete the state too."""
         names = self._process_names()
-        order = [n for n in names if n == "registry"] + [n for n in names if n != "registry"]
-        stopped = [n for n in order if stop(self.layout.pid_file(n), self.layout.marker)]
+        stopped = [n for n in names if n == "registry" and stop(self.layout.pid_file(n), self.layout.marker)]
+        # The brokers together: stopped one after another, the last one has no KRaft quorum left and never finishes
+        # its shutdown (it was SIGKILLed after the timeout).
+        brokers = [n for n in names if n != "registry"]
+        with ThreadPoolExecutor(max_workers=max(1, len(brokers))) as pool:
+            done = list(pool.map(lambda n: stop(self.layout.pid_file(n), self.layout.marker), brokers))
+        stopped += [n for n, ok in zip(brokers, done, strict=True) if ok]
         if purge:
             for sub in ("kafka", "registry", "pids", "logs"):
                 shutil.rmtree(self.layout.state_dir / sub, ignore_errors=True)
+            # The services' stores under the state directory go with the topics they count offsets in.
+            for store in ("processors.db", "chukan.db", "network.db"):
+                for suffix in ("", "-wal", "-shm"):
+                    (self.layout.state_dir / f"{store}{suffix}").unlink(missing_ok=True)
             self.layout.manifest.unlink(missing_ok=True)
         return stopped
 
