@@ -301,6 +301,8 @@ class TopicSerde(Generic[E]):
             ) from None
         if not isinstance(data, dict):  # cannot happen with a record reader schema; keeps the types honest
             raise DecodeError(f"{self._what}: schema id {schema_id} does not read as a record")
+        if body.tell() != len(payload):
+            raise DecodeError(f"{self._what}: {len(payload) - body.tell()} byte(s) after the end of the record")
         try:
             return self.model.from_dict(data)
         except ModelError as exc:  # worded without personal data (see schemas.record.ModelError)

@@ -19,7 +19,8 @@ from schemas.record import now_utc
 # Dead letters get a deterministic event id per consumer group and source position: a replay re-sends the same.
 _NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "urn:kenshin-hub:sinks:dead-letter")
 ENVELOPE_ALLOWANCE = 4096  # bytes kept free for the envelope (reason, names, ids, Avro framing)
-KEPT_HEAD = 1024  # bytes of an oversized original value that a letter still carries
+KEPT_HEAD = 1024  # bytes of an oversized original key or value that a letter still carries
+MAX_REASON = 800  # characters of the reason itself; the notes on what was cut come after it
 
 
 def tenant_of(key: bytes | None, default: str) -> str:
@@ -52,10 +53,13 @@ def build(
     max_bytes: int,
 ) -> DeadLetter:
     """The dead letter of one message (``max_bytes``: the largest record the dead-letter topic takes)."""
-    key = key[:KEPT_HEAD] if key is not None and len(key) > KEPT_HEAD else key
+    reason = reason[:MAX_REASON]
+    if key is not None and len(key) > KEPT_HEAD:
+        reason += f" [original key of {len(key)} bytes; sha256 {hashlib.sha256(key).hexdigest()}; head kept]"
+        key = key[:KEPT_HEAD]
     if value is not None and len(value) + len(key or b"") > max_bytes - ENVELOPE_ALLOWANCE:
         digest = hashlib.sha256(value).hexdigest()
-        reason = f"{reason} [original value of {len(value)} bytes too large to keep; sha256 {digest}; head kept]"
+        reason += f" [original value of {len(value)} bytes too large to keep; sha256 {digest}; head kept]"
         value = value[:KEPT_HEAD]
     return DeadLetter(
         event_id=uuid.uuid5(_NAMESPACE, f"{group_id}:{topic}:{partition}:{offset}"),
@@ -63,7 +67,7 @@ def build(
         tenant=tenant_of(key, default_tenant),
         source_system=source_system,
         step=step,
-        reason=reason[:1000],
+        reason=reason,
         error_type=type(exc).__name__,
         source_topic=topic,
         source_partition=partition,

@@ -101,3 +101,25 @@ def test_the_back_off_doubles_up_to_its_ceiling_and_resets() -> None:
     assert 0 < b.wait_s() <= 4.0
     b.succeeded()
     assert (b.failures, b.wait_s()) == (0, 0.0)
+
+
+def test_an_oversized_key_is_cut_and_the_letter_says_so_after_a_long_reason() -> None:
+    key = b"012041:" + b"9" * 5000
+    letter = deadletter.build(
+        group_id="g",
+        source_system="test",
+        default_tenant="012041",
+        step="decode",
+        reason="x" * 5000,
+        exc=DecodeError("x"),
+        topic="t",
+        partition=0,
+        offset=1,
+        key=key,
+        value=b"v",
+        timestamp_ms=None,
+        max_bytes=1_000_000,
+    )
+    assert letter.original_key == key[: deadletter.KEPT_HEAD]
+    assert hashlib.sha256(key).hexdigest() in letter.reason  # the note survives however long the reason was
+    assert letter.reason.startswith("x" * deadletter.MAX_REASON + " [original key of 5007 bytes")

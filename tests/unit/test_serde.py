@@ -468,3 +468,12 @@ def test_benchmark_returns_its_figures() -> None:
 
 def test_registry_client_mock() -> None:
     assert isinstance(registry_client({"url": "mock://x"}), MockSchemaRegistryClient)
+
+
+def test_bytes_after_the_end_of_the_record_are_a_decode_error(registry: CountingRegistry) -> None:
+    serde = TopicSerde(INSTITUTION_RESULTS, registry)
+    event = samples.primary_result()
+    payload = serde.value(event)
+    assert serde.decode(payload) == event
+    with pytest.raises(DecodeError, match=r"3 byte\(s\) after the end of the record"):
+        serde.decode(payload + b"\x00\x01\x02")
