@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
@@ -48,13 +48,32 @@ def group_lag(conf: ClientConfig, group: str, topics: Iterable[str]) -> dict[tup
         reader.close()
 
 
-def wait_drained(conf: ClientConfig, group: str, topics: Iterable[str], *, timeout_s: float = 300.0) -> float:
-    """Block until ``group`` has committed everything in ``topics``; the seconds it took. TimeoutError if not."""
+def wait_drained(
+    conf: ClientConfig,
+    group: str,
+    topics: Iterable[str],
+    *,
+    timeout_s: float = 300.0,
+    check: Callable[[], None] | None = None,
+    poll_s: float = 0.1,
+) -> float:
+    """Block until ``group`` has committed everything in ``topics``; the seconds it took. TimeoutError if not.
+
+    ``check`` runs at every turn (the supervisor's: a dead child raises at once instead of being waited for).
+    """
     wanted = list(topics)
     started = time.monotonic()
-    while time.monotonic() - started < timeout_s:
-        with contextlib.suppress(KafkaException):  # e.g. the group coordinator is still loading: ask again
-            if sum(group_lag(conf, group, wanted).values()) == 0:
-                return time.monotonic() - started
-        time.sleep(0.25)
+    reader = GroupLagReader(conf, group)
+    try:
+        while time.monotonic() - started < timeout_s:
+            if check is not None:
+                check()
+            with contextlib.suppress(KafkaException):  # e.g. the group coordinator is still loading: ask again
+                if sum(reader.lag(wanted).values()) == 0:
+                    return time.monotonic() - started
+            time.sleep(poll_s)
+    finally:
+        reader.close()
+    if check is not None:
+        check()
     raise TimeoutError(f"group {group} still behind on {wanted} after {timeout_s:.0f}s")

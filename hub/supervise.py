@@ -34,11 +34,9 @@ from pathlib import Path
 from types import FrameType, TracebackType
 from typing import Any, TextIO
 
-from confluent_kafka import KafkaException
-
+from hub import lag
 from hub.errors import CommandError
 from hub.kafka import ClientConfig
-from hub.lag import group_lag
 
 TAIL_LINES = 20
 _TAIL_BYTES = 64 * 1024
@@ -319,13 +317,4 @@ def check_running() -> None:
 
 def wait_drained(conf: ClientConfig, group: str, topics: Iterable[str], *, timeout_s: float = 300.0) -> float:
     """:func:`hub.lag.wait_drained` that checks the supervised children at every turn; the seconds it took."""
-    wanted = list(topics)
-    started = time.monotonic()
-    while time.monotonic() - started < timeout_s:
-        check_running()
-        with contextlib.suppress(KafkaException):  # e.g. the group coordinator is still loading: ask again
-            if sum(group_lag(conf, group, wanted).values()) == 0:
-                return time.monotonic() - started
-        time.sleep(0.25)
-    check_running()
-    raise TimeoutError(f"group {group} still behind on {wanted} after {timeout_s:.0f}s")
+    return lag.wait_drained(conf, group, topics, timeout_s=timeout_s, check=check_running)
