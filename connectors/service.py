@@ -69,14 +69,19 @@ def decode_outputs(text: str) -> list[Output]:
 
 
 def act_once(conn: Connection, effects: sa.Table, service: Service, topic: Topic, event: Event) -> list[Output]:
-    """Run ``service`` on ``event`` unless it already did; either way return the event's outputs."""
+    """Run ``service`` on ``event`` unless it already did; either way return the event's outputs.
+
+    An event the service does not act on (another tenant's, say) leaves no row: deciding that again is the same.
+    """
+    if not service.accepts(event):
+        return []
     input_id = f"{topic.name}:{event.event_id}"
     stored = conn.execute(
         sa.select(effects.c.outputs).where(effects.c.service == service.name, effects.c.input_id == input_id)
     ).scalar_one_or_none()
     if stored is not None:
         return decode_outputs(stored)
-    outputs = service.handle(conn, topic, event) if service.accepts(event) else []
+    outputs = service.handle(conn, topic, event)
     conn.execute(
         sa.insert(effects).values(
             service=service.name, input_id=input_id, outputs=encode_outputs(outputs), acted_at=now_utc()

@@ -156,6 +156,13 @@ def cmd_bench(settings: Settings, args: argparse.Namespace) -> int:
 
         argv = ["--messages", str(args.messages), "--rounds", str(args.rounds)]
         return runtime_main([*argv, "--report", str(args.report)] if args.report else argv)
+    if args.action == "provision":
+        from hub.bench_provision import cmd_bench_provision
+
+        def prepare_provision() -> int:
+            return cmd_stack(settings, argparse.Namespace(action="up", nodes=1)) or cmd_setup(settings, args)
+
+        return cmd_bench_provision(settings, args, prepare_provision)
     from hub.bench import cmd_bench_ingest as bench
 
     def prepare() -> int:
@@ -265,6 +272,18 @@ def demo_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     ingest.add_argument("--seed", type=int, default=1)
     ingest.add_argument("--report", type=Path, default=Path("BENCHMARKS.md"), help="append the figures here")
     ingest.add_argument("--profile", type=Path, default=None, help="py-spy both processes, raw stacks into this dir")
+    provision = bench_sub.add_parser(
+        "provision", help="a provision's latency at a steady request rate during an ingest"
+    )
+    provision.add_argument("--rate", type=float, default=50.0, help="provision requests per second (default 50)")
+    provision.add_argument("--seconds", type=float, default=60.0, help="how long the requests go on (default 60)")
+    provision.add_argument(
+        "--size", type=int, default=3_000, help="residents of the background ingest's synthetic city"
+    )
+    provision.add_argument("--provider-size", type=int, default=1_000, help="residents of the providing city")
+    provision.add_argument("--seed", type=int, default=1)
+    provision.add_argument("--report", type=Path, default=None, help="append the figures here (Markdown)")
+    provision.add_argument("--profile", type=Path, default=None, help="py-spy the 中間サーバー, network and connector")
     serde = bench_sub.add_parser("serde", help="the hub's Avro serde against confluent-kafka's wrappers, same records")
     serde.add_argument("--messages", type=int, default=20_000)
     runtime = bench_sub.add_parser("runtime", help="the hub runtime against Quix Streams (own venv), same broker")
