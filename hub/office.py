@@ -26,6 +26,7 @@ from hub.kafka import producer_config
 from hub.settings import Settings
 from hub.staff import Session, StaffError, StaffService
 from processors.rules.eligibility import load_rules
+from processors.rules.matching import WAITING_REASONS
 from schemas.models import ErrorStatus, ScreeningError, StaffOperation, StaffOperationType
 from schemas.record import now_utc
 from schemas.serde import TopicSerde, registry_client
@@ -170,6 +171,17 @@ def _age_days(detected: datetime) -> int:
     return (now_utc() - detected).days
 
 
+WAITING_LABEL = "住基/1次待ち"
+
+
+def _status_label(status: str, reasons: str) -> str:
+    """The status as staff read it: an OPEN error whose every reason only waits for data is 住基/1次待ち."""
+    codes = {r for r in reasons.split(",") if r}
+    if status == ErrorStatus.OPEN.value and codes and codes <= {r.value for r in WAITING_REASONS}:
+        return WAITING_LABEL
+    return status
+
+
 def cmd_errors(settings: Settings, args: argparse.Namespace) -> int:
     with office(settings) as o:
         if args.action == "list":
@@ -183,7 +195,8 @@ def cmd_errors(settings: Settings, args: argparse.Namespace) -> int:
             print(f"{'受付番号':<16}{'宛名番号':<12}{'kind':<11}{'stage':<10}{'status':<9}{'age(d)':>7}  reasons")
             for r in rows:
                 print(
-                    f"{r.reception_no:<20}{r.atena_no:<16}{r.kind:<11}{r.stage:<10}{r.status:<9}"
+                    f"{r.reception_no:<20}{r.atena_no:<16}{r.kind:<11}{r.stage:<10}"
+                    f"{_status_label(r.status, r.reasons):<9}"
                     f"{_age_days(r.detected_at):>7}  {r.reasons}"
                 )
             print(f"({len(rows)} shown)")

@@ -27,11 +27,12 @@ from hub.engine.handler import Delivery, Handler, Outcome, Output, Refusal
 from monitoring.metrics import DeadLetterReason, HubMetrics
 from processors.rules.eligibility import load_rules
 from processors.rules.institutions import load_institutions
-from processors.rules.ledger import Context, load_fukuhon_policy
+from processors.rules.ledger import BookChanges, Context, load_fukuhon_policy, published
 from processors.rules.steps import (
     PersonState,
     apply_change,
     apply_result,
+    changes,
     decode_log,
     decode_state_book,
     encode_log,
@@ -65,7 +66,29 @@ _CHUNK = 500  # keys per SELECT … IN
 
 
 def topic_for(event: m.Event) -> Topic:
-    return _OUTPUT_TOPICS[type(event)]
+    """The topic of a rules output (a withdrawal goes where its entry or error goes)."""
+    return _OUTPUT_TOPICS[type(published(event))]
+
+
+def output_for(event: m.Event) -> Output:
+    """A rules output as it is published: ``EntryWithdrawn`` / ``ErrorWithdrawn`` as their entry / error marked
+    withdrawn (``LedgerEntry.withdrawn``, ``ErrorStatus.WITHDRAWN``), on that record's topic.
+    """
+    record = published(event)
+    return _OUTPUT_TOPICS[type(record)], record
+
+
+class _Produced(list[Output]):
+    """One delivery's outputs, with what its step changed in the person's book (counted once committed)."""
+
+    def __init__(self, outputs: Iterable[Output], changed: BookChanges) -> None:
+        super().__init__(outputs)
+        self.changed = changed
+
+
+# HubMetrics.ledger_entry labels version 1 NEW and any other UPDATED; versions count inputs now, so the
+# processors pass these instead of the entry's version.
+_NEW, _UPDATED = 1, 2
 
 
 @dataclass
@@ -134,9 +157,10 @@ class Processors(Handler):
             state, out = apply_result(person.state, event, self.ctx, source)
         else:
             raise ValueError(f"{type(event).__name__} is not a processor input")
+        changed = BookChanges() if state.book is person.state.book else changes(person.state, state)
         if state != person.state:
             person.state, person.dirty = state, True
-        return [(topic_for(e), e) for e in out]
+        return _Produced((output_for(e) for e in out), changed)
 
     def _command(
         self, conn: Connection, command: m.HubCommand, persons: dict[str, _Person], started: dict[tuple[str, int], int]
@@ -223,14 +247,21 @@ class Processors(Handler):
         upsert(conn, people, rows, ["key"])
 
     def committed(self, deliveries: Sequence[Delivery], outcomes: Sequence[Outcome]) -> None:
+        """Count what the batch changed, not the records it emitted (re-emissions, versions that only count inputs):
+        a NEW entry once per person × kind × fiscal year that first stands, UPDATED per change of what an entry
+        says (or an entry standing again after a withdrawal), a matching error once per error newly OPEN (and the
+        reasons a standing error newly has).
+        """
         for outcome in outcomes:
-            if isinstance(outcome, Refusal):
-                continue
-            for _topic, event in outcome:
-                if isinstance(event, m.LedgerEntry):
-                    self.metrics.ledger_entry(event.kind, event.version)
-                elif isinstance(event, m.ScreeningError) and event.status is m.ErrorStatus.OPEN:
-                    self.metrics.matching_error(event.kind, event.reasons)
+            if not isinstance(outcome, _Produced):
+                continue  # a refusal, or a command's notices
+            changed = outcome.changed
+            for entry in changed.new_entries:
+                self.metrics.ledger_entry(entry.kind, _NEW)
+            for entry in changed.updated_entries:
+                self.metrics.ledger_entry(entry.kind, _UPDATED)
+            for error in changed.opened_errors:
+                self.metrics.matching_error(error.kind, error.reasons)
 
 
 def _where(d: Delivery) -> tuple[str, int]:

@@ -159,6 +159,7 @@ class ErrorReason(enum.StrEnum):
 class ErrorStatus(enum.StrEnum):
     OPEN = "OPEN"
     RESOLVED = "RESOLVED"
+    WITHDRAWN = "WITHDRAWN"  # 取消: the error no longer stands (the errors sink deletes its row)
 
 
 class InvitationType(enum.StrEnum):
@@ -455,6 +456,7 @@ class LedgerEntry(Event):
     follow_up: LedgerFollowUp | None = None
     history_from: str | None = None
     source_event_id: uuid.UUID
+    withdrawn: bool = False  # 取消: the entry no longer stands (the ledger sink deletes its row)
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -1,14 +1,20 @@
 """screening.errors.v1 -> ``screening_errors``: the latest state of each matching error, per 受付番号.
 
-The state of an error is ordered by (``detected_at``, status with RESOLVED above OPEN, ``resolved_at``), and a
-stored row is only replaced by a record of an equal or higher order. So a RESOLVED error stays resolved when an
-older OPEN record of the same detection is replayed, and is only reopened by a new detection (a later
-``detected_at``), e.g. the institution re-sending a result that fails again.
+The state of an error is ordered by (``detected_at``, 1 for a staff resolution else 0, the staff resolution's
+``resolved_at``), and a stored row is only replaced by a record of an equal or higher order; a WITHDRAWN record (the
+error no longer stands) deletes the row under the same condition. ``detected_at`` is the 発生日時 of the 受付番号's
+standing submission, so a new detection (the institution re-sending a result) outranks what came before it.
+
+Only a staff resolution (RESOLVED with a staff id in ``resolved_by``) ranks above the processors' records of the
+same detection: a replayed OPEN record does not reopen it, nor a withdrawal delete it. The processors' own records of
+one detection — OPEN, RESOLVED by ``resubmission``, WITHDRAWN — rank equal, and the later one wins: the processors
+settle an error again whenever the person's data changes (an OPEN error that waited for 住基 and then matched is
+withdrawn; a resubmission's RESOLVED can turn OPEN again when a later 住基 change makes it fail).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -24,6 +30,8 @@ from topics.catalog import SCREENING_ERRORS, Topic
 
 _EPOCH = datetime.min.replace(tzinfo=UTC)
 RESOLVED = ErrorStatus.RESOLVED.value
+WITHDRAWN = ErrorStatus.WITHDRAWN.value
+RESUBMISSION = "resubmission"  # resolved_by of the processors' RESOLVED records (processors.rules.ledger)
 
 
 def error_row(error: ScreeningError) -> Row:
@@ -48,32 +56,51 @@ def error_row(error: ScreeningError) -> Row:
     }
 
 
+def staff_resolved(row: Row) -> bool:
+    """Whether ``row`` is a resolution by staff (not the processors' ``resubmission``)."""
+    return bool(row["status"] == RESOLVED and row["resolved_by"] != RESUBMISSION)
+
+
 def error_rank(row: Row) -> tuple[Any, ...]:
-    """(detected_at, 1 if RESOLVED else 0, resolved_at): the greater, the newer state."""
-    return (row["detected_at"], 1 if row["status"] == RESOLVED else 0, row["resolved_at"] or _EPOCH)
+    """(detected_at, 1 if staff-resolved else 0, resolved_at of a staff resolution): the greater, the newer state."""
+    if staff_resolved(row):
+        return (row["detected_at"], 1, row["resolved_at"] or _EPOCH)
+    return (row["detected_at"], 0, _EPOCH)
 
 
-def newer_or_same_state(table: sa.Table, excluded: Excluded) -> ColumnElement[bool]:
-    """SQL of ``error_rank(incoming) >= error_rank(stored)``."""
-    stored, incoming = table.c, excluded
-    incoming_resolved = incoming["status"] == RESOLVED
-    stored_resolved = stored.status == RESOLVED
+Columns = Callable[[str], ColumnElement[Any]]
+
+
+def _staff(side: Columns) -> ColumnElement[bool]:
+    """SQL of :func:`staff_resolved` (never NULL: a NULL ``resolved_by`` is tested first)."""
+    by = side("resolved_by")
+    return sa.and_(side("status") == RESOLVED, sa.or_(by.is_(None), by != RESUBMISSION))
+
+
+def _rank_at_least(stored: Columns, incoming: Columns) -> ColumnElement[bool]:
+    """SQL of ``error_rank(incoming) >= error_rank(stored)``, the columns of each side given by name."""
+    incoming_staff, stored_staff = _staff(incoming), _staff(stored)
     return sa.or_(
-        incoming["detected_at"] > stored.detected_at,
+        incoming("detected_at") > stored("detected_at"),
         sa.and_(
-            incoming["detected_at"] == stored.detected_at,
+            incoming("detected_at") == stored("detected_at"),
             sa.or_(
-                sa.and_(incoming_resolved, sa.not_(stored_resolved)),
+                sa.not_(stored_staff),  # the stored row ranks (detected_at, 0, epoch): anything of it is at least that
                 sa.and_(
-                    incoming_resolved == stored_resolved,
+                    incoming_staff,
                     sa.or_(
-                        stored.resolved_at.is_(None),
-                        sa.and_(incoming["resolved_at"].is_not(None), incoming["resolved_at"] >= stored.resolved_at),
+                        stored("resolved_at").is_(None),
+                        sa.and_(incoming("resolved_at").is_not(None), incoming("resolved_at") >= stored("resolved_at")),
                     ),
                 ),
             ),
         ),
     )
+
+
+def newer_or_same_state(table: sa.Table, excluded: Excluded) -> ColumnElement[bool]:
+    """SQL of ``error_rank(incoming) >= error_rank(stored)`` (the ``WHERE`` of the upsert's update)."""
+    return _rank_at_least(lambda c: table.c[c], lambda c: excluded[c])
 
 
 class ErrorsSink(TableSink[ScreeningError]):
@@ -96,4 +123,20 @@ class ErrorsSink(TableSink[ScreeningError]):
             key = tuple(row[c] for c in self.key_columns)
             if key not in kept or error_rank(row) >= error_rank(kept[key]):
                 kept[key] = row
-        upsert(connection, self.table, list(kept.values()), self.key_columns, guard=newer_or_same_state)
+        stands = [r for r in kept.values() if r["status"] != WITHDRAWN]
+        gone = [r for r in kept.values() if r["status"] == WITHDRAWN]
+        upsert(connection, self.table, stands, self.key_columns, guard=newer_or_same_state)
+        if gone:
+            # A withdrawal ranks (detected_at, 0, epoch): it outranks a stored row of an earlier detection, and one
+            # of the same detection unless that is a staff resolution.
+            t = self.table
+            detected = sa.bindparam("in_detected_at", type_=t.c.detected_at.type)
+            delete = sa.delete(t).where(
+                *(t.c[c] == sa.bindparam(f"in_{c}", type_=t.c[c].type) for c in self.key_columns),
+                sa.or_(
+                    t.c.detected_at < detected,
+                    sa.and_(t.c.detected_at == detected, sa.not_(_staff(lambda c: t.c[c]))),
+                ),
+            )
+            names = (*self.key_columns, "detected_at")
+            connection.execute(delete, [{f"in_{c}": r[c] for c in names} for r in gone])

@@ -1,4 +1,9 @@
-"""ledger.entries.v1 -> ``ledger_entries``: the がん検診台帳, one row per person × kind × fiscal year."""
+"""ledger.entries.v1 -> ``ledger_entries``: the がん検診台帳, one row per person × kind × fiscal year.
+
+Rows are upserted guarded by the entry's ``version``. A withdrawn entry (``withdrawn``: the entry no longer stands,
+e.g. a 転出 dated before the exam arrived late) deletes the row when the stored version is at most the withdrawal's;
+within a batch the record of the highest version of each key stands for it, whether an entry or a withdrawal.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,7 @@ from collections.abc import Sequence
 from datetime import date, datetime
 from typing import Any
 
+import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from schemas.models import LedgerEntry
@@ -15,6 +21,8 @@ from sinks.base import Row, TableSink
 from sinks.db import upsert
 from sinks.tables import ledger_entries
 from topics.catalog import LEDGER_ENTRIES, Topic
+
+WITHDRAWN = "withdrawn"  # a buffered row's mark of a withdrawal (not a column: the row is deleted)
 
 
 def jsonable(value: Any) -> Any:
@@ -71,7 +79,9 @@ def ledger_row(entry: LedgerEntry) -> Row:
 
 
 class LedgerSink(TableSink[LedgerEntry]):
-    """Upsert guarded by the entry's ``version``: a replayed older entry never overwrites a newer one."""
+    """Upsert guarded by the entry's ``version``: a replayed older entry never overwrites a newer one; a withdrawal
+    deletes the row unless the stored version is newer (see the module docstring).
+    """
 
     table = ledger_entries
 
@@ -79,10 +89,24 @@ class LedgerSink(TableSink[LedgerEntry]):
         super().__init__(topic, name)
 
     def to_row(self, event: LedgerEntry) -> Row:
-        return ledger_row(event)
+        return {**ledger_row(event), WITHDRAWN: event.withdrawn}
 
     def rank(self, row: Row) -> tuple[Any, ...]:
         return (row["version"],)
 
     def write(self, connection: Connection, rows: Sequence[Row]) -> None:
-        upsert(connection, self.table, rows, self.key_columns, version_column="version")
+        kept: dict[tuple[Any, ...], Row] = {}
+        for row in rows:  # one per key: the highest version (the later one on a tie)
+            key = tuple(row[c] for c in self.key_columns)
+            if key not in kept or self.rank(row) >= self.rank(kept[key]):
+                kept[key] = row
+        stands = [{k: v for k, v in r.items() if k != WITHDRAWN} for r in kept.values() if not r.get(WITHDRAWN)]
+        gone = [r for r in kept.values() if r.get(WITHDRAWN)]
+        upsert(connection, self.table, stands, self.key_columns, version_column="version")
+        if gone:
+            t = self.table
+            delete = sa.delete(t).where(
+                *(t.c[c] == sa.bindparam(f"k_{c}", type_=t.c[c].type) for c in self.key_columns),
+                t.c.version <= sa.bindparam("k_version", type_=t.c.version.type),
+            )
+            connection.execute(delete, [{f"k_{c}": r[c] for c in (*self.key_columns, "version")} for r in gone])

@@ -1,23 +1,58 @@
-"""がん検診台帳: a person's ledger book and what one result does to it. Pure functions.
+"""がん検診台帳: a person's ledger book, derived from everything known about them. Pure functions.
 
-A person's book holds their current ledger entries (one per kind × fiscal year), the results already seen and the
-open screening errors of their 受付番号. Processing a result returns the new book and the records to emit. Every
-record is deterministic (its イベントID derives from its key and version), and a result seen before re-emits the
-same records: after a crash, replays are harmless downstream.
+A person's book keeps every distinct result received for them (with where it was read), and what was last emitted
+from them: the standing ledger entries (one per kind × fiscal year) and the standing screening errors (one per
+受付番号). After every event the book is derived again from the person's 住基 change log and all their results
+(:func:`derive`), and the records that changed are emitted (:func:`settle`). The derivation depends on the *set* of
+inputs, never on the order they arrived in, so the final tables are the same whatever the interleaving of
+``juki.resident-changes.v1`` and ``institution.results.v1`` (proved by ``tests/unit/test_order.py``):
+
+* **訂正 (correction).** The submissions of one 受付番号 are ordered by (発生日時 ``occurred_at``, イベントID)
+  (:func:`correction_order`): the greatest one stands for the 受付番号, the earlier ones are superseded, whatever
+  order they arrive in. The contract has no correction flag: a re-submission with the same 受付番号 *is* the
+  correction (``screening_result.avsc``); the イベントID only breaks a tie of identical timestamps.
+* **Waiting (pending).** A result that does not match is kept, and matched again whenever the person's log or their
+  other results change: one that arrived before the 転入/出生 that registers its person (UNKNOWN_PERSON), before the
+  転入 that makes them resident on the exam date (NOT_RESIDENT_ON_EXAM_DATE), before a 転居 or 氏名変更 it already
+  reflects, or a 精検 before its 1次 (NO_PRIMARY_FOR_FOLLOW_UP), enters the ledger when that data arrives. Every
+  reason but UNKNOWN_INSTITUTION depends on 住基 data or on other results, so every failing result is re-matched, not
+  only the "waiting" ones; ``matching.WAITING_REASONS`` names the reasons that usually mean the data has not arrived
+  yet. Until it matches, a result stands as an OPEN error: staff see it (:meth:`LedgerBook.waiting`).
+* **Placing primaries.** Each kind's standing primaries are placed in exam order (受診日, 受付番号): the first one
+  that matches holds its fiscal year (a later one of that year gets INTERVAL_NOT_MET) and the interval rule looks at
+  the years held before it. A follow-up attaches to the entry of its 1次's 受付番号 (the latest attaching one in
+  exam order when there are several).
+* **Errors.** A 受付番号 whose standing submission fails has an OPEN error; one whose standing submission matches
+  after an earlier one failed has a RESOLVED one (``resolved_by="resubmission"``); any other has none, and an error
+  that was raised for it is withdrawn (:class:`ErrorWithdrawn`). So an error that was only waiting ends as if it had
+  never been raised.
+* **Withdrawal.** An entry that no longer stands (its 受付番号 corrected into another year, a 転出 dated before the
+  exam arriving late, an earlier exam of the same year arriving late, …) is withdrawn (:class:`EntryWithdrawn` and a
+  副本 DELETE).
+
+Versions and ranks. An entry's ``version`` is a logical clock of the inputs it depends on (:func:`entry_version`): the
+person's 住基 changes plus the results of its kind up to its fiscal year (with every submission of their 受付番号),
+minus one, so the first entry of a person with one 住基 record is version 1. It grows with every such input, so every
+emitted state outranks the ones before it, and it ends the same in every order; an entry is emitted again when its
+clock moved, even with unchanged content, so that the final row carries the final clock. A 副本 is emitted only when
+its content changes (numbered with the entry's version at the time, so its numbers may skip). An error's
+``detected_at`` is the 発生日時 of the 受付番号's standing submission, which only grows; for a given standing
+submission the later record wins. Every record's イベントID derives from its content, so a replay is harmless.
 """
 
 from __future__ import annotations
 
 import tomllib
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime, time
 from importlib import resources
 
 from hub.validation import fiscal_year, fiscal_year_end, legal_age
 from processors.rules.eligibility import EligibilityRules, RulesError
 from processors.rules.institutions import InstitutionRegistry
-from processors.rules.matching import MatchOutcome, match
+from processors.rules.matching import WAITING_REASONS, MatchOutcome, match
 from processors.rules.residents import PersonLog
 from schemas.models import (
     ErrorReason,
@@ -27,8 +62,10 @@ from schemas.models import (
     FukuhonRegistration,
     LedgerEntry,
     LedgerFollowUp,
+    PersonIdentity,
     ResultStage,
     ScreeningError,
+    ScreeningKind,
     ScreeningResult,
     SourcePointer,
 )
@@ -36,10 +73,20 @@ from schemas.models import (
 NAMESPACE = uuid.UUID("0b6f3c9e-54a1-4d0e-8f7b-5c2a9d1e3f47")
 LEDGER_SOURCE = "kenshin-hub.ledger"
 MATCHING_SOURCE = "kenshin-hub.matching"
+RESUBMISSION = "resubmission"  # resolved_by of an error settled by a later submission of its 受付番号 (not by staff)
+RESOLVED_NOTE = "a corrected result with the same 受付番号 matched"
+WITHDRAWN_NOTE = "取消: the 受付番号's standing result matches now (later 住基 or 1次 data, or a correction)"
+
+Key = tuple[ScreeningKind, int]  # (kind, fiscal year) of a ledger entry
 
 
 def stable_id(*parts: object) -> uuid.UUID:
     return uuid.uuid5(NAMESPACE, ":".join(str(p) for p in parts))
+
+
+def correction_order(result: ScreeningResult) -> tuple[datetime, str]:
+    """Order of the submissions of one 受付番号: the greatest stands, the others are superseded."""
+    return (result.occurred_at, str(result.event_id))
 
 
 @dataclass(frozen=True)
@@ -76,17 +123,102 @@ def load_fukuhon_policy() -> FukuhonPolicy:
     )
 
 
+# --- what a book holds -----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Received:
+    """A result as the book keeps it: where it was read, and whether it is trusted without matching.
+
+    ``trusted`` results are rebuilt from the entries of a book stored before books kept their results: they matched
+    then, and are not matched again (they still take part in placing primaries and attaching follow-ups).
+    """
+
+    result: ScreeningResult
+    source: SourcePointer | None = None
+    trusted: bool = False
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "result": self.result.to_json(),
+            "source": self.source.to_json() if self.source is not None else None,
+            "trusted": self.trusted,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, object]) -> Received:
+        source = data.get("source")
+        return cls(
+            result=ScreeningResult.from_json(str(data["result"])),
+            source=SourcePointer.from_json(str(source)) if source else None,
+            trusted=bool(data.get("trusted", False)),
+        )
+
+
+def _key_text(kind: ScreeningKind, year: int) -> str:
+    return f"{kind.value}:{year}"
+
+
 @dataclass(frozen=True)
 class LedgerBook:
-    entries: tuple[LedgerEntry, ...] = ()
-    seen: frozenset[str] = frozenset()
-    errors: tuple[ScreeningError, ...] = ()  # the latest error record of each 受付番号 of this person
+    """One person's book: every result received, and the entries and errors that stood when it was last settled."""
+
+    entries: tuple[LedgerEntry, ...] = ()  # standing entries as last emitted, by (kind, fiscal year)
+    seen: frozenset[str] = frozenset()  # イベントID of every result received (also before books kept results)
+    errors: tuple[ScreeningError, ...] = ()  # the standing error record of each 受付番号, as last emitted
+    results: tuple[Received, ...] = ()  # every distinct result received, by イベントID
+    registered: frozenset[str] = frozenset()  # "KIND:year" of every entry that has had a 副本
+    bases: tuple[tuple[str, int], ...] = ()  # "KIND:year" -> version offset of the entries of a book stored before
 
     def entry(self, kind: str, year: int) -> LedgerEntry | None:
         return next((e for e in self.entries if e.kind == kind and e.fiscal_year == year), None)
 
     def error(self, reception_no: str) -> ScreeningError | None:
         return next((e for e in self.errors if e.reception_no == reception_no), None)
+
+    def received(self, event_id: uuid.UUID) -> Received | None:
+        return next((r for r in self.results if r.result.event_id == event_id), None)
+
+    def submissions(self, reception_no: str) -> list[Received]:
+        """The submissions of ``reception_no``, in correction order (the last one stands)."""
+        subs = [r for r in self.results if r.result.reception_no == reception_no]
+        return sorted(subs, key=lambda r: correction_order(r.result))
+
+    def waiting(self) -> tuple[ScreeningError, ...]:
+        """The OPEN errors that only wait for data (every reason is a waiting one): 住基/1次待ち for staff."""
+        return tuple(e for e in self.errors if e.status is ErrorStatus.OPEN and set(e.reasons) <= WAITING_REASONS)
+
+
+@dataclass(frozen=True, kw_only=True)
+class EntryWithdrawn(Event):
+    """取消 of a ledger entry: ``entry`` (as it last stood, numbered with this withdrawal's version) no longer stands.
+
+    Published (:func:`published`) as ``replace(entry, withdrawn=True)`` on ``ledger.entries.v1``; the ledger sink
+    deletes the row when the withdrawal's version is at least the stored one.
+    """
+
+    entry: LedgerEntry
+
+
+@dataclass(frozen=True, kw_only=True)
+class ErrorWithdrawn(Event):
+    """取消 of a screening error: the error of ``error.reception_no`` no longer stands (its row goes).
+
+    Published (:func:`published`) as ``replace(error, status=WITHDRAWN)`` on ``screening.errors.v1``; the errors sink
+    deletes the row when the record ranks at least as high as the stored one. ``error.detected_at`` is the 発生日時
+    of the 受付番号's standing submission.
+    """
+
+    error: ScreeningError
+
+
+def published(event: Event) -> Event:
+    """The record as it goes on its topic: a withdrawal as its entry / error marked withdrawn, others as they are."""
+    if isinstance(event, EntryWithdrawn):
+        return replace(event.entry, withdrawn=True)
+    if isinstance(event, ErrorWithdrawn):
+        return replace(event.error, status=ErrorStatus.WITHDRAWN)
+    return event
 
 
 @dataclass(frozen=True)
@@ -96,16 +228,17 @@ class Context:
     fukuhon: FukuhonPolicy
 
 
-def _replace_entry(book: LedgerBook, entry: LedgerEntry) -> tuple[LedgerEntry, ...]:
-    rest = tuple(e for e in book.entries if not (e.kind == entry.kind and e.fiscal_year == entry.fiscal_year))
-    return tuple(sorted((*rest, entry), key=lambda e: (e.kind, e.fiscal_year)))
+# --- 副本 ------------------------------------------------------------------------------------------------------
 
 
-def _replace_error(book: LedgerBook, error: ScreeningError) -> tuple[ScreeningError, ...]:
-    return (*(e for e in book.errors if e.reception_no != error.reception_no), error)
+def fukuhon_for(entry: LedgerEntry, policy: FukuhonPolicy, operation: FukuhonOperation) -> FukuhonRegistration:
+    """The 副本 of ``entry``, numbered with its version.
 
-
-def fukuhon_for(entry: LedgerEntry, policy: FukuhonPolicy) -> FukuhonRegistration:
+    ``operation`` is the caller's: REGISTER for the first 副本 of a record id, UPDATE for the later ones, DELETE for a
+    withdrawn entry (:func:`settle` knows which from ``LedgerBook.registered``). The version alone cannot tell: an
+    entry's first version is a count of inputs and may be above 1 (a result that waited for its 転入, a correction
+    that arrived first), and the 中間サーバー refuses a second REGISTER of a record id.
+    """
     values: dict[str, object] = {
         "kind": entry.kind.value,
         "fiscal_year": entry.fiscal_year,
@@ -131,14 +264,86 @@ def fukuhon_for(entry: LedgerEntry, policy: FukuhonPolicy) -> FukuhonRegistratio
         version=entry.version,
         publication_start=entry.occurred_at.date(),
         publication_end=fiscal_year_end(end_year),
-        operation=FukuhonOperation.REGISTER if entry.version == 1 else FukuhonOperation.UPDATE,
+        operation=operation,
         data=data,
     )
 
 
-def _error(result: ScreeningResult, outcome: MatchOutcome, source: SourcePointer | None) -> ScreeningError:
+def _same_copy(a: FukuhonRegistration, b: FukuhonRegistration) -> bool:
+    """Whether two 副本 of a record say the same (apart from their version and bookkeeping)."""
+    return replace(a, event_id=b.event_id, occurred_at=b.occurred_at, version=b.version, operation=b.operation) == b
+
+
+# --- the derivation ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class View:
+    """What a book's inputs stand for: the entries and the error records, before comparing with what was emitted."""
+
+    entries: Mapping[Key, LedgerEntry]
+    errors: Mapping[str, ScreeningError]
+
+
+def _by_reception(results: Iterable[Received]) -> dict[str, list[Received]]:
+    out: dict[str, list[Received]] = {}
+    for r in results:
+        out.setdefault(r.result.reception_no, []).append(r)
+    for subs in out.values():
+        subs.sort(key=lambda r: correction_order(r.result))
+    return out
+
+
+def entry_version(book: LedgerBook, key: Key, log: PersonLog | None) -> int:
+    """The logical clock of the entry ``key``: what it depends on, counted (see the module docstring).
+
+    Counted: every 住基 change of the person, and every submission of a 受付番号 that has a primary of the entry's
+    kind up to its fiscal year, or a follow-up of that kind pointing to one; minus one (plus an offset for books
+    stored before books kept their results). Nothing else can change the entry, so it grows with every input that
+    can, and it is the same whatever the order the inputs arrived in.
+    """
+    kind, year = key
+    results = [r.result for r in book.results]
+    primaries = {
+        r.reception_no
+        for r in results
+        if r.stage is ResultStage.PRIMARY and r.kind is kind and fiscal_year(r.exam_date) <= year
+    }
+    counted = primaries | {
+        r.reception_no
+        for r in results
+        if r.stage is ResultStage.FOLLOW_UP and r.kind is kind and r.primary_reception_no in primaries
+    }
+    base = dict(book.bases).get(_key_text(kind, year), 0)
+    changes = len(log.changes) if log is not None else 0
+    return base + changes + sum(1 for r in results if r.reception_no in counted) - 1
+
+
+def _primary_outcome(r: Received, log: PersonLog | None, ctx: Context, held: set[int]) -> MatchOutcome:
+    """A primary against the log and the years of its kind already held (by exams placed before it)."""
+    result = r.result
+    outcome = (
+        MatchOutcome(())
+        if r.trusted
+        else match(result, log, rules=ctx.rules, institutions=ctx.institutions, attended_years=held)
+    )
+    if outcome.ok and fiscal_year(result.exam_date) in held:
+        return MatchOutcome((ErrorReason.INTERVAL_NOT_MET,))  # already screened this fiscal year
+    return outcome
+
+
+def _follow_up_outcome(r: Received, log: PersonLog | None, ctx: Context, has_primary: bool) -> MatchOutcome:
+    if r.trusted:
+        return MatchOutcome(()) if has_primary else MatchOutcome((ErrorReason.NO_PRIMARY_FOR_FOLLOW_UP,))
+    return match(r.result, log, rules=ctx.rules, institutions=ctx.institutions, has_primary=has_primary)
+
+
+def _open_error(r: Received, outcome: MatchOutcome) -> ScreeningError:
+    result = r.result
     return ScreeningError(
-        event_id=stable_id("error", result.tenant, result.reception_no, result.event_id),
+        event_id=stable_id(
+            "error", result.tenant, result.reception_no, result.event_id, *outcome.reasons, *outcome.mismatched_fields
+        ),
         occurred_at=result.occurred_at,
         tenant=result.tenant,
         source_system=MATCHING_SOURCE,
@@ -150,129 +355,298 @@ def _error(result: ScreeningResult, outcome: MatchOutcome, source: SourcePointer
         mismatched_fields=outcome.mismatched_fields,
         status=ErrorStatus.OPEN,
         detected_at=result.occurred_at,
-        source=source,
+        source=r.source,
         result_event_id=result.event_id,
     )
 
 
-def _resolved(error: ScreeningError, result: ScreeningResult) -> ScreeningError:
+def _resolved(standing: Received, failed: Received, outcome: MatchOutcome) -> ScreeningError:
+    """The error of ``failed``, settled by the later ``standing`` submission of its 受付番号 that matched."""
+    error = _open_error(failed, outcome)
+    at = standing.result.occurred_at
     return replace(
         error,
-        event_id=stable_id("resolved", error.tenant, error.reception_no, result.event_id),
-        occurred_at=result.occurred_at,
+        event_id=stable_id("resolved", error.tenant, error.reception_no, standing.result.event_id, error.event_id),
+        occurred_at=at,
         status=ErrorStatus.RESOLVED,
-        resolved_at=result.occurred_at,
-        resolved_by="resubmission",
-        resolution="a corrected result with the same 受付番号 matched",
+        detected_at=at,  # the standing submission's: detected_at only grows, whatever the order (module docstring)
+        resolved_at=at,
+        resolved_by=RESUBMISSION,
+        resolution=RESOLVED_NOTE,
     )
 
 
-def _new_version(old: LedgerEntry | None, new: LedgerEntry) -> LedgerEntry:
-    """``new`` numbered after ``old``; ``old`` itself when nothing but the bookkeeping changed."""
-    if old is not None:
-        same = replace(
-            new,
-            event_id=old.event_id,
-            occurred_at=old.occurred_at,
-            version=old.version,
-            source_event_id=old.source_event_id,
+def _withdrawn(error: ScreeningError, standing: ScreeningResult) -> ErrorWithdrawn:
+    at = standing.occurred_at
+    event_id = stable_id("withdrawn", error.event_id, standing.event_id)
+    gone = replace(
+        error,
+        event_id=event_id,
+        occurred_at=at,
+        detected_at=max(at, error.detected_at),
+        resolved_at=None,
+        resolved_by=MATCHING_SOURCE,
+        resolution=WITHDRAWN_NOTE,
+    )
+    return ErrorWithdrawn(
+        event_id=event_id, occurred_at=at, tenant=error.tenant, source_system=MATCHING_SOURCE, error=gone
+    )
+
+
+def _entry(
+    book: LedgerBook,
+    key: Key,
+    primary: Received,
+    follow: Received | None,
+    person: PersonIdentity,
+    log: PersonLog | None,
+) -> LedgerEntry:
+    p = primary.result
+    if p.primary is None or p.setting is None:
+        raise ValueError("a PRIMARY result carries its findings and setting")  # the model guarantees it
+    latest = max((r.result for r in (primary, follow) if r is not None), key=correction_order)
+    follow_up = None
+    if follow is not None:
+        f = follow.result
+        if f.follow_up is None:
+            raise ValueError("a FOLLOW_UP result carries its findings")  # the model guarantees it
+        follow_up = LedgerFollowUp(
+            reception_no=f.reception_no,
+            exam_date=f.exam_date,
+            exam_age=legal_age(person.birth_date, f.exam_date),
+            institution_code=f.institution_code,
+            institution_name=f.institution_name,
+            findings=f.follow_up,
         )
-        if same == old:
-            return old
-    version = 1 if old is None else old.version + 1
-    key = (new.tenant, new.atena_no, new.kind, new.fiscal_year, version)
-    return replace(new, version=version, event_id=stable_id("ledger", *key))
-
-
-def _emit_entry(
-    book: LedgerBook, old: LedgerEntry | None, entry: LedgerEntry, result: ScreeningResult, ctx: Context
-) -> tuple[LedgerBook, list[Event]]:
-    out: list[Event] = [entry]
-    if entry is not old:
-        out.append(fukuhon_for(entry, ctx.fukuhon))
-    errors = book.errors
-    open_error = book.error(result.reception_no)
-    if open_error is not None and open_error.status is ErrorStatus.OPEN:
-        resolved = _resolved(open_error, result)
-        errors = _replace_error(book, resolved)
-        out.append(resolved)
-    return replace(book, entries=_replace_entry(book, entry), errors=errors), out
-
-
-def _primary(
-    book: LedgerBook, result: ScreeningResult, log: PersonLog | None, ctx: Context, source: SourcePointer | None
-) -> tuple[LedgerBook, list[Event]]:
-    year = fiscal_year(result.exam_date)
-    current = book.entry(result.kind, year)
-    attended = {e.fiscal_year for e in book.entries if e.kind == result.kind}
-    outcome = match(result, log, rules=ctx.rules, institutions=ctx.institutions, attended_years=attended)
-    if outcome.ok and current is not None and current.reception_no != result.reception_no:
-        outcome = MatchOutcome((ErrorReason.INTERVAL_NOT_MET,))  # already screened this fiscal year
-    if not outcome.ok:
-        error = _error(result, outcome, source)
-        return replace(book, errors=_replace_error(book, error)), [error]
-    state = log.state() if log is not None else None
-    if state is None or result.primary is None or result.setting is None:
-        raise ValueError("a matched primary result has a resident and its findings")  # match() guarantees it
-    entry = LedgerEntry(
-        event_id=result.event_id,
-        occurred_at=result.occurred_at,
-        tenant=result.tenant,
+    version = entry_version(book, key, log)
+    return LedgerEntry(
+        event_id=stable_id("ledger", p.tenant, p.atena_no, p.kind, key[1], version),
+        occurred_at=latest.occurred_at,
+        tenant=p.tenant,
         source_system=LEDGER_SOURCE,
-        atena_no=result.atena_no,
-        kind=result.kind,
-        fiscal_year=year,
-        version=1,
-        person=state.person,
-        reception_no=result.reception_no,
-        exam_date=result.exam_date,
-        exam_age=legal_age(state.person.birth_date, result.exam_date),
-        institution_code=result.institution_code,
-        institution_name=result.institution_name,
-        setting=result.setting,
-        primary=result.primary,
-        follow_up=current.follow_up if current is not None else None,
-        source_event_id=result.event_id,
+        atena_no=p.atena_no,
+        kind=p.kind,
+        fiscal_year=key[1],
+        version=version,
+        person=person,
+        reception_no=p.reception_no,
+        exam_date=p.exam_date,
+        exam_age=legal_age(person.birth_date, p.exam_date),
+        institution_code=p.institution_code,
+        institution_name=p.institution_name,
+        setting=p.setting,
+        primary=p.primary,
+        follow_up=follow_up,
+        source_event_id=latest.event_id,
     )
-    return _emit_entry(book, current, _new_version(current, entry), result, ctx)
 
 
-def _follow_up(
-    book: LedgerBook, result: ScreeningResult, log: PersonLog | None, ctx: Context, source: SourcePointer | None
-) -> tuple[LedgerBook, list[Event]]:
-    primary = next(
-        (e for e in book.entries if e.kind == result.kind and e.reception_no == result.primary_reception_no), None
-    )
-    outcome = match(result, log, rules=ctx.rules, institutions=ctx.institutions, has_primary=primary is not None)
-    if not outcome.ok or primary is None:
-        error = _error(result, outcome, source)
-        return replace(book, errors=_replace_error(book, error)), [error]
-    if result.follow_up is None:
-        raise ValueError("a FOLLOW_UP result carries its findings")  # the model guarantees it
-    follow = LedgerFollowUp(
-        reception_no=result.reception_no,
-        exam_date=result.exam_date,
-        exam_age=legal_age(primary.person.birth_date, result.exam_date),
-        institution_code=result.institution_code,
-        institution_name=result.institution_name,
-        findings=result.follow_up,
-    )
-    updated = replace(primary, follow_up=follow, occurred_at=result.occurred_at, source_event_id=result.event_id)
-    return _emit_entry(book, primary, _new_version(primary, updated), result, ctx)
+def derive(book: LedgerBook, log: PersonLog | None, ctx: Context) -> View:
+    """The entries and errors that ``book``'s results stand for against ``log`` (see the module docstring)."""
+    state = log.state() if log is not None else None
+    receptions = _by_reception(book.results)
+    standing = {rec: subs[-1] for rec, subs in receptions.items()}
+    outcomes: dict[str, MatchOutcome] = {}
+
+    holders: dict[Key, Received] = {}
+    held: dict[ScreeningKind, set[int]] = {}
+    primaries = [s for s in standing.values() if s.result.stage is ResultStage.PRIMARY]
+    for s in sorted(primaries, key=lambda s: (s.result.kind, s.result.exam_date, s.result.reception_no)):
+        years = held.setdefault(s.result.kind, set())
+        outcome = _primary_outcome(s, log, ctx, years)
+        outcomes[s.result.reception_no] = outcome
+        if outcome.ok:
+            year = fiscal_year(s.result.exam_date)
+            holders[(s.result.kind, year)] = s
+            years.add(year)
+    entry_of = {(s.result.kind, s.result.reception_no): key for key, s in holders.items()}
+
+    attached: dict[Key, Received] = {}
+    follow_ups = [s for s in standing.values() if s.result.stage is ResultStage.FOLLOW_UP]
+    for s in sorted(follow_ups, key=lambda s: (s.result.exam_date, s.result.reception_no)):
+        key = entry_of.get((s.result.kind, s.result.primary_reception_no or ""))
+        outcome = _follow_up_outcome(s, log, ctx, key is not None)
+        outcomes[s.result.reception_no] = outcome
+        if outcome.ok and key is not None:
+            attached[key] = s  # the latest in exam order
+
+    entries: dict[Key, LedgerEntry] = {}
+    for key, s in holders.items():
+        person = state.person if state is not None else s.result.subject  # no log: only a trusted result
+        entries[key] = _entry(book, key, s, attached.get(key), person, log)
+
+    errors: dict[str, ScreeningError] = {}
+    for rec, subs in receptions.items():
+        outcome = outcomes[rec]
+        if not outcome.ok:
+            errors[rec] = _open_error(subs[-1], outcome)
+            continue
+        for earlier in reversed(subs[:-1]):
+            earlier_outcome = _superseded_outcome(earlier, log, ctx, holders, entry_of)
+            if not earlier_outcome.ok:
+                errors[rec] = _resolved(subs[-1], earlier, earlier_outcome)
+                break
+    return View(entries, errors)
+
+
+def _superseded_outcome(
+    r: Received,
+    log: PersonLog | None,
+    ctx: Context,
+    holders: Mapping[Key, Received],
+    entry_of: Mapping[tuple[ScreeningKind, str], Key],
+) -> MatchOutcome:
+    """How a superseded submission fares against the same log and the entries held by the other 受付番号."""
+    result = r.result
+    if result.stage is ResultStage.PRIMARY:
+        rec = result.reception_no
+        others = {y for (k, y), s in holders.items() if k is result.kind and s.result.reception_no != rec}
+        return _primary_outcome(r, log, ctx, others)
+    has_primary = (result.kind, result.primary_reception_no or "") in entry_of
+    return _follow_up_outcome(r, log, ctx, has_primary)
+
+
+# --- settling: what changed is emitted ---------------------------------------------------------------------------
+
+
+def settle(book: LedgerBook, log: PersonLog | None, ctx: Context) -> tuple[LedgerBook, list[Event]]:
+    """Derive ``book`` again against ``log``; the book with what now stands, and the records that changed.
+
+    Entries (and their 副本) come first, by (kind, fiscal year), then errors, by 受付番号. Settling a book again with
+    nothing new emits nothing.
+    """
+    view = derive(book, log, ctx)
+    out: list[Event] = []
+    registered = set(book.registered)
+    old_entries = {(e.kind, e.fiscal_year): e for e in book.entries}
+    for key in sorted(old_entries.keys() | view.entries.keys()):
+        old, new = old_entries.get(key), view.entries.get(key)
+        text = _key_text(*key)
+        if new is not None:
+            if new == old:
+                continue
+            out.append(new)
+            operation = FukuhonOperation.UPDATE if text in registered else FukuhonOperation.REGISTER
+            copy = fukuhon_for(new, ctx.fukuhon, operation)
+            if old is None or not _same_copy(fukuhon_for(old, ctx.fukuhon, operation), copy):
+                out.append(copy)
+                registered.add(text)
+        elif old is not None:
+            version = entry_version(book, key, log)
+            gone = replace(old, version=version, event_id=stable_id("ledger", old.tenant, old.atena_no, *key, version))
+            out.append(
+                EntryWithdrawn(
+                    event_id=gone.event_id,
+                    occurred_at=gone.occurred_at,
+                    tenant=gone.tenant,
+                    source_system=LEDGER_SOURCE,
+                    entry=gone,
+                )
+            )
+            if text in registered:
+                out.append(fukuhon_for(gone, ctx.fukuhon, FukuhonOperation.DELETE))
+
+    errors: list[ScreeningError] = []
+    old_errors = {e.reception_no: e for e in book.errors}
+    own = {r.result.reception_no for r in book.results if not r.trusted}
+    for rec in sorted(old_errors.keys() | view.errors.keys()):
+        old_error, new_error = old_errors.get(rec), view.errors.get(rec)
+        if new_error is not None:
+            errors.append(new_error)
+            if new_error != old_error:
+                out.append(new_error)
+        elif old_error is not None:
+            if rec not in own:
+                errors.append(old_error)  # from a book stored before books kept results: left as it was
+                continue
+            out.append(_withdrawn(old_error, book.submissions(rec)[-1].result))
+    entries = tuple(view.entries[k] for k in sorted(view.entries))
+    return replace(book, entries=entries, errors=tuple(errors), registered=frozenset(registered)), out
+
+
+@dataclass(frozen=True)
+class BookChanges:
+    """What one step changed in a book, as an operator counts it (the processors' metrics).
+
+    The records a step emits are no measure of that: an entry is emitted again whenever its version (a count of
+    inputs) moves, a result seen before re-emits what it stands for, and an error is re-emitted as it settles.
+    """
+
+    new_entries: tuple[LedgerEntry, ...] = ()  # a (kind, fiscal year) that had never stood before
+    updated_entries: tuple[LedgerEntry, ...] = ()  # content changed, or standing again after a withdrawal
+    opened_errors: tuple[ScreeningError, ...] = ()  # newly OPEN; ``reasons`` narrowed to the newly raised ones
+
+
+_NIL = uuid.UUID(int=0)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _content(entry: LedgerEntry) -> LedgerEntry:
+    """``entry`` without its bookkeeping (イベントID, 発生日時, version, source result): what the ledger says."""
+    return replace(entry, event_id=_NIL, occurred_at=_EPOCH, version=1, source_event_id=_NIL)
+
+
+def book_changes(before: LedgerBook, after: LedgerBook) -> BookChanges:
+    """What changed from ``before`` to ``after`` (see :class:`BookChanges`).
+
+    An entry is NEW the first time its (kind, fiscal year) stands (``registered`` remembers every one that has), and
+    UPDATED when what it says changes or it stands again after a withdrawal. An error counts when its 受付番号
+    becomes OPEN, when another failing submission stands for it, or, for the same submission, with the reasons it
+    did not have (a result that waited for 住基 as UNKNOWN_PERSON and then disagrees with it).
+    """
+    old_entries = {(e.kind, e.fiscal_year): e for e in before.entries}
+    new: list[LedgerEntry] = []
+    updated: list[LedgerEntry] = []
+    for entry in after.entries:
+        old = old_entries.get((entry.kind, entry.fiscal_year))
+        if old is None:
+            first = _key_text(entry.kind, entry.fiscal_year) not in before.registered
+            (new if first else updated).append(entry)
+        elif _content(old) != _content(entry):
+            updated.append(entry)
+    opened: list[ScreeningError] = []
+    for error in after.errors:
+        if error.status is not ErrorStatus.OPEN:
+            continue
+        prior = before.error(error.reception_no)
+        reasons = error.reasons
+        if prior is not None and prior.status is ErrorStatus.OPEN and prior.result_event_id == error.result_event_id:
+            reasons = tuple(r for r in error.reasons if r not in prior.reasons)
+        if reasons:
+            opened.append(replace(error, reasons=reasons))
+    return BookChanges(tuple(new), tuple(updated), tuple(opened))
+
+
+def _better_source(old: SourcePointer | None, new: SourcePointer | None) -> SourcePointer | None:
+    """Of two positions of the same result, the first one (so a redelivery elsewhere changes nothing)."""
+    if old is None or new is None:
+        return old or new
+    return min(old, new, key=lambda s: (s.topic, s.partition, s.offset))
 
 
 def process_result(
     book: LedgerBook, result: ScreeningResult, log: PersonLog | None, ctx: Context, source: SourcePointer | None
 ) -> tuple[LedgerBook, list[Event]]:
-    """The book after ``result`` and the records to emit (the same records again for a result seen before)."""
+    """The book after ``result`` and the records that changed (the same records again for a result seen before)."""
     key = str(result.event_id)
-    if key in book.seen:
-        return book, replay(book, result)
-    if result.stage is ResultStage.PRIMARY:
-        book, out = _primary(book, result, log, ctx, source)
-    else:
-        book, out = _follow_up(book, result, log, ctx, source)
-    return replace(book, seen=book.seen | {key}), out
+    known = book.received(result.event_id)
+    if known is None and key in book.seen:
+        return book, replay(book, result)  # seen by a book stored before books kept results
+    if known is not None:
+        better = _better_source(known.source, source)
+        if better == known.source:
+            return book, replay(book, result)
+        results = tuple(replace(r, source=better) if r is known else r for r in book.results)
+        book, out = settle(replace(book, results=results), log, ctx)
+        return book, out or replay(book, result)
+    received = Received(result, source)
+    results = tuple(sorted((*book.results, received), key=lambda r: str(r.result.event_id)))
+    return settle(replace(book, results=results, seen=book.seen | {key}), log, ctx)
+
+
+def rematch(book: LedgerBook, log: PersonLog | None, ctx: Context) -> tuple[LedgerBook, list[Event]]:
+    """The book after the person's 住基 log changed: every result matched again, the records that changed."""
+    return settle(book, log, ctx)
 
 
 def replay(book: LedgerBook, result: ScreeningResult) -> list[Event]:
@@ -289,20 +663,96 @@ def replay(book: LedgerBook, result: ScreeningResult) -> list[Event]:
     return out
 
 
+# --- the stored form -------------------------------------------------------------------------------------------
+
+
 def encode_book(book: LedgerBook) -> dict[str, object]:
     return {
         "entries": [e.to_json() for e in book.entries],
         "seen": sorted(book.seen),
         "errors": [e.to_json() for e in book.errors],
+        "results": [r.to_dict() for r in book.results],
+        "registered": sorted(book.registered),
+        "bases": dict(book.bases),
     }
 
 
 def decode_book(data: Mapping[str, object] | None) -> LedgerBook:
+    """A stored book; one stored before books kept their results is rebuilt from its entries (see :class:`Received`)."""
     if not data:
         return LedgerBook()
     entries = tuple(LedgerEntry.from_json(str(x)) for x in _list(data.get("entries")))
     errors = tuple(ScreeningError.from_json(str(x)) for x in _list(data.get("errors")))
-    return LedgerBook(entries=entries, seen=frozenset(str(x) for x in _list(data.get("seen"))), errors=errors)
+    seen = frozenset(str(x) for x in _list(data.get("seen")))
+    if "results" not in data:
+        return _from_entries(entries, errors, seen)
+    bases = data.get("bases")
+    return LedgerBook(
+        entries=entries,
+        seen=seen,
+        errors=errors,
+        results=tuple(Received.from_dict(x) for x in _list(data.get("results")) if isinstance(x, Mapping)),
+        registered=frozenset(str(x) for x in _list(data.get("registered"))),
+        bases=tuple(sorted((str(k), int(str(v))) for k, v in bases.items())) if isinstance(bases, Mapping) else (),
+    )
+
+
+def _from_entries(
+    entries: tuple[LedgerEntry, ...], errors: tuple[ScreeningError, ...], seen: frozenset[str]
+) -> LedgerBook:
+    """A book of the first stored form (entries, seen, errors): its entries' results rebuilt as trusted ones."""
+    results: list[Received] = []
+    for e in entries:
+        follow = e.follow_up
+        # The rebuilt results give back the entry: its 発生日時 and source are those of the last one that fed it.
+        at = datetime.combine(e.exam_date, time(0), tzinfo=UTC) if follow is not None else e.occurred_at
+        primary_id = stable_id("legacy", e.tenant, e.atena_no, e.kind, e.reception_no) if follow else e.source_event_id
+        header = {"tenant": e.tenant, "source_system": LEDGER_SOURCE, "atena_no": e.atena_no, "subject": e.person}
+        results.append(
+            Received(
+                ScreeningResult(
+                    event_id=primary_id,
+                    occurred_at=at,
+                    reception_no=e.reception_no,
+                    kind=e.kind,
+                    stage=ResultStage.PRIMARY,
+                    institution_code=e.institution_code,
+                    institution_name=e.institution_name,
+                    exam_date=e.exam_date,
+                    setting=e.setting,
+                    primary=e.primary,
+                    **header,  # type: ignore[arg-type]
+                ),
+                trusted=True,
+            )
+        )
+        if follow is not None:
+            results.append(
+                Received(
+                    ScreeningResult(
+                        event_id=e.source_event_id,
+                        occurred_at=e.occurred_at,
+                        reception_no=follow.reception_no,
+                        kind=e.kind,
+                        stage=ResultStage.FOLLOW_UP,
+                        institution_code=follow.institution_code,
+                        institution_name=follow.institution_name,
+                        exam_date=follow.exam_date,
+                        follow_up=follow.findings,
+                        primary_reception_no=e.reception_no,
+                        **header,  # type: ignore[arg-type]
+                    ),
+                    trusted=True,
+                )
+            )
+    return LedgerBook(
+        entries=entries,
+        seen=seen | {str(r.result.event_id) for r in results},
+        errors=errors,
+        results=tuple(sorted(results, key=lambda r: str(r.result.event_id))),
+        registered=frozenset(_key_text(e.kind, e.fiscal_year) for e in entries),
+        bases=tuple(sorted((_key_text(e.kind, e.fiscal_year), e.version + 1) for e in entries)),
+    )
 
 
 def _list(value: object) -> list[object]:

@@ -3,6 +3,12 @@
 Pure functions. Identity items are compared after normalisation (NFKC, no spaces, katakana for kana, one dash
 form), against the 基本5情報 registered on the exam date — or the current ones, so a result written before a name
 change still matches. A mismatch names the fields that disagree, never their values.
+
+Every reason but UNKNOWN_INSTITUTION (the registry of institutions is configuration) depends on data that can still
+arrive: the person's 住基 changes (identity, residence, birth date and sex) or their other results (the interval, the
+1次 of a 精検). So the ledger keeps every result and matches it again when the person's data changes
+(``processors.rules.ledger``). :data:`WAITING_REASONS` are the reasons that usually mean "not arrived yet" rather
+than "wrong": an error with only those reasons is shown to staff as waiting for 住基 or for the 1次.
 """
 
 from __future__ import annotations
@@ -17,6 +23,15 @@ from processors.rules.eligibility import EligibilityRules
 from processors.rules.institutions import InstitutionRegistry
 from processors.rules.residents import PersonLog
 from schemas.models import ErrorReason, PersonIdentity, ResultStage, ScreeningKind, ScreeningResult
+
+WAITING_REASONS: frozenset[ErrorReason] = frozenset(
+    {
+        ErrorReason.UNKNOWN_PERSON,  # the 転入/出生 that registers the person has not arrived
+        ErrorReason.NOT_RESIDENT_ON_EXAM_DATE,  # nor the 転入 that makes them resident on the exam date
+        ErrorReason.NO_PRIMARY_FOR_FOLLOW_UP,  # nor the 1次 this 精検 follows
+    }
+)
+"""Reasons that usually clear themselves when later data arrives (住基待ち / 1次待ち)."""
 
 _SPACES = re.compile(r"[\s\u3000・･]+")
 _DASHES = re.compile(r"[‐‑‒–—―−ーｰ-]")

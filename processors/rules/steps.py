@@ -14,8 +14,17 @@ from dataclasses import dataclass, field, replace
 
 from hub.validation import fiscal_year
 from processors.rules.invitations import invitations_for
-from processors.rules.ledger import Context, LedgerBook, decode_book, encode_book, process_result
-from processors.rules.residents import PersonLog
+from processors.rules.ledger import (
+    BookChanges,
+    Context,
+    LedgerBook,
+    book_changes,
+    decode_book,
+    encode_book,
+    process_result,
+    rematch,
+)
+from processors.rules.residents import PersonLog, fold, order_key
 from schemas import models as m
 
 
@@ -30,40 +39,60 @@ class PersonState:
 def apply_change(
     state: PersonState, change: m.ResidentChange, ctx: Context, *, started_year: int
 ) -> tuple[PersonState, list[m.Event]]:
-    """A 住基異動: the new change log, the resident state to emit and, for a 転入 in a started year, its notices.
+    """A 住基異動: the new change log, the resident state to emit, for a 転入 in a started year its notices, and
+    what matching the person's results again against the new log changes in the ledger and the errors.
 
     ``started_year`` is the latest fiscal year whose 年度開始 this person's partition has seen (0: none yet).
-    A duplicate change (same イベントID) changes nothing but re-emits the current state.
+    A duplicate change (same イベントID) changes nothing but re-emits the current state (and the 転入's notices).
+    The notices of a 転入 are those of the person as registered by it (the changes dated up to it), so a 転出 that
+    arrives first does not take them away.
     """
-    person_log, _new = state.log.add(change)
+    person_log, new = state.log.add(change)
     resident = person_log.state()
-    new_state = replace(state, log=person_log)
-    if resident is None:
-        return new_state, []
-    out: list[m.Event] = [resident]
+    out: list[m.Event] = [resident] if resident is not None else []
     year = fiscal_year(change.change_date)
     # A 転入 during a fiscal year already started is invited at once; earlier ones were (or will be) covered by
     # the 年度開始 command of their year.
     if change.change_type is m.ResidentChangeType.MOVE_IN and started_year and year >= started_year:
-        out.extend(
-            invitations_for(
-                resident,
-                state.book.entries,
-                fiscal_year=year,
-                trigger=m.InvitationTrigger.MOVE_IN,
-                rules=ctx.rules,
+        moved_in = fold(c for c in person_log.changes if order_key(c) <= order_key(change))
+        if moved_in is not None:
+            out.extend(
+                invitations_for(
+                    replace(moved_in, occurred_at=change.occurred_at),
+                    state.book.entries,
+                    fiscal_year=year,
+                    trigger=m.InvitationTrigger.MOVE_IN,
+                    rules=ctx.rules,
+                )
             )
-        )
-    return new_state, out
+    book = state.book
+    if new:
+        book, matched = rematch(state.book, person_log, ctx)
+        out.extend(matched)
+    return replace(state, log=person_log, book=book), out
 
 
 def apply_result(
     state: PersonState, result: m.ScreeningResult, ctx: Context, source: m.SourcePointer | None
 ) -> tuple[PersonState, list[m.Event]]:
-    """A result: 突合 against the change log and the book; the new book and the ledger / error / 副本 records."""
+    """A result: 突合 against the change log and the book; the new book and the ledger / error / 副本 records.
+
+    The result is kept in the book whatever its outcome (a failing one waits for the data that may make it match);
+    ``source`` is where it was read, carried by its error records.
+    """
     person_log = state.log if state.log.changes else None
     book, out = process_result(state.book, result, person_log, ctx, source)
     return replace(state, book=book), out
+
+
+def waiting(state: PersonState) -> tuple[m.ScreeningError, ...]:
+    """The person's open errors that only wait for data (住基待ち / 1次待ち), for staff views."""
+    return state.book.waiting()
+
+
+def changes(before: PersonState, after: PersonState) -> BookChanges:
+    """What a step changed in the person's ledger and errors, as an operator counts it (metrics)."""
+    return book_changes(before.book, after.book)
 
 
 def year_start_notices(state: PersonState, year: int, ctx: Context) -> list[m.Invitation]:

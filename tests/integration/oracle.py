@@ -1,22 +1,25 @@
 """What the pipeline must produce for a scenario, computed in-process from the pure rules in the same stage order.
 
-The processors are shells around these rules, so this is an oracle for the plumbing (Kafka, the runtime, partitioning,
-acks, sinks, SQL) — the rules themselves are pinned by the simulator's ground truth and the unit tests.
+The processors are shells around these rules (``processors.rules.steps``), so this is an oracle for the plumbing
+(Kafka, the runtime, partitioning, acks, sinks, SQL) — the rules themselves are pinned by the simulator's ground truth
+and the unit tests (``tests/unit/test_order.py`` proves the tables do not depend on the arrival order). The steps are
+folded per person in the order the scenario publishes: the 住基 population, the 年度開始, the year's 住基異動, then the
+results. The expected tables are the final books: entries and errors withdrawn on the way (a withdrawn entry or error
+deletes its row) are in no table, and an entry's version is its count of inputs, whatever the order.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from connectors.simulators.city import City
 from connectors.simulators.institution import ResultPlan
-from hub.validation import fiscal_year as fiscal_year_of
 from processors.rules.eligibility import load_rules
 from processors.rules.institutions import load_institutions
-from processors.rules.invitations import invitations_for
-from processors.rules.ledger import Context, LedgerBook, load_fukuhon_policy, process_result
-from processors.rules.residents import PersonLog
+from processors.rules.ledger import Context, load_fukuhon_policy
+from processors.rules.steps import PersonState, apply_change, apply_result, year_start_notices
 from schemas import models as m
 
 
@@ -30,39 +33,29 @@ class Expected:
 
 def expected(city: City, plan: ResultPlan, fiscal_year: int) -> Expected:
     ctx = Context(load_rules(), load_institutions(), load_fukuhon_policy())
-    logs: dict[str, PersonLog] = defaultdict(PersonLog)
-    books: dict[str, LedgerBook] = defaultdict(LedgerBook)
+    states: dict[str, PersonState] = defaultdict(PersonState)
     out = Expected()
 
-    def invite(notices: list[m.Invitation]) -> None:
+    def invite(notices: Iterable[m.Event]) -> None:
         for n in notices:
-            out.invitations.setdefault((n.atena_no, n.kind.value, n.fiscal_year, n.invitation_type.value), n)
+            if isinstance(n, m.Invitation):  # the invitations sink keeps the first of each key
+                out.invitations.setdefault((n.atena_no, n.kind.value, n.fiscal_year, n.invitation_type.value), n)
 
-    for change in city.initial:
-        logs[change.atena_no], _ = logs[change.atena_no].add(change)
-    for atena, log in logs.items():
-        state = log.state()
-        if state is not None:
-            invite(invitations_for(state, books[atena].entries, fiscal_year=fiscal_year,
-                                   trigger=m.InvitationTrigger.FISCAL_YEAR_START, rules=ctx.rules))  # fmt: skip
+    for change in city.initial:  # before the 年度開始: no 転入 notices
+        states[change.atena_no], _ = apply_change(states[change.atena_no], change, ctx, started_year=0)
+    for state in states.values():
+        invite(year_start_notices(state, fiscal_year, ctx))
     for change in city.changes:
-        logs[change.atena_no], _ = logs[change.atena_no].add(change)
-        state = logs[change.atena_no].state()
-        if state is not None and change.change_type is m.ResidentChangeType.MOVE_IN:
-            year = fiscal_year_of(change.change_date)
-            if year >= fiscal_year:
-                invite(invitations_for(state, books[change.atena_no].entries, fiscal_year=year,
-                                       trigger=m.InvitationTrigger.MOVE_IN, rules=ctx.rules))  # fmt: skip
-    for atena, log in logs.items():
-        state = log.state()
-        if state is not None:
-            out.residents[atena] = state
+        states[change.atena_no], emitted = apply_change(states[change.atena_no], change, ctx, started_year=fiscal_year)
+        invite(emitted)
     for result in plan.results:
-        log = logs.get(result.atena_no)
-        books[result.atena_no], _ = process_result(books[result.atena_no], result, log, ctx, None)
-    for book in books.values():
-        for entry in book.entries:
+        states[result.atena_no], _ = apply_result(states[result.atena_no], result, ctx, None)
+    for atena, state in states.items():
+        resident = state.log.state()
+        if resident is not None:
+            out.residents[atena] = resident
+        for entry in state.book.entries:
             out.ledger[(entry.atena_no, entry.kind.value, entry.fiscal_year)] = entry
-        for error in book.errors:
+        for error in state.book.errors:
             out.errors[error.reception_no] = error
     return out

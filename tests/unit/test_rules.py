@@ -283,3 +283,46 @@ def test_rules_files_are_validated() -> None:
         parse_rules({"version": "x", "age_basis": "fiscal_year_end", "kinds": []})
     with pytest.raises(RulesError, match="age_basis"):
         parse_rules({"version": "x", "age_basis": "birthday"})
+
+
+def test_a_book_stored_before_books_kept_their_results_is_read_and_keeps_its_entries() -> None:
+    book, _ = run(LedgerBook(), result())
+    bad = result(seq=7, reception="R7", subject=samples.person(birth_date=date(1970, 6, 2)))
+    book, _ = run(book, bad)
+    stored = {k: v for k, v in encode_book(book).items() if k in ("entries", "seen", "errors")}  # the first form
+    old = decode_book(stored)
+    assert (old.entries, old.errors) == (book.entries, book.errors)
+    assert all(r.trusted for r in old.results)
+    again, out = process_result(old, result(), log_of(MOVE_IN), CTX, None)  # a redelivery: nothing new
+    assert (again.entries, again.errors) == (book.entries, book.errors)
+    assert [type(e) for e in out] == [m.LedgerEntry]
+    follow = dataclasses.replace(
+        result(seq=102, reception="R2", day=date(2025, 7, 1)),
+        stage=m.ResultStage.FOLLOW_UP,
+        primary=None,
+        setting=None,
+        follow_up=samples.follow_up(),
+        primary_reception_no="R1",
+    )
+    after, out = process_result(old, follow, log_of(MOVE_IN), CTX, None)
+    [entry] = [e for e in out if isinstance(e, m.LedgerEntry)]
+    assert entry.follow_up is not None
+    assert entry.version > book.entries[0].version  # the sink takes it
+    assert after.error("R7") == book.error("R7")  # an error of a result the old book did not keep stays
+    assert decode_book(encode_book(after)) == after
+
+
+def test_staff_see_errors_that_only_wait_for_data_as_waiting() -> None:
+    from hub.office import WAITING_LABEL, _status_label
+    from processors.rules.matching import WAITING_REASONS
+
+    assert {r.value for r in WAITING_REASONS} == {
+        "UNKNOWN_PERSON",
+        "NOT_RESIDENT_ON_EXAM_DATE",
+        "NO_PRIMARY_FOR_FOLLOW_UP",
+    }
+    assert _status_label("OPEN", "UNKNOWN_PERSON") == WAITING_LABEL == "住基/1次待ち"
+    assert _status_label("OPEN", "NOT_RESIDENT_ON_EXAM_DATE,NO_PRIMARY_FOR_FOLLOW_UP") == WAITING_LABEL
+    assert _status_label("OPEN", "UNKNOWN_PERSON,KANA_MISMATCH") == "OPEN"  # a real disagreement: staff act
+    assert _status_label("RESOLVED", "UNKNOWN_PERSON") == "RESOLVED"
+    assert _status_label("OPEN", "") == "OPEN"

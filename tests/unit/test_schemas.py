@@ -1,4 +1,5 @@
 import dataclasses
+import io
 import json
 import re
 import types
@@ -214,3 +215,31 @@ def test_json_state_keeps_every_millisecond() -> None:
         at = datetime(2004, 11, 3, 6, 10, 58, micro, tzinfo=UTC)
         moved = dataclasses.replace(event, occurred_at=at)
         assert type(moved).from_json(moved.to_json()).occurred_at == at
+
+
+def test_the_withdrawal_fields_are_backward_compatible() -> None:
+    """Records written before ``LedgerEntry.withdrawn`` and ``ErrorStatus.WITHDRAWN`` read with today's schemas."""
+    ledger = _load("ledger_entry.avsc")
+    before = {**ledger, "fields": [f for f in ledger["fields"] if f["name"] != "withdrawn"]}
+    assert [f for f in ledger["fields"] if f["name"] == "withdrawn"] == [
+        {"name": "withdrawn", "type": "boolean", "doc": ledger["fields"][-1]["doc"], "default": False}
+    ]
+    errors = _load("screening_error.avsc")
+    old_errors = _load("screening_error.avsc")
+    [status] = [f["type"] for f in old_errors["fields"] if f["name"] == "status"]
+    assert status["symbols"] == ["OPEN", "RESOLVED", "WITHDRAWN"]  # appended: the old symbols keep their places
+    status["symbols"] = ["OPEN", "RESOLVED"]
+    for writer, reader, event in [
+        (before, ledger, next(e for e in samples.every_event() if isinstance(e, m.LedgerEntry))),
+        (old_errors, errors, next(e for e in samples.every_event() if isinstance(e, m.ScreeningError))),
+    ]:
+        record = {k: v for k, v in event.to_dict().items() if k != "withdrawn"}
+        buf = io.BytesIO()
+        fastavro.schemaless_writer(buf, fastavro.parse_schema(writer), record)
+        buf.seek(0)
+        read = fastavro.schemaless_reader(buf, fastavro.parse_schema(writer), fastavro.parse_schema(reader))
+        assert type(event).from_dict(read) == event
+    entry = next(e for e in samples.every_event() if isinstance(e, m.LedgerEntry))
+    assert entry.withdrawn is False
+    stored = json.dumps({k: v for k, v in json.loads(entry.to_json()).items() if k != "withdrawn"})
+    assert m.LedgerEntry.from_json(stored) == entry  # a processors' book stored before the field

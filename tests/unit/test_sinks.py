@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections.abc import Iterator, Sequence
 from datetime import UTC, date, datetime, timedelta
@@ -17,10 +18,12 @@ from sqlalchemy.engine import Engine
 from hub.engine.deadletter import tenant_of as _tenant_of
 from hub.engine.retry import describe_error, is_transient
 from processors.rules.eligibility import load_rules
+from processors.rules.ledger import RESUBMISSION
 from schemas import models as m
+from sinks import errors as sinks_errors
 from sinks.base import Sink, TableSink
 from sinks.db import DatabaseError, current_revision, head_revision, make_engine, normalize_url, require_head, upgrade
-from sinks.errors import ErrorsSink
+from sinks.errors import ErrorsSink, error_rank, error_row
 from sinks.invitations import InvitationsSink
 from sinks.ledger import LedgerSink
 from sinks.residents import ResidentsSink
@@ -290,6 +293,62 @@ def test_a_resolved_error_is_not_reopened_by_a_replayed_open_record(engine: Engi
     write(engine, sink, [resolved])
     [row] = table_rows(engine, screening_errors)
     assert (row["status"], row["detected_at"], row["resolved_at"]) == ("OPEN", T0 + timedelta(days=1), None)
+
+
+def test_a_withdrawn_entry_deletes_the_row_unless_a_newer_version_is_stored(engine: Engine) -> None:
+    sink = LedgerSink()
+    other = ledger(kind=m.ScreeningKind.LUNG)
+    write(engine, sink, [ledger(version=2), other])
+    write(engine, sink, [dataclasses.replace(ledger(version=1), withdrawn=True)])  # an older withdrawal: kept
+    assert [(r["kind"], r["version"]) for r in table_rows(engine, ledger_entries)] == [("LUNG", 1), ("STOMACH", 2)]
+    write(engine, sink, [dataclasses.replace(ledger(version=2), withdrawn=True)])  # same version: deleted
+    assert [r["kind"] for r in table_rows(engine, ledger_entries)] == ["LUNG"]
+    write(engine, sink, [ledger(version=4)])  # stands again later
+    # In one batch the highest version of a key stands for it: an entry after its withdrawal, or the other way round.
+    write(engine, sink, [dataclasses.replace(ledger(version=5), withdrawn=True), ledger(version=3)])
+    assert [r["kind"] for r in table_rows(engine, ledger_entries)] == ["LUNG"]
+    write(engine, sink, [dataclasses.replace(ledger(version=6), withdrawn=True), ledger(version=7)])
+    assert [(r["kind"], r["version"]) for r in table_rows(engine, ledger_entries)] == [("LUNG", 1), ("STOMACH", 7)]
+    assert "withdrawn" not in table_rows(engine, ledger_entries)[0]
+
+
+def test_only_a_staff_resolution_outranks_the_processors_records_of_a_detection(engine: Engine) -> None:
+    sink = ErrorsSink()
+    opened = error(m.ErrorStatus.OPEN, T0)
+    by_resubmission = dataclasses.replace(
+        opened, status=m.ErrorStatus.RESOLVED, resolved_at=T0, resolved_by="resubmission", resolution="訂正"
+    )
+    withdrawn = dataclasses.replace(opened, status=m.ErrorStatus.WITHDRAWN, resolved_by="kenshin-hub.matching")
+    assert error_rank(error_row(opened)) == error_rank(error_row(by_resubmission)) == error_rank(error_row(withdrawn))
+    # The processors' records of one detection: the later one wins, both ways.
+    write(engine, sink, [by_resubmission])
+    write(engine, sink, [opened])
+    assert [r["status"] for r in table_rows(engine, screening_errors)] == ["OPEN"]
+    write(engine, sink, [by_resubmission])
+    assert [r["status"] for r in table_rows(engine, screening_errors)] == ["RESOLVED"]
+    write(engine, sink, [withdrawn])
+    assert table_rows(engine, screening_errors) == []
+    write(engine, sink, [opened, withdrawn])  # in one batch: the later one
+    assert table_rows(engine, screening_errors) == []
+    write(engine, sink, [withdrawn, opened])
+    assert [r["status"] for r in table_rows(engine, screening_errors)] == ["OPEN"]
+    # A staff resolution stays: neither a replayed OPEN record nor a withdrawal of the same detection undoes it.
+    staff = error(m.ErrorStatus.RESOLVED, T0, resolved_at=T0 + timedelta(hours=1))
+    write(engine, sink, [staff])
+    write(engine, sink, [opened])
+    write(engine, sink, [withdrawn])
+    write(engine, sink, [by_resubmission, withdrawn])
+    [row] = table_rows(engine, screening_errors)
+    assert (row["status"], row["resolved_by"]) == ("RESOLVED", "staff-001")
+    # A withdrawal of a later detection (the 受付番号's standing submission is newer) deletes it.
+    later = dataclasses.replace(withdrawn, detected_at=T0 + timedelta(days=1))
+    write(engine, sink, [later])
+    assert table_rows(engine, screening_errors) == []
+    # An older withdrawal never deletes a newer detection.
+    write(engine, sink, [error(m.ErrorStatus.OPEN, T0 + timedelta(days=2))])
+    write(engine, sink, [later])
+    assert [r["detected_at"] for r in table_rows(engine, screening_errors)] == [T0 + timedelta(days=2)]
+    assert RESUBMISSION == sinks_errors.RESUBMISSION  # the processors' resolved_by is the one the sink knows
 
 
 def test_invitations_are_inserted_once(engine: Engine) -> None:
