@@ -426,6 +426,14 @@ class ResidentState(Event):
     version: int
     history: tuple[ResidentHistoryItem, ...] = ()
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        # The same invariants as the changes it folds: a record on residents.v1 is checked like one on the 住基 topic.
+        if self.my_number is not None and not is_valid_my_number(self.my_number):
+            raise ModelError("my_number is not a valid 個人番号 (12 digits with check digit)")
+        _check_tenant(self.previous_municipality, "previous_municipality")
+        _check_tenant(self.next_municipality, "next_municipality")
+
 
 @dataclass(frozen=True, kw_only=True)
 class LedgerFollowUp(AvroRecord):
