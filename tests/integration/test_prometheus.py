@@ -273,7 +273,9 @@ def test_prometheus_scrapes_the_hub_during_a_load(
     empty = []
     for panel in dashboard["panels"]:
         for target in panel.get("targets", []):
-            expr = target["expr"].replace("$__rate_interval", "1m").replace("$__range", "10m")
+            # A window as long as the test: a loaded machine can make a scrape miss its 1 s timeout, and a 1m window
+            # with fewer than two samples left is empty although the series has data (seen in a full run).
+            expr = target["expr"].replace("$__rate_interval", "10m").replace("$__range", "10m")
             expr = expr.replace('job=~"$job"', 'job=~"kenshin-hub-.+"')
             assert "$" not in expr, expr
             if not p.query(expr):
