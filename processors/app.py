@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import logging
 import time
+import uuid
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
@@ -63,6 +64,7 @@ _OUTPUT_TOPICS: dict[type[m.Event], Topic] = {
     m.ResidentState: catalog.RESIDENTS,
 }
 _CHUNK = 500  # keys per SELECT … IN
+COMMAND_SLICE = 2_000  # residents per slice of a 年度開始 (the rest follows in a continuation command)
 
 
 def topic_for(event: m.Event) -> Topic:
@@ -175,13 +177,16 @@ class Processors(Handler):
                 .where(years.c.tenant == command.tenant, years.c.partition == command.partition)
                 .values(fiscal_year=command.fiscal_year)
             )
-        # The partition's people as of now: what this batch changed so far is written first.
+        # The partition's people as of now (what this batch changed so far is written first), one slice of them in
+        # key order: a continuation command carries on after the slice, so memory stays bounded however large the
+        # partition is (the continuation is an output like any other: stored, delivered, then the offset moves).
         self._store(conn, persons.values())
-        rows = conn.execute(
-            sa.select(people.c.key, people.c.log, people.c.book).where(
-                people.c.tenant == command.tenant, people.c.partition == command.partition
-            )
+        query = sa.select(people.c.key, people.c.log, people.c.book).where(
+            people.c.tenant == command.tenant, people.c.partition == command.partition
         )
+        if command.after_key is not None:
+            query = query.where(people.c.key > command.after_key)
+        rows = conn.execute(query.order_by(people.c.key).limit(COMMAND_SLICE)).all()
         out: list[Output] = []
         for key, log_text, book_text in rows:
             known = persons.get(key)
@@ -189,6 +194,13 @@ class Processors(Handler):
                 known.state if known is not None else PersonState(decode_log(log_text), decode_state_book(book_text))
             )
             out.extend((catalog.INVITATIONS, n) for n in year_start_notices(state, command.fiscal_year, self.ctx))
+        if len(rows) == COMMAND_SLICE:
+            last = str(rows[-1][0])
+            ident = f"fy-start:{command.tenant}:{command.fiscal_year}:{command.partition}:after:{last}"
+            more = replace(
+                command, event_id=uuid.uuid5(uuid.NAMESPACE_URL, ident), source_system=APP_ID, after_key=last
+            )
+            out.append((catalog.HUB_COMMANDS, more))
         log.info(
             "commands.apply: fiscal year %s start, partition %s: %s notices",
             command.fiscal_year,

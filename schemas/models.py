@@ -728,6 +728,7 @@ class HubCommand(Event):
     command: CommandType
     fiscal_year: int
     partition: int
+    after_key: str | None = None
 
 
 EVENT_TYPES: tuple[type[Event], ...] = (
