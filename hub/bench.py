@@ -23,7 +23,6 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import replace
@@ -34,13 +33,12 @@ from confluent_kafka import Producer
 from hub.demo import end_offsets, machine, passthrough, pipeline_processes
 from hub.errors import CommandError
 from hub.kafka import ClientConfig, producer_config
-from hub.scenario import PROCESSOR_INPUTS, SINK_INPUTS, build
+from hub.scenario import PROCESSOR_INPUTS, SINK_INPUTS, build, year_start_commands
 from hub.settings import Settings
 from hub.supervise import wait_drained
 from hub.validation import tenant_check_digit
 from processors.app import APP_ID
-from schemas.models import CommandType, Event, HubCommand
-from schemas.record import now_utc
+from schemas.models import Event
 from schemas.serde import TopicSerde, registry_client
 from sinks.runner import GROUP_ID as SINKS_GROUP
 from topics import catalog
@@ -56,18 +54,7 @@ def _encode(settings: Settings, topic: Topic, events: Sequence[Event]) -> list[E
 
 
 def _commands(settings: Settings, year: int) -> list[Encoded]:
-    commands = [
-        HubCommand(
-            event_id=uuid.uuid5(uuid.NAMESPACE_URL, f"fy-start:{settings.tenant}:{year}:{p}"),
-            occurred_at=now_utc(),
-            tenant=settings.tenant,
-            source_system="kenshin-hub.bench",
-            command=CommandType.FISCAL_YEAR_START,
-            fiscal_year=year,
-            partition=p,
-        )
-        for p in range(catalog.HUB_COMMANDS.partitions)
-    ]
+    commands = year_start_commands(settings.tenant, year, "kenshin-hub.bench")
     return [(t, k, v, n) for n, (t, k, v, _) in enumerate(_encode(settings, catalog.HUB_COMMANDS, commands))]
 
 

@@ -10,7 +10,6 @@ import logging
 import os
 import sys
 import time
-import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -220,25 +219,18 @@ def _start_year(settings: Settings, year: int) -> None:
     from confluent_kafka import Producer
 
     from hub.kafka import producer_config
-    from schemas.models import CommandType, HubCommand
-    from schemas.record import now_utc
+    from hub.scenario import year_start_commands
+    from schemas.models import HubCommand
     from schemas.serde import TopicSerde, registry_client
     from topics.catalog import HUB_COMMANDS
 
     with registry_client(settings.schema_registry_config()) as registry:
         serde: TopicSerde[HubCommand] = TopicSerde(HUB_COMMANDS, registry)
         producer = Producer(producer_config(settings))
-        for partition in range(HUB_COMMANDS.partitions):
-            command = HubCommand(
-                event_id=uuid.uuid5(uuid.NAMESPACE_URL, f"fy-start:{settings.tenant}:{year}:{partition}"),
-                occurred_at=now_utc(),
-                tenant=settings.tenant,
-                source_system="kenshin-hub.cli",
-                command=CommandType.FISCAL_YEAR_START,
-                fiscal_year=year,
-                partition=partition,
+        for command in year_start_commands(settings.tenant, year, "kenshin-hub.cli"):
+            producer.produce(
+                HUB_COMMANDS.name, key=serde.key(command), value=serde.value(command), partition=command.partition
             )
-            producer.produce(HUB_COMMANDS.name, key=serde.key(command), value=serde.value(command), partition=partition)
         if producer.flush(30):
             raise CommandError("the fiscal-year command was not delivered")
     print(f"fiscal year {year} started for {settings.tenant} ({HUB_COMMANDS.partitions} partitions)")

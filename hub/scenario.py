@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import sys
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -23,7 +24,8 @@ from hub.kafka import ClientConfig, producer_config
 from hub.lag import wait_drained
 from hub.settings import Settings
 from processors.app import APP_ID
-from schemas.models import Event
+from schemas.models import CommandType, Event, HubCommand
+from schemas.record import now_utc
 from schemas.serde import TopicSerde, registry_client
 from sinks.runner import GROUP_ID as SINKS_GROUP
 from topics import catalog
@@ -36,6 +38,25 @@ SINK_INPUTS = (
     catalog.SCREENING_ERRORS.name,
     catalog.INVITATIONS.name,
 )
+
+
+def year_start_commands(tenant: str, year: int, source_system: str) -> list[HubCommand]:
+    """年度開始: one command per partition of the command topic, so every partition's residents get their notices.
+
+    Ids derive from the tenant, year and partition: starting a year twice is the same command.
+    """
+    return [
+        HubCommand(
+            event_id=uuid.uuid5(uuid.NAMESPACE_URL, f"fy-start:{tenant}:{year}:{p}"),
+            occurred_at=now_utc(),
+            tenant=tenant,
+            source_system=source_system,
+            command=CommandType.FISCAL_YEAR_START,
+            fiscal_year=year,
+            partition=p,
+        )
+        for p in range(catalog.HUB_COMMANDS.partitions)
+    ]
 
 
 @dataclass

@@ -18,7 +18,6 @@ import uuid
 from collections.abc import Callable, Iterator
 from functools import partial
 from pathlib import Path
-from typing import Any
 
 import pytest
 from confluent_kafka import Consumer, TopicPartition
@@ -34,7 +33,14 @@ from schemas.models import DeadLetter
 from schemas.serde import TopicSerde, registry_client
 from sinks.runner import GROUP_ID as SINKS_GROUP
 from tests.integration.conftest import Endpoints, local_stack_settings
-from tests.integration.pipeline import Pipeline, running_pipeline, tenant_code
+from tests.integration.pipeline import (
+    Pipeline,
+    Snapshot,
+    assert_same_tables,
+    running_pipeline,
+    snapshot,
+    tenant_code,
+)
 from topics.admin import describe
 from topics.catalog import (
     ALL_TOPICS,
@@ -51,21 +57,8 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.fault]
 SEED, SIZE, YEAR, CHUNKS = 11, 2500, 2025, 4  # 4,437 events
 OUTAGE_S = 30.0  # how long the registry stays down at least (the scenario, not an assertion)
 CALM, REGISTRY_OUT, BROKER_DOWN = tenant_code("01215"), tenant_code("01216"), tenant_code("01217")
-# As in test_kill.py: columns that differ between two tenants' runs by construction.
-IGNORED = {
-    "tenant",
-    "source_event_id",
-    "result_event_id",
-    "source_topic",
-    "source_partition",
-    "source_offset",
-    "previous_municipality",
-    "next_municipality",
-}
-TABLES = ("residents", "ledger_entries", "screening_errors", "invitations")
 DLQ_TOPICS = tuple(t for t in ALL_TOPICS if t.value_type is DeadLetter)
 
-Snapshot = dict[str, list[dict[str, Any]]]
 Fault = Callable[[Pipeline, str, int], None]
 
 
@@ -92,15 +85,9 @@ def single(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LocalStac
 def calm(single: tuple[LocalStack, Endpoints], tmp_path_factory: pytest.TempPathFactory) -> Snapshot:
     """The tables of the scenario run without any fault (both tests compare against it)."""
     _local, endpoints = single
-    snapshot, _run = _run_pipeline(endpoints, tmp_path_factory.mktemp("calm"), CALM, None)
+    tables, _run = _run_pipeline(endpoints, tmp_path_factory.mktemp("calm"), CALM, None)
     assert _dead_letters(endpoints, CALM) == []
-    return snapshot
-
-
-def _snapshot(pipeline: Pipeline) -> Snapshot:
-    return {
-        table: [{k: v for k, v in row.items() if k not in IGNORED} for row in pipeline.rows(table)] for table in TABLES
-    }
+    return tables
 
 
 def _run_pipeline(
@@ -117,22 +104,11 @@ def _run_pipeline(
         exited = {what: proc.returncode for what, proc in pipeline.procs.items() if proc.poll() is not None}
         assert exited == {}, f"exited during the run: {exited}; logs in {workdir}"
         assert set(pipeline.procs) == {"processors", "sinks"}
-        return _snapshot(pipeline), run
+        return snapshot(pipeline), run
 
 
 def _start_year(pipeline: Pipeline) -> None:
     pipeline.cli("fiscal-year", "start", str(YEAR))
-
-
-def _assert_same_tables(calm: Snapshot, other: Snapshot) -> None:
-    for table, rows in calm.items():
-        assert len(rows) > 0, table
-        diffs = [
-            (i, {k: (a[k], b.get(k)) for k in a if a[k] != b.get(k)})
-            for i, (a, b) in enumerate(zip(rows, other[table], strict=False))
-            if a != b
-        ]
-        assert (len(other[table]), diffs[:5]) == (len(rows), []), table
 
 
 def _dead_letters(endpoints: Endpoints, tenant: str) -> list[tuple[str, str, str]]:
@@ -272,7 +248,7 @@ def test_a_registry_outage_of_30_s_loses_nothing_and_dead_letters_nothing(
     print(f"registry down for {outage.down_s:.1f}s; stage timings {run.timings}", file=sys.stderr)
     assert outage.down_s >= OUTAGE_S
     assert run.published["検診結果"] > 0
-    _assert_same_tables(calm, stormy)
+    assert_same_tables(calm, stormy)
     assert _dead_letters(endpoints, REGISTRY_OUT) == []
     # Apicurio keeps its H2 file under the state dir: the restarted registry serves the same ids, which the
     # processes cached before the outage and the publisher wrote into every message.
@@ -340,5 +316,5 @@ def test_one_broker_of_three_killed_mid_load_loses_nothing(calm: Snapshot, tmp_p
             admin, [RESIDENT_CHANGES, INSTITUTION_RESULTS, RESIDENTS, LEDGER_ENTRIES, SCREENING_ERRORS, INVITATIONS]
         ):
             assert (state.replication_factor, state.configs["min.insync.replicas"]) == (3, "2"), state.name
-        _assert_same_tables(calm, stormy)
+        assert_same_tables(calm, stormy)
         assert _dead_letters(endpoints, BROKER_DOWN) == []

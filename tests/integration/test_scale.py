@@ -11,21 +11,13 @@ import pytest
 from hub.scenario import run_scenario
 from tests.integration.conftest import Endpoints
 from tests.integration.pg import temporary_postgres
-from tests.integration.pipeline import Pipeline, running_pipeline, tenant_code
-from tests.integration.test_kill import IGNORED
+from tests.integration.pipeline import Pipeline, assert_same_tables, running_pipeline, snapshot, tenant_code
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.fault]
 
 SEED, SIZE, YEAR = 23, 12_000, 2025
 CHUNKS = 5  # per stage: 3 stages x 5 chunks = 15 points where the workers change
 KINDS = ("processors", "sinks")
-
-
-def _snapshot(pipeline: Pipeline) -> dict[str, list[dict[str, Any]]]:
-    return {
-        table: [{k: v for k, v in row.items() if k not in IGNORED} for row in pipeline.rows(table)]
-        for table in ("residents", "ledger_entries", "screening_errors", "invitations")
-    }
 
 
 class Storm:
@@ -77,7 +69,7 @@ def _run(endpoints: Endpoints, workdir: Path, tenant: str, url: str, stormy: boo
         if storm is not None:
             assert len(storm.actions) >= 10, storm.actions
             assert sum(a.split(": ")[1].startswith("kill") for a in storm.actions) >= 5, storm.actions
-        return _snapshot(pipeline)
+        return snapshot(pipeline)
 
 
 @pytest.mark.timeout(2400)
@@ -88,11 +80,4 @@ def test_workers_added_removed_and_killed_under_load_on_postgresql_change_nothin
         calm = _run(endpoints, tmp_path / "calm", tenant_code("01209"), calm_url, stormy=False)  # 夕張市
     with temporary_postgres() as stormy_url:
         stormy = _run(endpoints, tmp_path / "stormy", tenant_code("01208"), stormy_url, stormy=True)  # 北見市
-    for table, rows in calm.items():
-        assert len(rows) > 0, table
-        diffs = [
-            (i, {k: (a[k], b.get(k)) for k in a if a[k] != b.get(k)})
-            for i, (a, b) in enumerate(zip(rows, stormy[table], strict=False))
-            if a != b
-        ]
-        assert (len(stormy[table]), diffs[:5]) == (len(rows), []), table
+    assert_same_tables(calm, stormy)
