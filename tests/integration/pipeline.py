@@ -30,6 +30,7 @@ class Pipeline:
 
     def __init__(self, endpoints: Endpoints, workdir: Path, tenant: str, database_url: str | None = None) -> None:
         self.workdir = workdir
+        self.tenant = tenant
         self.db_path = workdir / "kenshin.db"
         self.database_url = database_url or f"sqlite:///{self.db_path}"
         self.env = endpoints.env()
@@ -91,13 +92,19 @@ class Pipeline:
         self.procs.clear()
 
     def rows(self, table: str) -> list[dict[str, object]]:
-        """Every row of one of the hub's tables, typed by its SQLAlchemy definition (dates as dates)."""
+        """This tenant's rows of one of the hub's tables, typed by its SQLAlchemy definition (dates as dates).
+
+        Only this tenant's: the topics are shared within a test session, and the sinks also write what other tests
+        left on them (another tenant's residents, say) when their group reads past it.
+        """
         engine = sa.create_engine(self.database_url)
         try:
             with engine.connect() as conn:
                 definition = tables.metadata.tables[table]
-                result = conn.execute(sa.select(definition).order_by(*definition.primary_key.columns))
-                return [dict(r._mapping) for r in result]
+                query = sa.select(definition).order_by(*definition.primary_key.columns)
+                if "tenant" in definition.c:
+                    query = query.where(definition.c.tenant == self.tenant)
+                return [dict(r._mapping) for r in conn.execute(query)]
         finally:
             engine.dispose()
 
