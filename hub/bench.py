@@ -183,7 +183,9 @@ def cmd_bench_ingest(settings: Settings, args: argparse.Namespace, prepare: Call
         figures = {name: _proc_figures(pid) for name, pid in pids.items()}
     end = end_offsets(conf, inputs)
     raw_count, raw_s = passthrough(conf, settings, start, end)
-    if raw_count != events:
+    # The input topics also hold the 年度開始's continuation commands the processors wrote (one per 2,000 residents
+    # of a partition): the passthrough moves those too, so it may see a few more than were published.
+    if raw_count < events:
         raise CommandError(f"the passthrough saw {raw_count} messages, the pipeline was given {events}")
     e2e_rate, raw_rate = events / e2e_s, raw_count / raw_s
     cpu = {name: figures[name][1] - cpu_before[name] for name in figures}
