@@ -296,3 +296,36 @@ def every_event() -> list[m.Event]:
         ),
     ]
     return events
+
+
+def ledger_entry(
+    atena_no: str, kind: m.ScreeningKind, version: int = 1, judgement: m.FollowUpJudgement | None = None
+) -> m.LedgerEntry:
+    """A primary ledger entry of 2026 (with a follow-up when ``judgement`` is given)."""
+    follow_up = None
+    if judgement is not None:
+        follow_up = m.LedgerFollowUp(
+            reception_no=f"R-{atena_no}-{kind}-F",
+            exam_date=date(2026, 7, 1),
+            exam_age=50,
+            institution_code="0112345679",
+            institution_name="旭川医科大学病院",
+            findings=m.FollowUpFindings(judgement=judgement, procedure="内視鏡下生検"),
+        )
+    return m.LedgerEntry(
+        **header("kenshin-hub.ledger"),  # type: ignore[arg-type]
+        atena_no=atena_no,
+        kind=kind,
+        fiscal_year=2026,
+        version=version,
+        person=person(),
+        reception_no=f"R-{atena_no}-{kind}",
+        exam_date=date(2026, 5, 10),
+        exam_age=50,
+        institution_code="0112345678",
+        institution_name="旭川市立総合病院",
+        setting=m.ExamSetting.INDIVIDUAL,
+        primary=primary(kind),
+        follow_up=follow_up,
+        source_event_id=uuid.uuid4(),
+    )

@@ -306,23 +306,7 @@ def resident_state(rng: random.Random, atena_no: str) -> m.ResidentState:
 
 def ledger_entry(rng: random.Random, atena_no: str) -> m.LedgerEntry:
     kind = rng.choice([k for k in m.ScreeningKind if k is not m.ScreeningKind.H_PYLORI])
-    return m.LedgerEntry(
-        **_header("kenshin-hub.ledger"),
-        atena_no=atena_no,
-        kind=kind,
-        fiscal_year=2026,
-        version=1,
-        person=samples.person(),
-        reception_no=f"R-{atena_no}-{kind}",
-        exam_date=date(2026, 5, 10),
-        exam_age=50,
-        institution_code="0112345678",
-        institution_name="旭川市立総合病院",
-        setting=m.ExamSetting.INDIVIDUAL,
-        primary=samples.primary(kind),
-        follow_up=None,
-        source_event_id=uuid.uuid4(),
-    )
+    return dataclasses.replace(samples.ledger_entry(atena_no, kind), **_header("kenshin-hub.ledger"))
 
 
 def screening_error(rng: random.Random, atena_no: str) -> m.ScreeningError:

@@ -203,38 +203,6 @@ def group_offsets(bootstrap: str, group: str, topic: Topic) -> tuple[dict[int, i
 # --- events --------------------------------------------------------------------------------------------------
 
 
-def ledger(
-    atena_no: str, kind: m.ScreeningKind, version: int, judgement: m.FollowUpJudgement | None = None
-) -> m.LedgerEntry:
-    follow_up = None
-    if judgement is not None:
-        follow_up = m.LedgerFollowUp(
-            reception_no=f"R-{atena_no}-{kind}-F",
-            exam_date=date(2026, 7, 1),
-            exam_age=50,
-            institution_code="0112345679",
-            institution_name="旭川医科大学病院",
-            findings=m.FollowUpFindings(judgement=judgement, procedure="内視鏡下生検"),
-        )
-    return m.LedgerEntry(
-        **samples.header("kenshin-hub.ledger"),  # type: ignore[arg-type]
-        atena_no=atena_no,
-        kind=kind,
-        fiscal_year=2026,
-        version=version,
-        person=samples.person(),
-        reception_no=f"R-{atena_no}-{kind}",
-        exam_date=date(2026, 5, 10),
-        exam_age=50,
-        institution_code="0112345678",
-        institution_name="旭川市立総合病院",
-        setting=m.ExamSetting.INDIVIDUAL,
-        primary=samples.primary(kind),
-        follow_up=follow_up,
-        source_event_id=uuid.uuid4(),
-    )
-
-
 def resident(atena_no: str, version: int, **over: Any) -> m.ResidentState:
     fields: dict[str, Any] = {
         "atena_no": atena_no,
@@ -302,10 +270,10 @@ def test_four_topics_to_tables_exactly_and_redelivery_changes_nothing(
         ceased_on=date(2026, 6, 30),
         next_municipality="011002",
     )
-    stomach_v1 = ledger("0000000001", m.ScreeningKind.STOMACH, 1)
-    stomach_v2 = ledger("0000000001", m.ScreeningKind.STOMACH, 2, m.FollowUpJudgement.CANCER)
-    lung = ledger("0000000001", m.ScreeningKind.LUNG, 1)
-    breast = ledger("0000000002", m.ScreeningKind.BREAST, 1)
+    stomach_v1 = samples.ledger_entry("0000000001", m.ScreeningKind.STOMACH, 1)
+    stomach_v2 = samples.ledger_entry("0000000001", m.ScreeningKind.STOMACH, 2, m.FollowUpJudgement.CANCER)
+    lung = samples.ledger_entry("0000000001", m.ScreeningKind.LUNG, 1)
+    breast = samples.ledger_entry("0000000002", m.ScreeningKind.BREAST, 1)
     e1_open = error("R-E1", m.ErrorStatus.OPEN)
     e1_resolved = error("R-E1", m.ErrorStatus.RESOLVED, resolved_at=T0 + timedelta(hours=3))
     e2_open = error("R-E2", m.ErrorStatus.OPEN)
@@ -362,8 +330,8 @@ def test_a_poison_message_goes_to_the_dead_letter_topic_and_the_runner_keeps_goi
     endpoints: Endpoints, registry: SchemaRegistryClient, wiring: Wiring, db: Engine
 ) -> None:
     serde: TopicSerde[m.LedgerEntry] = TopicSerde(wiring.ledger, registry)
-    v1 = ledger("0000000001", m.ScreeningKind.STOMACH, 1)
-    v2 = ledger("0000000001", m.ScreeningKind.STOMACH, 2, m.FollowUpJudgement.NO_ABNORMALITY)
+    v1 = samples.ledger_entry("0000000001", m.ScreeningKind.STOMACH, 1)
+    v2 = samples.ledger_entry("0000000001", m.ScreeningKind.STOMACH, 2, m.FollowUpJudgement.NO_ABNORMALITY)
     key = serde.key(v1)  # one key: one partition, offsets 0..3 in order
     garbage = [b"\x00\x00\x00\x00\x07not avro", b"plain garbage \xff\xfe"]
     produce(
@@ -424,7 +392,7 @@ class FlakyLedgerSink(LedgerSink):
 def test_a_failing_flush_commits_nothing_and_the_batch_is_written_on_retry(
     endpoints: Endpoints, registry: SchemaRegistryClient, wiring: Wiring, db: Engine
 ) -> None:
-    events = [ledger(f"00000000{i:02d}", m.ScreeningKind.LUNG, 1) for i in range(6)]
+    events = [samples.ledger_entry(f"00000000{i:02d}", m.ScreeningKind.LUNG, 1) for i in range(6)]
     send(endpoints, registry, wiring.ledger, events)
     sink = FlakyLedgerSink(wiring.ledger, failures=1)
     with runner_for(endpoints, registry, wiring, db, [sink]) as runner:
@@ -464,8 +432,8 @@ class RejectingLedgerSink(LedgerSink):
 def test_a_row_the_database_always_rejects_is_isolated_to_the_dead_letter_topic(
     endpoints: Endpoints, registry: SchemaRegistryClient, wiring: Wiring, db: Engine
 ) -> None:
-    good = [ledger(f"00000000{i:02d}", m.ScreeningKind.COLORECTAL, 1) for i in range(4)]
-    bad = ledger("0000000666", m.ScreeningKind.COLORECTAL, 1)
+    good = [samples.ledger_entry(f"00000000{i:02d}", m.ScreeningKind.COLORECTAL, 1) for i in range(4)]
+    bad = samples.ledger_entry("0000000666", m.ScreeningKind.COLORECTAL, 1)
     send(endpoints, registry, wiring.ledger, [*good[:2], bad, *good[2:]])
     with runner_for(endpoints, registry, wiring, db, [RejectingLedgerSink(wiring.ledger)], isolate_after=2) as runner:
         drain(runner, 5)
@@ -621,7 +589,7 @@ def test_kill_9_at_any_point_converges_to_the_same_tables(
     endpoints: Endpoints, registry: SchemaRegistryClient, wiring: Wiring, db: Engine, tmp_path: Path
 ) -> None:
     people = [f"00000001{i:02d}" for i in range(30)]
-    versions = {v: [ledger(a, m.ScreeningKind.COLORECTAL, v) for a in people] for v in (1, 2, 3)}
+    versions = {v: [samples.ledger_entry(a, m.ScreeningKind.COLORECTAL, v) for a in people] for v in (1, 2, 3)}
     for v in (1, 2, 3):  # every old version before every new one
         send(endpoints, registry, wiring.ledger, versions[v])
     args = {
