@@ -47,6 +47,63 @@ _AS_IS: frozenset[type] = frozenset({str, int, bool, float, bytes, type(None), d
 _TO_AVRO: dict[type, Callable[[Any], Any]] = {}
 
 
+# --- the wire form: what the serde writes with its logical-type-free schemas (see schemas.serde) ---------------
+
+EPOCH_DATE = date(1970, 1, 1)
+_WIRE_AS_IS: frozenset[type] = frozenset({str, int, bool, float, bytes, type(None)})
+_TO_WIRE: dict[type, Callable[[Any], Any]] = {}
+
+
+def _to_wire(value: Any) -> Any:
+    """``_to_avro`` with the logical types as their Avro base values: epoch milliseconds, epoch days, UUID text."""
+    convert = _TO_WIRE.get(type(value))
+    if convert is None:
+        convert = _TO_WIRE[type(value)] = _to_wire_converter(type(value))
+    return convert(value)
+
+
+def _to_wire_converter(cls: type) -> Callable[[Any], Any]:
+    if cls in _WIRE_AS_IS:
+        return _as_is
+    if issubclass(cls, datetime):
+        return _epoch_millis
+    if issubclass(cls, date):
+        return _epoch_days
+    if issubclass(cls, AvroRecord):
+        return _record_to_wire
+    if issubclass(cls, list | tuple):
+        return _sequence_to_wire
+    if issubclass(cls, dict):
+        return _mapping_to_wire
+    return _to_avro_converter(cls)  # enums, UUIDs, anything else: as in to_dict
+
+
+def _epoch_millis(value: datetime) -> int:
+    """timestamp-millis as fastavro writes it: floor of the milliseconds since the epoch (naive values are UTC)."""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return (value - EPOCH) // _MILLISECOND
+
+
+_MILLISECOND = timedelta(milliseconds=1)
+
+
+def _epoch_days(value: date) -> int:
+    return (value - EPOCH_DATE).days
+
+
+def _record_to_wire(value: AvroRecord) -> dict[str, Any]:
+    return value.to_wire()
+
+
+def _sequence_to_wire(value: list[Any] | tuple[Any, ...]) -> list[Any]:
+    return [_to_wire(v) for v in value]
+
+
+def _mapping_to_wire(value: dict[Any, Any]) -> dict[Any, Any]:
+    return {k: _to_wire(v) for k, v in value.items()}
+
+
 def _to_avro_converter(cls: type) -> Callable[[Any], Any]:
     if issubclass(cls, enum.Enum):
         return _enum_value
@@ -109,6 +166,8 @@ def _from_avro(tp: Any, value: Any) -> Any:
             return value.date()
         if tp is date and isinstance(value, str):
             return date.fromisoformat(value)
+        if tp is date and type(value) is int:
+            return EPOCH_DATE + timedelta(days=value)
         if tp is bytes and isinstance(value, str):
             return base64.b64decode(value)
     return value
@@ -179,6 +238,8 @@ def _to_date(value: Any) -> Any:
         return value.date()
     if isinstance(value, str):
         return date.fromisoformat(value)
+    if type(value) is int:  # the wire form: days since the epoch
+        return EPOCH_DATE + timedelta(days=value)
     return value
 
 
@@ -226,6 +287,16 @@ class AvroRecord:
         for name in _FIELD_NAMES.get(type(self)) or _field_names(type(self)):
             value = getattr(self, name)
             out[name] = value if type(value) in _AS_IS else _to_avro(value)
+        return out
+
+    def to_wire(self) -> dict[str, Any]:
+        """What the serde writes (:mod:`schemas.serde`): ``to_dict`` with timestamps as epoch milliseconds, dates as
+        epoch days and UUIDs as text, the base types of their Avro logical types. ``from_dict`` reads it back.
+        """
+        out: dict[str, Any] = {}
+        for name in _FIELD_NAMES.get(type(self)) or _field_names(type(self)):
+            value = getattr(self, name)
+            out[name] = value if type(value) in _WIRE_AS_IS else _to_wire(value)
         return out
 
     @classmethod

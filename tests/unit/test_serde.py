@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import datetime as dt
 import io
 import json
 import struct
+import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -19,10 +21,13 @@ from confluent_kafka.schema_registry.avro import AvroDeserializer, AvroSerialize
 from confluent_kafka.schema_registry.common._httpx_compat import httpx as client_httpx
 from confluent_kafka.schema_registry.error import SchemaRegistryError
 from confluent_kafka.serialization import MessageField, SerializationContext
+from hypothesis import given
+from hypothesis import strategies as st
 
 from schemas import models as m
 from schemas import serde as serde_module
 from schemas.bench import sample_events, serde_benchmark
+from schemas.record import _epoch_days, _epoch_millis, _to_date, _to_datetime
 from schemas.serde import (
     DecodeError,
     EncodeError,
@@ -31,6 +36,7 @@ from schemas.serde import (
     TopicSerde,
     canonical_form,
     registry_client,
+    wire_schema,
 )
 from tests import samples
 from topics.catalog import ALL_TOPICS, HUB_COMMANDS, INSTITUTION_RESULTS, RESIDENT_CHANGES, Topic
@@ -287,7 +293,7 @@ def bad_payloads(registry: SchemaRegistryClient) -> Iterator[tuple[str, bytes, s
     schema = schema_of(INSTITUTION_RESULTS)
     record = samples.primary_result().to_dict()
     record["event_id"] = "旭川 花子 not-a-uuid"
-    yield "bad uuid", frame(own_id, avro_body(schema, record)), "does not read as schema id"
+    yield "bad uuid", frame(own_id, avro_body(schema, record)), "a field does not fit the model"
 
     # an enum index past the reader's symbols, under our own id (a writer with one symbol more)
     wider = copy.deepcopy(schema)
@@ -477,3 +483,32 @@ def test_bytes_after_the_end_of_the_record_are_a_decode_error(registry: Counting
     assert serde.decode(payload) == event
     with pytest.raises(DecodeError, match=r"3 byte\(s\) after the end of the record"):
         serde.decode(payload + b"\x00\x01\x02")
+
+
+@given(
+    at=st.datetimes(min_value=dt.datetime(1900, 1, 1), max_value=dt.datetime(2200, 1, 1), timezones=st.just(dt.UTC)),
+    day=st.dates(min_value=dt.date(1800, 1, 1), max_value=dt.date(2300, 1, 1)),
+    ident=st.uuids(),
+)
+def test_the_wire_form_writes_what_fastavro_writes_for_the_logical_types(
+    at: dt.datetime, day: dt.date, ident: uuid.UUID
+) -> None:
+    """to_wire + the logical-type-free schema: the same bytes as fastavro's own conversions, and read back equal."""
+    schema = {
+        "type": "record",
+        "name": "Wire",
+        "fields": [
+            {"name": "at", "type": {"type": "long", "logicalType": "timestamp-millis"}},
+            {"name": "day", "type": {"type": "int", "logicalType": "date"}},
+            {"name": "ident", "type": {"type": "string", "logicalType": "uuid"}},
+            {"name": "days", "type": {"type": "array", "items": ["null", {"type": "int", "logicalType": "date"}]}},
+        ],
+    }
+    record = {"at": at, "day": day, "ident": ident, "days": [day, None]}
+    wire = {"at": _epoch_millis(at), "day": _epoch_days(day), "ident": str(ident), "days": [_epoch_days(day), None]}
+    ours, theirs = io.BytesIO(), io.BytesIO()
+    fastavro.schemaless_writer(ours, fastavro.parse_schema(wire_schema(schema)), wire)
+    fastavro.schemaless_writer(theirs, fastavro.parse_schema(copy.deepcopy(schema)), record)
+    assert ours.getvalue() == theirs.getvalue()
+    assert _to_datetime(_epoch_millis(at)) == at.replace(microsecond=at.microsecond // 1000 * 1000)
+    assert _to_date(_epoch_days(day)) == day
