@@ -17,7 +17,8 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP) ## create .venv and install the hub with its dev tools
 
-demo: $(STAMP) ## THE MAIN COMMAND: local Kafka + registry (no Docker), topics, schemas, then the demo
+demo: $(STAMP) ## THE MAIN COMMAND: local Kafka + registry (no Docker, secured: TLS, SCRAM, ACLs), then the demo
+	PYTHON=$(PYTHON) bash .ci/deps --runtime
 	$(BIN)/kenshin-hub demo
 
 deps: ## install what the tests need when missing (Debian packages, docker compose plugin; .ci/deps), print it

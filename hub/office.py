@@ -41,6 +41,7 @@ class Office:
     """The database, the producer and the staff service, wired once for a command."""
 
     def __init__(self, settings: Settings) -> None:
+        settings = settings.as_identity("staff")  # on a secured cluster, the staff tools' own principal
         self.settings = settings
         self.engine: Engine = make_engine(settings.database_url.reveal())
         upgrade(self.engine)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import json
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -96,6 +97,24 @@ class Settings:
     kafka_ssl_key_password: Secret | None = field(
         default=None, metadata=_meta("Password of the client private key", secret=True)
     )
+    kafka_credentials_dir: Path | None = field(
+        default=None,
+        metadata=_meta("Folder of <principal>.password files: each process connects to Kafka and the registry as its "
+                       "own principal of topics/access.toml (ignored when KENSHIN_KAFKA_SASL_USERNAME is set)"),
+    )  # fmt: skip
+    kafka_identity: str = field(
+        default="admin",
+        metadata=_meta("Whose credentials of KENSHIN_KAFKA_CREDENTIALS_DIR the clients use: a process of "
+                       "topics/access.toml, or admin (the operator's tooling); `run <process>` sets its own"),
+    )  # fmt: skip
+    schema_registry_cafile: Path | None = field(
+        default=None, metadata=_meta("CA certificate (PEM) the registry's TLS certificate is checked against")
+    )
+    stack_security: Literal["sasl_ssl", "plaintext"] = field(
+        default="sasl_ssl",
+        metadata=_meta("Local stack: sasl_ssl (TLS, SCRAM users, ACLs, registry behind TLS and basic auth) or "
+                       "plaintext (no authentication at all: tooling only)"),
+    )  # fmt: skip
     state_dir: Path = field(
         default_factory=_default_state_dir,
         metadata=_meta("Local stack state: data, logs, pid files (default ~/.local/state/kenshin-hub)"),
@@ -119,6 +138,10 @@ class Settings:
     network_database_url: Secret | None = field(
         default=None,
         metadata=_meta("National-network simulator store URL (default sqlite under KENSHIN_STATE_DIR)", secret=True),
+    )
+    pii_key_file: Path | None = field(
+        default=None,
+        metadata=_meta("個人番号 encryption key file (0600; default <KENSHIN_STATE_DIR>/keys/pii.key; see hub/pii.py)"),
     )
     connector_mode: Literal["online", "offline"] = field(
         default="online",
@@ -145,14 +168,17 @@ class Settings:
     def __post_init__(self) -> None:
         if not is_valid_tenant_code(self.tenant):
             raise SettingsError(f"KENSHIN_TENANT={self.tenant!r} is not a valid 団体コード (6 digits, check digit)")
+        explicit = self.kafka_sasl_username is not None and self.kafka_sasl_password is not None
         if self.kafka_security_protocol.startswith("SASL") and (
-            self.kafka_sasl_mechanism is None or self.kafka_sasl_username is None or self.kafka_sasl_password is None
+            self.kafka_sasl_mechanism is None or not (explicit or self.kafka_credentials_dir is not None)
         ):
             raise SettingsError(
                 f"KENSHIN_KAFKA_SECURITY_PROTOCOL={self.kafka_security_protocol} needs KENSHIN_KAFKA_SASL_MECHANISM, "
-                "KENSHIN_KAFKA_SASL_USERNAME and KENSHIN_KAFKA_SASL_PASSWORD"
+                "and KENSHIN_KAFKA_SASL_USERNAME with KENSHIN_KAFKA_SASL_PASSWORD (or KENSHIN_KAFKA_CREDENTIALS_DIR)"
             )
-        for name in ("kafka_ssl_cafile", "kafka_ssl_certfile", "kafka_ssl_keyfile"):
+        if self.kafka_credentials_dir is not None and not self.kafka_credentials_dir.is_dir():
+            raise SettingsError(f"KENSHIN_KAFKA_CREDENTIALS_DIR={self.kafka_credentials_dir} is not a folder")
+        for name in ("kafka_ssl_cafile", "kafka_ssl_certfile", "kafka_ssl_keyfile", "schema_registry_cafile"):
             path = cast("Path | None", getattr(self, name))
             if path is not None and not path.is_file():
                 raise SettingsError(f"{env_name(name)}={path} does not exist or is not a file")
@@ -207,10 +233,9 @@ class Settings:
         }
         if self.kafka_sasl_mechanism:
             conf["sasl.mechanism"] = self.kafka_sasl_mechanism
-        if self.kafka_sasl_username:
-            conf["sasl.username"] = self.kafka_sasl_username
-        if self.kafka_sasl_password:
-            conf["sasl.password"] = self.kafka_sasl_password.reveal()
+        identity = self.sasl_identity()
+        if identity is not None:
+            conf["sasl.username"], conf["sasl.password"] = identity
         if self.kafka_ssl_cafile:
             conf["ssl.ca.location"] = str(self.kafka_ssl_cafile)
         if self.kafka_ssl_certfile:
@@ -221,10 +246,38 @@ class Settings:
             conf["ssl.key.password"] = self.kafka_ssl_key_password.reveal()
         return conf
 
+    def sasl_identity(self) -> tuple[str, str] | None:
+        """(user, password) the clients authenticate as: the explicit ones, else ``kafka_identity``'s principal and
+        its password file in ``kafka_credentials_dir``; None without either.
+        """
+        if self.kafka_sasl_username:
+            password = self.kafka_sasl_password.reveal() if self.kafka_sasl_password else ""
+            return self.kafka_sasl_username, password
+        if self.kafka_credentials_dir is None:
+            return None
+        from hub.access import principal_of  # the access file is read only when credentials are in use
+
+        user = principal_of(self.kafka_identity, self.tenant)
+        path = self.kafka_credentials_dir / f"{user}.password"
+        try:
+            return user, path.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise SettingsError(f"no password for {user} in {self.kafka_credentials_dir}: {exc.strerror}") from None
+
+    def as_identity(self, process: str) -> Settings:
+        """These settings for clients that run as ``process`` (a principal of topics/access.toml)."""
+        return dataclasses.replace(self, kafka_identity=process)
+
     def schema_registry_config(self) -> dict[str, str]:
         conf = {"url": self.schema_registry_url}
         if self.schema_registry_basic_auth:
             conf["basic.auth.user.info"] = self.schema_registry_basic_auth.reveal()
+        elif self.kafka_credentials_dir is not None and self.kafka_sasl_username is None:
+            identity = self.sasl_identity()  # the registry gate knows the same principals and passwords
+            if identity is not None:
+                conf["basic.auth.user.info"] = ":".join(identity)
+        if self.schema_registry_cafile:
+            conf["ssl.ca.location"] = str(self.schema_registry_cafile)
         return conf
 
     def describe(self) -> list[tuple[str, str]]:
@@ -311,9 +364,50 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
             values[f.name] = _parser_for(annotation)(raw)
         except ValueError as exc:
             raise SettingsError(f"{key}: invalid value ({exc})") from None
-    # With no explicit addresses, the clients follow the local stack's ports (so KENSHIN_STACK_*_PORT is enough).
-    if "kafka_bootstrap_servers" not in values and "stack_kafka_port" in values:
+    # With no explicit addresses, the clients follow the local stack: its ports (so KENSHIN_STACK_*_PORT is enough)
+    # and, when it is secured, its client profile (TLS CA, SCRAM credentials, the registry gate).
+    local_kafka = "kafka_bootstrap_servers" not in values
+    local_registry = "schema_registry_url" not in values
+    if local_kafka and "stack_kafka_port" in values:
         values["kafka_bootstrap_servers"] = f"127.0.0.1:{values['stack_kafka_port']}"
-    if "schema_registry_url" not in values and "stack_registry_port" in values:
+    if local_registry and "stack_registry_port" in values:
         values["schema_registry_url"] = f"http://127.0.0.1:{values['stack_registry_port']}/apis/ccompat/v7"
-    return Settings(**values)
+    settings = Settings(**values)
+    profile = local_profile(settings.state_dir)
+    if profile is None:
+        return settings
+    secured: dict[str, Any] = {}
+    if local_kafka and "kafka_security_protocol" not in values:
+        secured.update(
+            kafka_security_protocol="SASL_SSL",
+            kafka_sasl_mechanism="SCRAM-SHA-512",
+            kafka_ssl_cafile=profile.ca_file,
+        )
+        if "kafka_credentials_dir" not in values and "kafka_sasl_username" not in values:
+            secured["kafka_credentials_dir"] = profile.credentials_dir
+    if local_registry:
+        secured["schema_registry_url"] = settings.schema_registry_url.replace("http://", "https://", 1)
+        secured.setdefault("schema_registry_cafile", values.get("schema_registry_cafile", profile.ca_file))
+        if "kafka_credentials_dir" not in values and "kafka_sasl_username" not in values:
+            secured["kafka_credentials_dir"] = profile.credentials_dir
+    return dataclasses.replace(settings, **secured) if secured else settings
+
+
+@dataclass(frozen=True)
+class LocalProfile:
+    """What a secured local stack tells its clients (``<state dir>/client.json``, written by `stack up`)."""
+
+    ca_file: Path
+    credentials_dir: Path
+
+
+CLIENT_PROFILE = "client.json"
+
+
+def local_profile(state_dir: Path) -> LocalProfile | None:
+    """The client profile of the secured local stack in ``state_dir``; None for a plaintext or absent stack."""
+    try:
+        data = json.loads((state_dir / CLIENT_PROFILE).read_text(encoding="utf-8"))
+        return LocalProfile(Path(data["ca_file"]), Path(data["credentials_dir"]))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None

@@ -9,6 +9,7 @@ from confluent_kafka.admin import AdminClient
 from prometheus_client import CollectorRegistry
 from sqlalchemy.engine import Engine
 
+from hub.access import load_access
 from hub.engine.runner import Runner
 from hub.engine.serve import serve_runner
 from hub.errors import CommandError
@@ -64,8 +65,10 @@ def build(
 
 
 def run_processors(settings: Settings) -> int:
+    # The topics they read and write (topics/access.toml): on a secured cluster they see no others.
+    grant = load_access()["processors"]
     metadata = AdminClient(dict(settings.kafka_config())).list_topics(timeout=30)
-    missing = [t.name for t in catalog.ALL_TOPICS if t.name not in metadata.topics]
+    missing = [name for name in (*grant.read, *grant.writes()) if name not in metadata.topics]
     if missing:
         raise CommandError(f"topics missing on the cluster: {', '.join(missing)} (run `kenshin-hub setup`)")
     return serve_runner(settings, "processors", lambda metrics, beat: build(settings, metrics, beat))

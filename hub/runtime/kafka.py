@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import base64
+import os
 import subprocess
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 from hub.runtime.errors import StackError
+from hub.runtime.pki import write_private
 
 _LOG4J2 = """\
 status = warn
@@ -28,6 +30,52 @@ logger.request.level = WARN
 
 
 @dataclass(frozen=True)
+class NodeSecurity:
+    """A secured node: SASL_SSL (SCRAM-SHA-512) for clients and between brokers, mutual TLS between controllers,
+    and KRaft's StandardAuthorizer with no access where no ACL grants it (``super_users`` excepted).
+    """
+
+    keystore: Path  # PEM: PKCS#8 private key + certificate chain
+    truststore: Path  # PEM: the CA certificate
+    broker_user: str
+    broker_password: str
+    super_users: tuple[str, ...]  # principals, e.g. "User:admin"
+    admin_user: str
+    admin_password: str
+
+    def properties(self, broker_port: int, controller_port: int) -> dict[str, str]:
+        jaas = (
+            "org.apache.kafka.common.security.scram.ScramLoginModule required "
+            f'username="{self.broker_user}" password="{self.broker_password}";'
+        )
+        return {
+            "listeners": f"SASL_SSL://127.0.0.1:{broker_port},CONTROLLER://127.0.0.1:{controller_port}",
+            "advertised.listeners": f"SASL_SSL://127.0.0.1:{broker_port}",
+            "inter.broker.listener.name": "SASL_SSL",
+            "listener.security.protocol.map": "SASL_SSL:SASL_SSL,CONTROLLER:SSL",
+            "sasl.enabled.mechanisms": "SCRAM-SHA-512",
+            "sasl.mechanism.inter.broker.protocol": "SCRAM-SHA-512",
+            "listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config": jaas,
+            "ssl.keystore.type": "PEM",
+            "ssl.keystore.location": str(self.keystore),
+            "ssl.truststore.type": "PEM",
+            "ssl.truststore.location": str(self.truststore),
+            "ssl.endpoint.identification.algorithm": "https",
+            "listener.name.controller.ssl.client.auth": "required",
+            "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+            "allow.everyone.if.no.acl.found": "false",
+            "super.users": ";".join(self.super_users),
+        }
+
+    def scram_bootstrap(self) -> tuple[str, ...]:
+        """``kafka-storage format`` arguments that give the brokers and the admin their credentials from the start."""
+        out: list[str] = []
+        for user, password in ((self.broker_user, self.broker_password), (self.admin_user, self.admin_password)):
+            out += ["--add-scram", f"SCRAM-SHA-512=[name={user},password={password}]"]
+        return tuple(out)
+
+
+@dataclass(frozen=True)
 class KafkaNode:
     """One combined broker+controller of a local cluster of ``cluster_size`` nodes."""
 
@@ -37,6 +85,7 @@ class KafkaNode:
     data_dir: Path
     cluster_size: int
     quorum_voters: str
+    security: NodeSecurity | None = None
 
     @property
     def bootstrap(self) -> str:
@@ -72,6 +121,8 @@ class KafkaNode:
             "num.io.threads": "4",
             "num.network.threads": "2",
         }
+        if self.security is not None:
+            props.update(self.security.properties(self.broker_port, self.controller_port))
         return "".join(f"{k}={v}\n" for k, v in props.items())
 
     @property
@@ -83,7 +134,9 @@ class KafkaNode:
         return self.data_dir / "log4j2.properties"
 
 
-def cluster_nodes(data_root: Path, *, size: int, broker_port: int, controller_port: int) -> list[KafkaNode]:
+def cluster_nodes(
+    data_root: Path, *, size: int, broker_port: int, controller_port: int, security: NodeSecurity | None = None
+) -> list[KafkaNode]:
     voters = ",".join(f"{i + 1}@127.0.0.1:{controller_port + i}" for i in range(size))
     return [
         KafkaNode(
@@ -93,6 +146,7 @@ def cluster_nodes(data_root: Path, *, size: int, broker_port: int, controller_po
             data_dir=data_root / f"node-{i + 1}",
             cluster_size=size,
             quorum_voters=voters,
+            security=security,
         )
         for i in range(size)
     ]
@@ -128,8 +182,9 @@ def java_command(java: str, libs: Path, node: KafkaNode, heap: str, main: str, *
 def format_storage(java: str, libs: Path, node: KafkaNode, cluster_id: str) -> None:
     """Write the node's configuration and format its KRaft storage once (no-op when already formatted)."""
     node.data_dir.mkdir(parents=True, exist_ok=True)
-    node.config_file.write_text(node.properties())
-    node.log4j_file.write_text(_LOG4J2)
+    os.chmod(node.data_dir, 0o700)  # the log segments hold personal data; the properties, a password
+    write_private(node.config_file, node.properties().encode())
+    write_private(node.log4j_file, _LOG4J2.encode())
     if (node.data_dir / "data" / "meta.properties").exists():
         return
     cmd = java_command(
@@ -143,6 +198,7 @@ def format_storage(java: str, libs: Path, node: KafkaNode, cluster_id: str) -> N
         "-c",
         str(node.config_file),
         "--ignore-formatted",
+        *(node.security.scram_bootstrap() if node.security is not None else ()),
     )
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)  # noqa: S603
     if proc.returncode != 0:

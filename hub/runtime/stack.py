@@ -13,10 +13,12 @@ H2 file under the state directory, so registered schemas survive `down`/`up` exa
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import shutil
 import socket
+import ssl
 import time
 import urllib.error
 import urllib.request
@@ -25,10 +27,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from hub.runtime import kafka, maven
+from hub import access
+from hub.runtime import gate, kafka, maven
 from hub.runtime.errors import StackError
+from hub.runtime.pki import SERVER_NAME, Passwords, Pki, private_dir, write_private
 from hub.runtime.process import running_pid, spawn, stop
-from hub.settings import Settings
+from hub.settings import CLIENT_PROFILE, Settings
 
 READY_TIMEOUT_S = 180.0
 
@@ -57,12 +61,29 @@ class StackLayout:
     def registry_dir(self) -> Path:
         return self.state_dir.resolve() / "registry"
 
+    def pki(self) -> Pki:
+        return Pki(self.state_dir.resolve() / "tls")
+
+    def passwords(self) -> Passwords:
+        return Passwords(self.state_dir.resolve() / "secrets" / "kafka")
+
+    @property
+    def client_profile(self) -> Path:
+        return self.state_dir / CLIENT_PROFILE
+
 
 @dataclass(frozen=True)
 class StackInfo:
     nodes: int
     bootstrap: str
     registry_url: str
+
+
+def _free_port() -> int:
+    """A free loopback port (the registry's backend behind the gate)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def _port_busy(port: int) -> bool:
@@ -91,11 +112,11 @@ def _wait(what: str, check: Callable[[], bool], log: Path, alive: Callable[[], b
     raise StackError(f"{what} was not ready after {READY_TIMEOUT_S:.0f}s; see {log}:\n{_log_tail(log)}")
 
 
-def _kafka_ready(bootstrap: str, expected_brokers: int) -> bool:
+def _kafka_ready(conf: dict[str, str], expected_brokers: int) -> bool:
     """Ready when the admin client sees every broker and an active controller."""
     from confluent_kafka.admin import AdminClient
 
-    admin = AdminClient({"bootstrap.servers": bootstrap, "socket.timeout.ms": 2000, "log_level": 0})
+    admin = AdminClient({**conf, "socket.timeout.ms": 2000, "log_level": 0})
     try:
         cluster = admin.describe_cluster(request_timeout=3).result(timeout=5)
     except Exception:  # noqa: BLE001 - any failure here just means "not ready yet"
@@ -103,9 +124,14 @@ def _kafka_ready(bootstrap: str, expected_brokers: int) -> bool:
     return len(cluster.nodes) >= expected_brokers and cluster.controller is not None
 
 
-def _registry_ready(url: str) -> bool:
+def _registry_ready(url: str, ca_file: Path | None = None, user: tuple[str, str] | None = None) -> bool:
+    request = urllib.request.Request(f"{url}/subjects")  # noqa: S310 - our loopback URL
+    if user is not None:
+        token = base64.b64encode(f"{user[0]}:{user[1]}".encode()).decode()
+        request.add_header("Authorization", f"Basic {token}")
+    context = ssl.create_default_context(cafile=str(ca_file)) if ca_file is not None else None
     try:
-        with urllib.request.urlopen(f"{url}/subjects", timeout=2) as resp:  # noqa: S310 - our loopback URL
+        with urllib.request.urlopen(request, timeout=2, context=context) as resp:  # noqa: S310
             return bool(resp.status == 200)
     except (urllib.error.URLError, OSError):
         return False
@@ -129,15 +155,76 @@ class LocalStack:
         return data if isinstance(data, dict) else None
 
     def registry_url(self) -> str:
-        return f"http://127.0.0.1:{self.settings.stack_registry_port}/apis/ccompat/v7"
+        scheme = "https" if self.secured else "http"
+        return f"{scheme}://127.0.0.1:{self.settings.stack_registry_port}/apis/ccompat/v7"
 
-    def _nodes(self, size: int) -> list[kafka.KafkaNode]:
+    def _backend_url(self, port: int) -> str:
+        return f"http://127.0.0.1:{port}/apis/ccompat/v7"
+
+    @property
+    def secured(self) -> bool:
+        return self.settings.stack_security == "sasl_ssl"
+
+    def _nodes(self, size: int, security: kafka.NodeSecurity | None = None) -> list[kafka.KafkaNode]:
         return kafka.cluster_nodes(
             self.layout.kafka_root(),
             size=size,
             broker_port=self.settings.stack_kafka_port,
             controller_port=self.settings.stack_controller_port,
+            security=security,
         )
+
+    def _security(self) -> kafka.NodeSecurity | None:
+        """The CA, the server key and the brokers' password, created on the first secured `up`."""
+        if not self.secured:
+            return None
+        pki = self.layout.pki()
+        pki.ensure()
+        passwords = self.layout.passwords()
+        return kafka.NodeSecurity(
+            keystore=pki.server_pem,
+            truststore=pki.ca_cert,
+            broker_user=access.BROKER,
+            broker_password=passwords.ensure(access.BROKER),
+            super_users=(f"User:{access.BROKER}", f"User:{access.ADMIN}", f"User:CN={SERVER_NAME}"),
+            admin_user=access.ADMIN,
+            admin_password=passwords.ensure(access.ADMIN),
+        )
+
+    def admin_config(self, bootstrap: str) -> dict[str, str]:
+        """librdkafka settings of the stack's admin principal (the operator's tooling)."""
+        conf = {"bootstrap.servers": bootstrap}
+        if self.secured:
+            conf.update(
+                {
+                    "security.protocol": "SASL_SSL",
+                    "sasl.mechanism": "SCRAM-SHA-512",
+                    "sasl.username": access.ADMIN,
+                    "sasl.password": self.layout.passwords().ensure(access.ADMIN),
+                    "ssl.ca.location": str(self.layout.pki().ca_cert),
+                }
+            )
+        return conf
+
+    def _grant(self, bootstrap: str) -> int:
+        """Every principal of access.toml as a SCRAM user with its ACLs (for the city's tenant); the ACL count."""
+        from confluent_kafka.admin import AdminClient
+
+        grants = access.load_access()
+        passwords = self.layout.passwords()
+        users = {access.ADMIN: passwords.ensure(access.ADMIN)}
+        users.update({g.principal(self.settings.tenant): passwords.ensure(g.principal(self.settings.tenant))
+                      for g in grants.values()})  # fmt: skip
+        admin = AdminClient({**self.admin_config(bootstrap), "log_level": 0})
+        access.ensure_users(admin, users)
+        return access.apply(admin, access.bindings(self.settings.tenant, grants))
+
+    def _write_profile(self) -> None:
+        if not self.secured:
+            self.layout.client_profile.unlink(missing_ok=True)
+            return
+        profile = {"ca_file": str(self.layout.pki().ca_cert), "credentials_dir": str(self.layout.passwords().root)}
+        write_private(self.layout.client_profile, json.dumps(profile, indent=2).encode())
 
     # -- up ---------------------------------------------------------------------------------------------------
 
@@ -153,12 +240,24 @@ class LocalStack:
             )
         libs = maven.resolve_kafka(self.settings.cache_dir)
         runner = maven.resolve_apicurio(self.settings.cache_dir)
+        security_mode = self.settings.stack_security
+        created_with = manifest.get("security", "plaintext") if manifest is not None else security_mode
+        if created_with != security_mode:
+            raise StackError(
+                f"the stack in {self.layout.state_dir} was created with security {created_with}; "
+                f"run `kenshin-hub stack down --purge` before starting it with KENSHIN_STACK_SECURITY={security_mode}"
+            )
         cluster_id = str(manifest["cluster_id"]) if manifest else kafka.new_cluster_id()
-        members = self._nodes(nodes)
-        self.layout.state_dir.mkdir(parents=True, exist_ok=True)
-        (self.layout.state_dir / "pids").mkdir(exist_ok=True)
+        backend_port = int(str(manifest.get("registry_backend_port", 0))) if manifest else 0
+        if self.secured and not backend_port:
+            backend_port = _free_port()
+        private_dir(self.layout.state_dir)
+        for sub in ("pids", "logs", "kafka", "secrets"):
+            private_dir(self.layout.state_dir / sub)
+        members = self._nodes(nodes, self._security())
         bootstrap = ",".join(n.bootstrap for n in members)
-        self.layout.manifest.write_text(
+        write_private(
+            self.layout.manifest,
             json.dumps(
                 {
                     "nodes": nodes,
@@ -167,26 +266,42 @@ class LocalStack:
                     "registry_url": self.registry_url(),
                     "kafka_version": maven.KAFKA_VERSION,
                     "registry": f"Apicurio Registry {maven.APICURIO_VERSION}",
+                    "security": security_mode,
+                    **({"registry_backend_port": backend_port} if self.secured else {}),
                 },
                 indent=2,
-            )
+            ).encode(),
         )
         for node in members:
             self._start_node(java, libs, node, cluster_id)
-        self._start_registry(java, runner)
+        self._start_registry(java, runner, backend_port)
         started = [(f"kafka-{n.node_id}", n) for n in members]
+        admin_conf = self.admin_config(bootstrap)
         _wait(
             f"Kafka ({nodes} node(s))",
-            lambda: _kafka_ready(bootstrap, nodes),
+            lambda: _kafka_ready(admin_conf, nodes),
             self.layout.log_file(started[0][0]),
             lambda: all(running_pid(self.layout.pid_file(name), self.layout.marker) for name, _ in started),
         )
         _wait(
             "schema registry",
-            lambda: _registry_ready(self.registry_url()),
+            lambda: _registry_ready(self._backend_url(backend_port) if self.secured else self.registry_url()),
             self.layout.log_file("registry"),
             lambda: running_pid(self.layout.pid_file("registry"), self.layout.marker) is not None,
         )
+        if self.secured:
+            self._start_gate(backend_port)
+            admin = (access.ADMIN, self.layout.passwords().ensure(access.ADMIN))
+            _wait(
+                "registry gate (nginx)",
+                lambda: _registry_ready(self.registry_url(), self.layout.pki().ca_cert, admin),
+                self.layout.log_file("registry-gate"),
+                lambda: running_pid(self.layout.pid_file("registry-gate"), self.layout.marker) is not None,
+            )
+        if self.secured:
+            acls = self._grant(bootstrap)
+            self.echo(f"security: SASL_SSL (SCRAM-SHA-512), {acls} ACLs for tenant {self.settings.tenant}")
+        self._write_profile()
         return StackInfo(nodes=nodes, bootstrap=bootstrap, registry_url=self.registry_url())
 
     def _start_node(self, java: str, libs: Path, node: kafka.KafkaNode, cluster_id: str) -> None:
@@ -205,8 +320,34 @@ class LocalStack:
         )
         self.echo(f"{name}: starting on {node.bootstrap}")
 
-    def _start_registry(self, java: str, runner: Path) -> None:
+    def _start_gate(self, backend_port: int) -> None:
+        name = "registry-gate"
+        if running_pid(self.layout.pid_file(name), self.layout.marker):
+            return
         port = self.settings.stack_registry_port
+        if _port_busy(port):
+            raise StackError(
+                f"port {port} for the registry is in use by another process; set KENSHIN_STACK_REGISTRY_PORT"
+            )
+        grants = access.load_access()
+        passwords = self.layout.passwords()
+        users = {access.ADMIN: passwords.ensure(access.ADMIN)}
+        users.update({g.principal(self.settings.tenant): passwords.ensure(g.principal(self.settings.tenant))
+                      for g in grants.values()})  # fmt: skip
+        config = gate.write_config(
+            self.layout.state_dir.resolve() / "registry-gate",
+            port=port,
+            backend_port=backend_port,
+            pki=self.layout.pki(),
+            users=users,
+            admin=access.ADMIN,
+        )
+        # Its configuration's path (under the state directory) tells `down` and `status` the process is this stack's.
+        spawn(gate.command(config), pid_file=self.layout.pid_file(name), log_file=self.layout.log_file(name))
+        self.echo(f"registry gate: starting on {self.registry_url()} (TLS, basic auth)")
+
+    def _start_registry(self, java: str, runner: Path, backend_port: int = 0) -> None:
+        port = backend_port or self.settings.stack_registry_port
         if running_pid(self.layout.pid_file("registry"), self.layout.marker):
             self.echo(f"registry: already running on {self.registry_url()}")
             return
@@ -215,7 +356,7 @@ class LocalStack:
                 f"port {port} for the registry is in use by another process; set KENSHIN_STACK_REGISTRY_PORT"
             )
         db_dir = self.layout.registry_dir()
-        db_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(db_dir)
         env = dict(os.environ)
         env.update(
             {
@@ -227,7 +368,7 @@ class LocalStack:
         )
         cmd = [java, "-Xmx384m", "-XX:+UseSerialGC", f"-Dkenshin.state={self.layout.marker}", "-jar", str(runner)]
         spawn(cmd, pid_file=self.layout.pid_file("registry"), log_file=self.layout.log_file("registry"), env=env)
-        self.echo(f"registry: starting on {self.registry_url()}")
+        self.echo(f"registry: starting on {self._backend_url(port) if backend_port else self.registry_url()}")
 
     # -- down / status ------------------------------------------------------------------------------------------
 
@@ -238,21 +379,23 @@ class LocalStack:
     def down(self, *, purge: bool = False) -> list[str]:
         """Stop what `up` started (registry first, then brokers); with ``purge`` delete the state too."""
         names = self._process_names()
-        stopped = [n for n in names if n == "registry" and stop(self.layout.pid_file(n), self.layout.marker)]
+        front = ("registry-gate", "registry")
+        stopped = [n for n in front if n in names and stop(self.layout.pid_file(n), self.layout.marker)]
         # The brokers together: stopped one after another, the last one has no KRaft quorum left and never finishes
         # its shutdown (it was SIGKILLed after the timeout).
-        brokers = [n for n in names if n != "registry"]
+        brokers = [n for n in names if n not in front]
         with ThreadPoolExecutor(max_workers=max(1, len(brokers))) as pool:
             done = list(pool.map(lambda n: stop(self.layout.pid_file(n), self.layout.marker), brokers))
         stopped += [n for n, ok in zip(brokers, done, strict=True) if ok]
         if purge:
-            for sub in ("kafka", "registry", "pids", "logs"):
+            for sub in ("kafka", "registry", "registry-gate", "pids", "logs", "tls", "secrets"):
                 shutil.rmtree(self.layout.state_dir / sub, ignore_errors=True)
             # The services' stores under the state directory go with the topics they count offsets in.
             for store in ("processors.db", "chukan.db", "network.db"):
                 for suffix in ("", "-wal", "-shm"):
                     (self.layout.state_dir / f"{store}{suffix}").unlink(missing_ok=True)
             self.layout.manifest.unlink(missing_ok=True)
+            self.layout.client_profile.unlink(missing_ok=True)
         return stopped
 
     def status(self) -> dict[str, object]:
@@ -260,5 +403,7 @@ class LocalStack:
         names = set(self._process_names())
         if manifest is not None:
             names |= {f"kafka-{i + 1}" for i in range(int(str(manifest.get("nodes", 1))))} | {"registry"}
+            if manifest.get("security") == "sasl_ssl":
+                names.add("registry-gate")
         processes = {name: running_pid(self.layout.pid_file(name), self.layout.marker) for name in sorted(names)}
         return {"state_dir": str(self.layout.state_dir), "manifest": manifest, "processes": processes}

@@ -86,10 +86,17 @@ def _free(port: int) -> bool:
     return True
 
 
-def local_stack_settings(state_dir: Path, nodes: int = 1) -> Settings:
+def local_stack_settings(state_dir: Path, nodes: int = 1, security: str = "plaintext") -> Settings:
+    """Settings of a local stack on free ports in ``state_dir``.
+
+    The session's shared stack is plaintext, so every test's clients stay simple; the secured default is proven by
+    tests/integration/test_security.py (the pipeline and the provision flow over SASL_SSL with the real ACLs) and
+    test_stack_cli.py (the CLI's `stack up` as a new user runs it).
+    """
     state_dir.mkdir(parents=True, exist_ok=True)
     (state_dir / OWNER_FILE).write_text(str(os.getpid()))
     env = {
+        "KENSHIN_STACK_SECURITY": security,
         "KENSHIN_STATE_DIR": str(state_dir),
         "KENSHIN_STACK_KAFKA_PORT": str(free_port_block(nodes)),
         "KENSHIN_STACK_CONTROLLER_PORT": str(free_port_block(nodes)),
