@@ -16,10 +16,12 @@ lives 825 days, the CA ten years.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import ipaddress
 import os
 import secrets
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,6 +35,16 @@ FILE_MODE = 0o600
 CA_DAYS = 3650
 SERVER_DAYS = 825
 SERVER_NAME = "kenshin-hub-local-stack"  # also the controllers' TLS principal: User:CN=<this>
+
+
+@contextlib.contextmanager
+def owner_only() -> Iterator[None]:
+    """Files and folders created inside (by this process and the processes it starts) are 0600 / 0700."""
+    old = os.umask(0o077)
+    try:
+        yield
+    finally:
+        os.umask(old)
 
 
 def private_dir(path: Path) -> Path:

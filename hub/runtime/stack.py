@@ -30,7 +30,7 @@ from pathlib import Path
 from hub import access
 from hub.runtime import gate, kafka, maven
 from hub.runtime.errors import StackError
-from hub.runtime.pki import SERVER_NAME, Passwords, Pki, private_dir, write_private
+from hub.runtime.pki import SERVER_NAME, Passwords, Pki, owner_only, private_dir, write_private
 from hub.runtime.process import running_pid, spawn, stop
 from hub.settings import CLIENT_PROFILE, Settings
 
@@ -229,6 +229,11 @@ class LocalStack:
     # -- up ---------------------------------------------------------------------------------------------------
 
     def up(self, nodes: int = 1) -> StackInfo:
+        """Start (or join) the stack; everything it writes, and its processes write, is owner-only."""
+        with owner_only():
+            return self._up(nodes)
+
+    def _up(self, nodes: int) -> StackInfo:
         if nodes < 1:
             raise StackError("--nodes must be at least 1")
         java = maven.require_java()

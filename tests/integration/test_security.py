@@ -31,7 +31,7 @@ from confluent_kafka import Consumer, KafkaError, Producer
 from hub.access import ADMIN, load_access, principal_of
 from hub.runtime.stack import LocalStack
 from hub.settings import PROCESS_NAMES, Settings, env_name, load_settings
-from tests.integration.conftest import local_stack_settings
+from tests.integration.conftest import OWNER_FILE, local_stack_settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -254,3 +254,13 @@ def test_the_pipeline_and_the_provision_flow_run_over_sasl_ssl(secured: Secured)
     for process in ("processors", "sinks", "connector", "chukan", "network"):
         text = (logs / f"{process}.log").read_text(errors="replace")
         assert "AUTHORIZATION_FAILED" not in text, f"{process} was refused something it needs:\n{text[-2000:]}"
+    # At rest: every folder and file the stack and the demo left is its owner's only (the CA certificate is public,
+    # and sits in a 0700 folder).
+    exposed = []
+    for path in [secured.settings.state_dir, *secured.settings.state_dir.rglob("*")]:
+        if path.is_symlink() or path.name in ("ca.pem", OWNER_FILE):  # (OWNER_FILE: this test session's marker)
+            continue
+        mode = path.stat().st_mode & 0o777
+        if mode & 0o077:
+            exposed.append(f"{oct(mode)} {path.relative_to(secured.settings.state_dir)}")
+    assert not exposed, "readable by others:\n" + "\n".join(exposed[:40])
