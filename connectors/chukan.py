@@ -5,6 +5,26 @@ genuine (the network's Ed25519 signature), bound to this very request, unexpired
 own copy of the 照会許可照会リスト permits it. The 自動応答不可フラグ (the person's DV等支援措置, or a sensitive item of
 ``sensitive_items.toml``) holds it for staff instead: :func:`decide` sends (approve) or refuses it.
 
+* **The permit binds everything the answer depends on** (:func:`permit_mismatches`): request id, requester,
+  provider (and this tenant), 事務コード, 特定個人情報名コード, the items in order, the fiscal-year range and the 符号
+  (the permit carries its SHA-256 only). Any difference refuses the request; the provider's 情報提供等記録 names the
+  fields that differ. The checks run in this order and the first failure is the reason: no permit, signature,
+  binding, expiry, already used.
+* **A permit is used by its first presentation, whatever the outcome** (answered, held, refused, error): the first
+  request that presents a permit id consumes it (``chukan_used_permits``, with that outcome), and every later
+  presentation is refused. That includes a first presentation that is a tampered copy or carries a bad signature:
+  the genuine request arriving after it is refused as used. This fails safe (nothing is provided on a permit that
+  was seen twice); the requester asks the network for a new permit with a new request. Permit ids are not
+  secrets, so a party able to inject requests here can deny a request this way, never obtain data.
+* **The person-level flag fails closed** (:meth:`ChukanServer.person_hold`): a provision is answered
+  automatically only when this server holds the person's 住基 support-measure state and it says *not* under a
+  support measure. A state that is unknown (``chukan_persons.support_measure`` NULL) holds the request for staff
+  with the reason in words. The state becomes unknown when two registrations of the same 住基 version disagree on
+  the flag (which one is current cannot be told; it stays unknown until a newer version arrives), and any row
+  without a state is unknown. An older version never overwrites a newer one. There is no age limit: the connector
+  registers a person on every 住基 change, so an old state of an unchanged resident is current; a state still in
+  flight from 住基 cannot be seen here (that needs a watermark from the connector).
+
 Requester side: a query from the municipality's connector goes into the network under the person's 符号 (waiting
 for it when it is still being issued); the answer is recorded and handed back to the connector under the
 統合宛名番号. Neither the 符号 nor the permit ever leaves towards the connector, and 情報提供等記録 carry no 符号.
@@ -15,6 +35,7 @@ Every request that reaches a side leaves exactly one 情報提供等記録 there
 
 from __future__ import annotations
 
+import hmac
 import json
 import uuid
 from collections.abc import Callable, Sequence
@@ -25,7 +46,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from connectors.keys import PermitVerifier
+from connectors.keys import PermitVerifier, fugo_digest
 from connectors.network import MSG_NO_FUGO, derived_id, not_permitted
 from connectors.policy import Policies
 from connectors.service import Output, Position, decode_outputs, encode_outputs
@@ -51,6 +72,7 @@ from schemas.models import (
     HoldReason,
     HoldStatus,
     ProvisionOutcome,
+    ProvisionPermit,
     ProvisionRecord,
     ProvisionRequest,
     ProvisionResponse,
@@ -74,6 +96,9 @@ MSG_PERMIT_USED = "提供許可証は使用済みです"
 MSG_UNKNOWN_FUGO = "符号に該当する者がありません"
 MSG_NO_DATA = "該当する副本がありません"
 
+NOTE_SUPPORT_MEASURE = "住基のDV等支援措置の対象者のため自動応答しません"
+NOTE_FLAG_UNKNOWN = "自動応答不可フラグの状態が不明です（住基の支援措置の状態が確認できません）: 職員が確認します"
+
 STATUS_OK = "OK"
 STATUS_NO_DATA = "NO_DATA"
 
@@ -82,6 +107,34 @@ PERMIT_FAILURES = (MSG_NO_PERMIT, MSG_BAD_SIGNATURE, MSG_PERMIT_MISMATCH, MSG_PE
 
 class Rejected(Exception):
     """An input the 中間サーバー refuses outright (it becomes a dead letter with this reason)."""
+
+
+def permit_mismatches(permit: ProvisionPermit, request: ProvisionRequest, tenant: str) -> tuple[str, ...]:
+    """The bound fields in which ``permit`` and the ``request`` that ``tenant`` received differ (Japanese names).
+
+    A permit issued before the binding (no 事務コード or 符号 hash) differs in those fields: it binds nothing there.
+    """
+    wrong: list[str] = []
+    if permit.request_id != request.request_id:
+        wrong.append("照会要求ID")
+    if permit.requester != request.requester:
+        wrong.append("情報照会者")
+    if permit.provider != request.provider or permit.provider != tenant:
+        wrong.append("情報提供者")
+    if permit.affair_code is None or permit.affair_code != request.affair_code:
+        wrong.append("事務コード")
+    if permit.info_name_code != request.info_name_code:
+        wrong.append("特定個人情報名コード")
+    if tuple(permit.items) != tuple(request.items):
+        wrong.append("照会項目")
+    if permit.fiscal_year_from != request.fiscal_year_from:
+        wrong.append("対象年度(開始)")
+    if permit.fiscal_year_to != request.fiscal_year_to:
+        wrong.append("対象年度(終了)")
+    bound = permit.fugo_sha256
+    if bound is None or not hmac.compare_digest(bound.encode(), fugo_digest(request.fugo).encode()):
+        wrong.append("符号")
+    return tuple(wrong)
 
 
 def sanitized_request(request: ProvisionRequest) -> str:
@@ -257,7 +310,9 @@ class ChukanServer:
             source_topic=position.topic,
             source_partition=position.partition,
             source_offset=position.offset,
-            original_value=event.to_json().encode(),
+            original_value=(
+                sanitized_request(event) if isinstance(event, ProvisionRequest) else event.to_json()
+            ).encode(),  # a provision request's letter keeps no 符号
         )
         return (dlq, letter)
 
@@ -286,6 +341,9 @@ class ChukanServer:
                 )
             )
         identity = person.person
+        support: bool | None = person.support_measure
+        if current is not None and current.version == person.version and current.support_measure is not support:
+            support = None  # two states of one 住基 version disagree on the flag: unknown until a newer version
         waiting = store.waiting_for(person.integrated_atena_no)
         if fugo is not None:
             out += [self._send(store, ChukanQuery.from_json(row.query), fugo) for row in waiting]
@@ -301,7 +359,7 @@ class ChukanServer:
             birth_date=identity.birth_date,
             address=identity.address,
             status=person.status.value,
-            support_measure=person.support_measure,
+            support_measure=support,
             version=person.version,
             fugo=fugo,
             fugo_requested=requested,
@@ -454,20 +512,15 @@ class ChukanServer:
     # --- provider side -----------------------------------------------------------------------------------------
 
     def permit_problem(self, store: TenantStore, request: ProvisionRequest) -> str | None:
-        """Why the request's 提供許可証 is not acceptable, or ``None``."""
+        """Why the request's 提供許可証 is not acceptable, or ``None`` (the first failing check, in this order:
+        present, signature, binding to this request and tenant, expiry, not used before).
+        """
         permit = request.permit
         if permit is None:
             return MSG_NO_PERMIT
         if not self.verifier.valid_signature(permit):
             return MSG_BAD_SIGNATURE
-        if (
-            permit.request_id != request.request_id
-            or permit.requester != request.requester
-            or permit.provider != request.provider
-            or permit.provider != store.tenant
-            or permit.info_name_code != request.info_name_code
-            or tuple(permit.items) != tuple(request.items)
-        ):
+        if permit_mismatches(permit, request, store.tenant):
             return MSG_PERMIT_MISMATCH
         if permit.expires_at <= self.clock():
             return MSG_PERMIT_EXPIRED
@@ -488,30 +541,61 @@ class ChukanServer:
         return None
 
     def _provision(self, store: TenantStore, request: ProvisionRequest) -> list[Output]:
+        """Act on a provision request; its permit is used up by this presentation whatever the outcome."""
+        permit = request.permit
+        first_use = permit is not None and not store.permit_used(permit.permit_id)
+        outputs, outcome = self._provide(store, request)
+        if permit is not None and first_use:
+            store.add(
+                chukan_used_permits,
+                permit_id=str(permit.permit_id),
+                request_id=str(request.request_id),
+                used_at=self.clock(),
+                outcome=outcome.value,
+            )
+        return outputs
+
+    def person_hold(self, person: sa.Row[Any]) -> str | None:
+        """Why the person-level 自動応答不可フラグ holds a provision about ``person`` (in words), or ``None``.
+
+        Fails closed: only a recorded 住基 state saying "not under a support measure" lets a provision through;
+        a support measure, or an unknown state (NULL), holds it.
+        """
+        if "support_measure" not in self.policies.sensitive.person_flags:
+            return None
+        if person.support_measure is True:
+            return NOTE_SUPPORT_MEASURE
+        if person.support_measure is not False:
+            return NOTE_FLAG_UNKNOWN
+        return None
+
+    def _provide(self, store: TenantStore, request: ProvisionRequest) -> tuple[list[Output], ProvisionOutcome]:
         problem = self.permit_problem(store, request)
         outcome = ProvisionOutcome.REFUSED
+        detail = problem
+        if problem == MSG_PERMIT_MISMATCH and request.permit is not None:
+            detail = f"{problem}: {'、'.join(permit_mismatches(request.permit, request, store.tenant))}"
         if problem is None:
-            problem = self._list_problem(request)
+            problem = detail = self._list_problem(request)
         person = None
         if problem is None:
             person = store.person_by_fugo(request.fugo)
             if person is None:
-                problem, outcome = MSG_UNKNOWN_FUGO, ProvisionOutcome.ERROR
+                problem = detail = MSG_UNKNOWN_FUGO
+                outcome = ProvisionOutcome.ERROR
         if problem is not None or person is None:
-            return self._provider_reply(store, request, outcome, problem, (), non_disclosure=False)
-        assert request.permit is not None
-        store.add(
-            chukan_used_permits,
-            permit_id=str(request.permit.permit_id),
-            request_id=str(request.request_id),
-            used_at=self.clock(),
-        )
+            replies = self._provider_reply(store, request, outcome, problem, (), non_disclosure=False, reason=detail)
+            return replies, outcome
         reasons: list[HoldReason] = []
-        if "support_measure" in self.policies.sensitive.person_flags and person.support_measure:
+        notes: list[str] = []
+        person_note = self.person_hold(person)
+        if person_note is not None:
             reasons.append(HoldReason.PERSON_FLAG)
+            notes.append(person_note)
         flagged = self.policies.sensitive.flagged(request.info_name_code, request.items)
         if flagged:
             reasons.append(HoldReason.ITEM_FLAG)
+            notes += [f"{i}: {self.policies.sensitive.items[(request.info_name_code, i)]}" for i in flagged]
         if reasons:
             now = self.clock()
             held = HeldProvision(
@@ -535,20 +619,17 @@ class ChukanServer:
                 integrated_no=person.integrated_no,
                 request=request.to_json(),
                 hold_reasons=",".join(r.value for r in reasons),
+                hold_note=" / ".join(notes),
                 flagged_items=",".join(flagged),
                 status=HoldStatus.HELD.value,
                 held_at=now,
             )
-            return [(catalog.HELD_PROVISIONS, held)]
+            return [(catalog.HELD_PROVISIONS, held)], ProvisionOutcome.HELD
         lines = self.lines(store, person.integrated_no, request)
-        return self._provider_reply(
-            store,
-            request,
-            ProvisionOutcome.PROVIDED_AUTOMATICALLY,
-            None,
-            lines,
-            non_disclosure=bool(person.support_measure),
+        replies = self._provider_reply(
+            store, request, ProvisionOutcome.PROVIDED_AUTOMATICALLY, None, lines, non_disclosure=False
         )
+        return replies, ProvisionOutcome.PROVIDED_AUTOMATICALLY
 
     def lines(self, store: TenantStore, integrated_no: str, request: ProvisionRequest) -> tuple[ResponseLine, ...]:
         """Per-line and per-item answers from the person's current 副本, within the requested fiscal years."""
@@ -582,7 +663,11 @@ class ChukanServer:
         lines: Sequence[ResponseLine],
         *,
         non_disclosure: bool,
+        reason: str | None = None,
     ) -> list[Output]:
+        """The answer to the requester and the provider's 情報提供等記録 (``reason``: the record's, when it says
+        more than the answer's ``message``).
+        """
         now = self.clock()
         response = ProvisionResponse(
             event_id=derived_id("response", request.event_id),
@@ -611,6 +696,7 @@ class ChukanServer:
             request_body=sanitized_request(request),
             response=response,
             non_disclosure=non_disclosure,
+            reason=reason,
         )
         return [(catalog.PROVISION_RESPONSES, response), record]
 
@@ -632,6 +718,7 @@ class ChukanServer:
             raise ValueError("a refusal needs a reason")
         request = ProvisionRequest.from_json(held.request)
         person = store.person(held.integrated_no)
+        undisclosed = person is None or person.support_measure is not False  # unknown state: 不開示 (fail closed)
         now = self.clock()
         if approve:
             lines = self.lines(store, held.integrated_no, request)
@@ -641,7 +728,7 @@ class ChukanServer:
                 ProvisionOutcome.PROVIDED_AFTER_REVIEW,
                 None,
                 lines,
-                non_disclosure=bool(person.support_measure) if person is not None else False,
+                non_disclosure=undisclosed,
             )
         else:
             outputs = self._provider_reply(
@@ -650,7 +737,7 @@ class ChukanServer:
                 ProvisionOutcome.REFUSED,
                 reason,
                 (),
-                non_disclosure=bool(person.support_measure) if person is not None else False,
+                non_disclosure=undisclosed,
             )
         status = HoldStatus.APPROVED if approve else HoldStatus.REFUSED
         decided = HeldProvision(
@@ -700,6 +787,7 @@ class ChukanServer:
         request_body: str,
         response: ProvisionResponse,
         non_disclosure: bool,
+        reason: str | None = None,
     ) -> Output:
         provided = response.outcome in (ProvisionOutcome.PROVIDED_AUTOMATICALLY, ProvisionOutcome.PROVIDED_AFTER_REVIEW)
         record = ProvisionRecord(
@@ -721,7 +809,7 @@ class ChukanServer:
             outcome=response.outcome,
             request_body=request_body,
             response_body=response.to_json(),
-            reason=response.message,
+            reason=reason if reason is not None else response.message,
         )
         store.add(
             chukan_records,

@@ -4,7 +4,8 @@
   keyed digest (:func:`person_token`) before anything leaves them, so the 個人番号 itself goes no further than the
   connector, and the network can still recognise one person across institutions.
 * The **permit key pair** (Ed25519): the network signs every 提供許可証 with its private key; a 中間サーバー holds
-  only the public key, so it can verify a permit but never forge one.
+  only the public key, so it can verify a permit but never forge one. The signature covers a canonical, typed and
+  length-prefixed encoding of every field the permit binds (:func:`permit_message`), the 符号 as its SHA-256.
 
 In the simulation all keys live under ``<state_dir>/keys`` (mode 0600), created on first use, atomically, by
 whichever process needs them first.
@@ -18,6 +19,7 @@ import hmac
 import os
 import secrets
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 from cryptography.exceptions import InvalidSignature
@@ -30,6 +32,7 @@ from cryptography.hazmat.primitives.serialization import (
 )
 
 from schemas.models import ProvisionPermit
+from schemas.record import EPOCH
 
 _LINKAGE = "linkage.key"
 _SIGNING = "network-permit-ed25519.pem"
@@ -100,18 +103,60 @@ def public_key_text(key: Ed25519PublicKey) -> str:
     return base64.b64encode(key.public_bytes(Encoding.Raw, PublicFormat.Raw)).decode()
 
 
-def _permit_message(permit: ProvisionPermit) -> bytes:
-    fields = (
-        "kenshin-hub-permit-v1",
+PERMIT_SCHEME = "kenshin-hub-permit-v2"
+
+
+def fugo_digest(fugo: str) -> str:
+    """The 符号 as a 提供許可証 binds it: SHA-256 of its UTF-8 bytes, lowercase hex (the permit never carries it)."""
+    return hashlib.sha256(fugo.encode("utf-8")).hexdigest()
+
+
+def _enc(value: str | int | tuple[str, ...] | None) -> bytes:
+    """One value of the canonical encoding: a type tag, then a length prefix or a fixed width (big-endian)."""
+    if value is None:
+        return b"n"
+    if isinstance(value, str):
+        data = value.encode("utf-8")
+        return b"s" + len(data).to_bytes(4, "big") + data
+    if isinstance(value, int):
+        return b"i" + value.to_bytes(8, "big", signed=True)
+    return b"l" + len(value).to_bytes(4, "big") + b"".join(_enc(v) for v in value)
+
+
+def permit_message(permit: ProvisionPermit) -> bytes:
+    """The bytes the network signs: the canonical encoding of every bound field of the permit.
+
+    Encoding (kenshin-hub-permit-v2): the concatenation, in this fixed order, of the scheme name
+    ``kenshin-hub-permit-v2``, permit id, request id, requester, provider, 事務コード, 特定個人情報名コード, the items
+    (in order), fiscal year from, fiscal year to, the SHA-256 hex of the 符号 (:func:`fugo_digest`) and the expiry
+    (epoch milliseconds), each value encoded as
+
+    * text: ``b"s"`` + its UTF-8 length as 4 bytes big-endian + the UTF-8 bytes (UUIDs in their canonical
+      lowercase hyphenated text);
+    * integer: ``b"i"`` + 8 bytes big-endian, two's complement;
+    * absent (null): ``b"n"``;
+    * list of text: ``b"l"`` + the count as 4 bytes big-endian + each element as text.
+
+    Every value is typed and length-prefixed, so the encoding is injective: two permits that differ in any field
+    (an item moved from one list position to another, a field empty rather than absent, a separator inside a
+    value) never give the same bytes. The signature covers nothing else, and the scheme name keeps these bytes
+    apart from any other message signed with the key.
+    """
+    fields: tuple[str | int | tuple[str, ...] | None, ...] = (
+        PERMIT_SCHEME,
         str(permit.permit_id),
         str(permit.request_id),
         permit.requester,
         permit.provider,
+        permit.affair_code,
         permit.info_name_code,
-        ",".join(permit.items),
-        str(int(permit.expires_at.timestamp() * 1000)),
+        tuple(permit.items),
+        permit.fiscal_year_from,
+        permit.fiscal_year_to,
+        permit.fugo_sha256,
+        (permit.expires_at - EPOCH) // timedelta(milliseconds=1),  # exact, as timestamp-millis keeps it
     )
-    return "\x1f".join(fields).encode()
+    return b"".join(_enc(f) for f in fields)
 
 
 @dataclass(frozen=True)
@@ -119,7 +164,7 @@ class PermitSigner:
     key: Ed25519PrivateKey
 
     def sign(self, permit: ProvisionPermit) -> str:
-        return base64.b64encode(self.key.sign(_permit_message(permit))).decode()
+        return base64.b64encode(self.key.sign(permit_message(permit))).decode()
 
 
 @dataclass(frozen=True)
@@ -128,7 +173,7 @@ class PermitVerifier:
 
     def valid_signature(self, permit: ProvisionPermit) -> bool:
         try:
-            self.key.verify(base64.b64decode(permit.signature, validate=True), _permit_message(permit))
-        except (InvalidSignature, ValueError):
+            self.key.verify(base64.b64decode(permit.signature, validate=True), permit_message(permit))
+        except (InvalidSignature, ValueError, OverflowError):  # OverflowError: a value the encoding cannot hold
             return False
         return True

@@ -2,8 +2,10 @@
 
 It knows the bodies connected to it (``network.toml``), issues one 符号 per person per institution, checks every
 query against the 照会許可照会リスト, translates the requester's 符号 into the provider's, and issues a signed
-提供許可証 bound to the request, the requester, the provider, the items and an expiry. Queries outside the list are
-refused here and never reach the provider. It keeps its own log of every query (the network's side of the
+提供許可証 bound to everything the provider acts on: the request id, the requester, the provider, the 事務 code, the
+特定個人情報名 code, the items in order, the fiscal-year range, the provider's 符号 (as its SHA-256, so the permit
+carries no 符号) and an expiry (the encoding it signs: :func:`connectors.keys.permit_message`). Queries outside the
+list are refused here and never reach the provider. It keeps its own log of every query (the network's side of the
 情報提供等記録).
 """
 
@@ -19,7 +21,7 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from connectors.keys import PermitSigner
+from connectors.keys import PermitSigner, fugo_digest
 from connectors.policy import Policies
 from connectors.service import Output
 from connectors.stores import network_fugo, network_log
@@ -160,8 +162,12 @@ class NetworkSimulator:
             request_id=query.request_id,
             requester=query.requester,
             provider=query.provider,
+            affair_code=query.affair_code,
             info_name_code=query.info_name_code,
             items=query.items,
+            fiscal_year_from=query.fiscal_year_from,
+            fiscal_year_to=query.fiscal_year_to,
+            fugo_sha256=fugo_digest(provider_fugo),
             expires_at=now + timedelta(seconds=self.policies.network.permit_ttl_seconds),
             signature="",
         )

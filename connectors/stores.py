@@ -35,7 +35,8 @@ chukan_persons = sa.Table(
     sa.Column("birth_date", sa.Date, nullable=False),
     sa.Column("address", sa.Text, nullable=False),
     sa.Column("status", sa.String(16), nullable=False),
-    sa.Column("support_measure", sa.Boolean, nullable=False),
+    # DV等支援措置 from 住基: True, False, or NULL when unknown (never answered automatically: connectors.chukan)
+    sa.Column("support_measure", sa.Boolean, nullable=True),
     sa.Column("version", sa.BigInteger, nullable=False),
     sa.Column("fugo", sa.String(64), nullable=True),
     sa.Column("fugo_requested", sa.Boolean, nullable=False),
@@ -93,6 +94,7 @@ chukan_held = sa.Table(
     sa.Column("decided_at", UtcDateTime, nullable=True),
     sa.Column("refusal_reason", sa.Text, nullable=True),
     sa.Column("outputs", sa.Text, nullable=True),
+    sa.Column("hold_note", sa.Text, nullable=True),  # why, in words, for the reviewer (e.g. flag state unknown)
     sa.PrimaryKeyConstraint("tenant", "request_id", name="pk_chukan_held"),
     sa.Index("ix_chukan_held_status", "tenant", "status", "held_at"),
 )
@@ -102,8 +104,9 @@ chukan_used_permits = sa.Table(
     chukan_metadata,
     sa.Column("tenant", TENANT, primary_key=True),
     sa.Column("permit_id", UUID_TEXT, primary_key=True),
-    sa.Column("request_id", UUID_TEXT, nullable=False),
+    sa.Column("request_id", UUID_TEXT, nullable=False),  # of the request that presented it first
     sa.Column("used_at", UtcDateTime, nullable=False),
+    sa.Column("outcome", sa.String(32), nullable=True),  # of that first presentation (NULL: used before 0003)
     sa.PrimaryKeyConstraint("tenant", "permit_id", name="pk_chukan_used_permits"),
 )
 

@@ -1,7 +1,9 @@
 """The provision flow in process: network, 中間サーバー and connectors on a Bus (SQLite, no broker).
 
 Property tests (hypothesis) drive random requests — permitted or not, flagged or not, with genuine, forged, expired,
-mismatched and replayed permits — and check the controls of the seed's リスク2 (不正な提供).
+mismatched and replayed permits — and check the controls of the seed's リスク2 (不正な提供). The permit's binding of
+each field and its single use are property-tested field by field in ``test_permits.py``; the person-level flag's
+fail-closed rule in ``test_flag.py``.
 """
 
 from __future__ import annotations
@@ -353,6 +355,72 @@ def test_an_expired_genuine_permit_is_refused(world: World) -> None:
     last = [e for e in world.events(catalog.PROVISION_RESPONSES) if e.request_id == query.request_id][-1]  # type: ignore[attr-defined]
     assert last.outcome is ProvisionOutcome.REFUSED
     assert last.message in (MSG_PERMIT_EXPIRED, MSG_PERMIT_USED)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"fugo": "B", "fiscal_year_from": 2015, "fiscal_year_to": 2030},  # as found
+        {"fugo": "B"},
+        {"fiscal_year_from": 2015, "fiscal_year_to": 2030},
+        {"affair_code": "JM0141"},
+    ],
+    ids=["other-person-and-years", "other-person", "other-years", "other-affair"],
+)
+def test_issue9_a_copy_of_a_genuine_permit_on_a_changed_request_is_refused(tmp_path: Path, change: dict) -> None:  # type: ignore[type-arg]
+    """Issue 9's finding: a copy of a genuine permit, carried over to a request for another person's 符号, other
+    fiscal years or another (permitted) 事務, was answered with that person's record, and the genuine request was
+    then refused as used. Now the copy is refused (the permit binds those fields) and it still uses the permit up:
+    the genuine request that follows is refused as used (fail safe: the requester asks for a new permit)."""
+    from connectors.network import derived_id
+    from connectors.policy import default_policies
+
+    base = default_policies()
+    other = replace(base.permitted.entries[0], id="141", affair_code="JM0141", affair="別の事務 (試験用)")
+    policies = replace(base, permitted=replace(base.permitted, entries=(*base.permitted.entries, other)))
+    world = World(root=tmp_path, clock=Clock(T0), policies=policies)
+    try:
+        a, b = samples.my_number(), samples.my_number("98765432109")
+        person_in(world, HOME, "000000000000001", a)
+        person_in(world, HOME, "000000000000002", b)
+        person_in(world, SAPPORO, "000000000000077", a)
+        world.fukuhon(HOME, "000000000000001", "A2025", history(2025))
+        world.fukuhon(HOME, "000000000000002", "B2025", history(2025))
+        world.fukuhon(HOME, "000000000000002", "B2016", history(2016))
+        with world.engines["chukan"].connect() as conn:
+            fugo = {(r.tenant, r.integrated_no): r.fugo for r in conn.execute(chukan_persons.select())}
+        query = ProvisionRequest(
+            **world.header(SAPPORO),  # type: ignore[arg-type]
+            request_id=uuid.uuid4(), requester=SAPPORO, provider=HOME, affair_code="JM0139",
+            info_name_code="TM00000000000139", items=ITEMS, fugo=fugo[(SAPPORO, "000000000000077")],
+            fiscal_year_from=2024, fiscal_year_to=2026, requested_at=T0,
+        )  # fmt: skip
+        with world.engines["network"].begin() as conn:  # what the network routes to the provider (held back here)
+            [(_, genuine)] = world.network.handle(conn, catalog.NETWORK_QUERIES, query)
+        assert isinstance(genuine, ProvisionRequest)
+        assert genuine.permit is not None
+        values = {k: fugo[(HOME, "000000000000002")] if v == "B" else v for k, v in change.items()}
+        copy = replace(genuine, event_id=uuid.uuid4(), source_system="attacker", **values)
+
+        def answer_to(request: ProvisionRequest) -> ProvisionResponse:
+            world.publish((catalog.PROVISION_REQUESTS, request))
+            [answer] = [
+                e
+                for e in world.events(catalog.PROVISION_RESPONSES)
+                if isinstance(e, ProvisionResponse) and e.event_id == derived_id("response", request.event_id)
+            ]
+            return answer
+
+        stolen = answer_to(copy)
+        assert stolen.outcome is ProvisionOutcome.REFUSED
+        assert stolen.message == MSG_PERMIT_MISMATCH
+        assert stolen.lines == ()
+        assert "B20" not in stolen.to_json()
+        later = answer_to(genuine)
+        assert later.outcome is ProvisionOutcome.REFUSED
+        assert later.message == MSG_PERMIT_USED
+    finally:
+        world.close()
 
 
 def test_retention_deletes_old_records_and_expired_fukuhon(world: World) -> None:
