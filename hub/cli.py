@@ -175,7 +175,12 @@ PROCESSES = ("processors", "sinks", *PROVISION_PROCESSES)
 
 
 def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
-    """Start a long-running process (processors, sinks, connector, chukan, network), or all five (supervised)."""
+    """Start a long-running process (processors, sinks, connector, chukan, network), or all five (supervised).
+
+    Each connects as its own principal of topics/access.toml (when the settings carry per-principal credentials).
+    """
+    if args.what != "all":
+        settings = settings.as_identity(args.what)
     if args.what == "processors":
         from processors.runner import run_processors
 
@@ -210,7 +215,14 @@ def _run_all(settings: Settings) -> int:
 
 
 def cmd_fiscal_year(settings: Settings, args: argparse.Namespace) -> int:
-    _start_year(settings, args.year)
+    """`fiscal-year start`: needs a login with the health role; recorded (FISCAL_YEAR_START) with its outcome."""
+    from hub.office import office
+    from hub.review import staff_operation
+    from schemas.models import StaffOperationType
+
+    operation = StaffOperationType.FISCAL_YEAR_START
+    with office(settings) as o, staff_operation(o, "health", operation, f"fiscal year {args.year}"):
+        _start_year(settings, args.year)
     return 0
 
 
@@ -328,7 +340,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     fy = sub.add_parser("fiscal-year", help="年度開始: invitations and carry-over notices for the year")
     fy_sub = fy.add_subparsers(dest="action", required=True)
-    fy_start = fy_sub.add_parser("start", help="start a fiscal year (April–March)")
+    fy_start = fy_sub.add_parser("start", help="start a fiscal year (April–March); needs a health-role login")
     fy_start.add_argument("year", type=int, help="the fiscal year, e.g. 2025 for 令和7年度")
     fy.set_defaults(func=cmd_fiscal_year)
 
@@ -347,6 +359,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # Everything the hub and the stack it starts create (SQLite stores, logs, Kafka segments, sessions, keys) holds
+    # personal data or secrets: owner-only, 0600 files and 0700 folders, whatever the caller's umask.
+    os.umask(0o077)
     args = build_parser().parse_args(argv)
     try:
         settings = load_settings(os.environ)

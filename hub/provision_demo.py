@@ -105,8 +105,8 @@ def _review(settings: Settings) -> tuple[int, int]:
                 if o.staff.has_accounts():
                     print("  staff accounts exist: review the held provisions with `kenshin-hub review list`")
                     return 0, 0
-                # the first account must be an admin; the admin then creates the reviewer (no shared ids)
-                o.staff.create_account(ADMIN, "デモ管理者", {"admin"}, password, by=None)
+                # `staff init`: the first admin (recorded); the admin then creates the reviewer (no shared ids)
+                o.staff.init_admin(ADMIN, "デモ管理者", password)
                 admin = o.staff.login(ADMIN, password)
                 o.staff.create_account(REVIEWER, "デモ審査担当", {"reviewer"}, password, by=admin)
                 o.staff.logout(admin.token)
@@ -119,11 +119,11 @@ def _review(settings: Settings) -> tuple[int, int]:
             for row in held:
                 approve = "PERSON_FLAG" not in row.hold_reasons
                 op = StaffOperationType.APPROVE if approve else StaffOperationType.REFUSE
-                o.staff.authorize(session.token, "reviewer", op, row.request_id)
-                with engine.begin() as conn:
-                    outputs = server.decide(conn, settings.tenant, row.request_id, REVIEWER, approve,
-                                            None if approve else REFUSAL)  # fmt: skip
-                produce(o, outputs)
+                with o.staff.operation(session.token, "reviewer", op, row.request_id):  # recorded after, as it went
+                    with engine.begin() as conn:
+                        outputs = server.decide(conn, settings.tenant, row.request_id, REVIEWER, approve,
+                                                None if approve else REFUSAL)  # fmt: skip
+                    produce(o, outputs)
                 approved += approve
                 refused += not approve
             o.staff.logout(session.token)

@@ -1,16 +1,27 @@
-"""Staff commands of the provision flow: review of held provisions, retention, the offline linkage medium.
+"""Staff commands: review of held provisions, retention, the offline linkage medium, and account administration.
 
 `review list|show|approve|refuse` act on the provisions the 自動応答不可フラグ held for this city (the
 ``reviewer`` role); every call is recorded (staff id, time, operation, target: the request id) like any other
 staff operation. `retention run` (``admin``) deletes 情報提供等記録 and 副本 past their periods and records that it
-did. `connector export-offline` (``admin``) writes the pending 副本 to the offline linkage medium.
+did. `connector export-offline|import-offline` (``admin``) write and load the offline linkage medium.
+
+Each of these runs inside :func:`staff_operation`, which records the operation *after* it, with its real outcome
+(SUCCESS, or FAILED with the error); an attempt with no, an unknown or an expired session, or without the role, is
+recorded DENIED and does nothing.
+
+`staff init` creates the first admin of an empty database (recorded as INIT; refused once any account exists);
+`staff list|unlock|disable|enable|role|set-password` are the admin's (recorded; `set-password` ends the account's
+sessions); `staff password` changes one's own password with the old one (no admin needed).
 """
 
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
-from collections.abc import Sequence
+import sys
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 
@@ -23,6 +34,7 @@ from connectors.service import Output
 from hub.errors import CommandError
 from hub.office import Office, office
 from hub.settings import Settings
+from hub.staff import ROLES, Session, StaffError
 from schemas.models import Event, HoldStatus, ProvisionRequest, StaffOperationType
 from schemas.record import now_utc
 from schemas.serde import TopicSerde
@@ -38,40 +50,63 @@ def produce(o: Office, outputs: Sequence[Output]) -> None:
         raise CommandError("the answer could not be sent to the broker; run the same command again to re-send it")
 
 
+def _token(o: Office) -> str:
+    try:
+        return o.session_file().read_text().strip()
+    except OSError:
+        return ""  # no session file: the attempt is recorded DENIED ("no session")
+
+
+@contextmanager
+def staff_operation(o: Office, role: str, operation: StaffOperationType,
+                    target: str | None = None) -> Iterator[Session]:  # fmt: skip
+    """The logged-in staff member, if they hold ``role``, for the work in the ``with`` block.
+
+    Recorded after the block with its real outcome: SUCCESS, or FAILED with the error. No session, an unknown or an
+    expired one, a locked or disabled account, or a missing role: recorded DENIED, and a :class:`CommandError`.
+    """
+    try:
+        with o.staff.operation(_token(o), role, operation, target) as session:
+            yield session
+    except StaffError as exc:
+        raise CommandError(str(exc)) from None
+
+
 def cmd_review(settings: Settings, args: argparse.Namespace) -> int:
     engine = chukan_engine(settings)
     server = chukan_server(settings)
     try:
         with office(settings) as o:
             if args.action == "list":
-                o.current("reviewer", StaffOperationType.LIST, "held provisions")
-                with engine.connect() as conn:
-                    rows = server.store(conn, settings.tenant).held_list(None if args.all else HoldStatus.HELD.value)
-                now = now_utc()
-                print(f"{'request id':<38}{'照会者':<8}{'status':<10}{'held (h)':>9}  reasons / flagged items")
-                for r in rows:
-                    hours = (now - r.held_at) / timedelta(hours=1)
-                    print(f"{r.request_id:<38}{json.loads(r.request)['requester']:<9}{r.status:<10}{hours:>9.1f}"
-                          f"  {r.hold_reasons} {r.flagged_items}")  # fmt: skip
-                print(f"({len(rows)} shown)")
+                with staff_operation(o, "reviewer", StaffOperationType.LIST, "held provisions"):
+                    with engine.connect() as conn:
+                        status = None if args.all else HoldStatus.HELD.value
+                        rows = server.store(conn, settings.tenant).held_list(status)
+                    now = now_utc()
+                    print(f"{'request id':<38}{'照会者':<8}{'status':<10}{'held (h)':>9}  reasons / flagged items")
+                    for r in rows:
+                        hours = (now - r.held_at) / timedelta(hours=1)
+                        print(f"{r.request_id:<38}{json.loads(r.request)['requester']:<9}{r.status:<10}"
+                              f"{hours:>9.1f}  {r.hold_reasons} {r.flagged_items}")  # fmt: skip
+                    print(f"({len(rows)} shown)")
                 return 0
             target = args.request_id
             if args.action == "show":
-                o.current("reviewer", StaffOperationType.SHOW, target)
-                _show(server, engine, settings.tenant, target)
+                with staff_operation(o, "reviewer", StaffOperationType.SHOW, target):
+                    _show(server, engine, settings.tenant, target)
                 return 0
             approve = args.action == "approve"
             operation = StaffOperationType.APPROVE if approve else StaffOperationType.REFUSE
-            session = o.current("reviewer", operation, target)
-            with engine.begin() as conn:
-                try:
-                    outputs = server.decide(conn, settings.tenant, target, session.staff_id, approve,
-                                            None if approve else args.reason)  # fmt: skip
-                except LookupError as exc:
-                    raise CommandError(str(exc)) from None
-                except ValueError as exc:
-                    raise CommandError(str(exc)) from None
-            produce(o, outputs)
+            with staff_operation(o, "reviewer", operation, target) as session:
+                with engine.begin() as conn:
+                    try:
+                        outputs = server.decide(conn, settings.tenant, target, session.staff_id, approve,
+                                                None if approve else args.reason)  # fmt: skip
+                    except LookupError as exc:
+                        raise CommandError(str(exc)) from None
+                    except ValueError as exc:
+                        raise CommandError(str(exc)) from None
+                produce(o, outputs)
         print(f"{target}: {'approved and sent' if approve else 'refused'}")
         return 0
     finally:
@@ -99,8 +134,7 @@ def cmd_retention(settings: Settings, args: argparse.Namespace) -> int:
     engine = chukan_engine(settings)
     server = chukan_server(settings)
     try:
-        with office(settings) as o:
-            o.current("admin", StaffOperationType.RETENTION_PURGE, "retention run")
+        with office(settings) as o, staff_operation(o, "admin", StaffOperationType.RETENTION_PURGE, "retention run"):
             with engine.begin() as conn:
                 run = server.retention(conn)
             with o.engine.begin() as conn:
@@ -118,9 +152,8 @@ def cmd_retention(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_connector(settings: Settings, args: argparse.Namespace) -> int:
     if args.action == "import-offline":
         return _import_offline(settings, Path(args.file))
-    with office(settings) as o:
-        o.current("admin", StaffOperationType.OFFLINE_EXPORT, str(args.out))
-        out = Path(args.out)
+    out = Path(args.out)
+    with office(settings) as o, staff_operation(o, "admin", StaffOperationType.OFFLINE_EXPORT, str(args.out)):
         if out.exists():
             raise CommandError(f"{out} exists: the offline medium is never overwritten")
         count, digest = export_offline(o.engine, settings.tenant, out)
@@ -130,12 +163,11 @@ def cmd_connector(settings: Settings, args: argparse.Namespace) -> int:
 
 def _import_offline(settings: Settings, path: Path) -> int:
     """The 中間サーバー's side of the offline path: the medium's 副本 enter its intake topic, as if forwarded."""
-    try:
-        registrations = read_offline(path)
-    except (OSError, ValueError) as exc:
-        raise CommandError(f"{path}: not an offline linkage medium ({exc})") from None
-    with office(settings) as o:
-        o.current("admin", StaffOperationType.OTHER, f"import-offline {path.name}")
+    with office(settings) as o, staff_operation(o, "admin", StaffOperationType.OTHER, f"import-offline {path.name}"):
+        try:
+            registrations = read_offline(path)
+        except (OSError, ValueError) as exc:
+            raise CommandError(f"{path}: not an offline linkage medium ({exc})") from None
         if any(r.atena_no is not None or r.integrated_atena_no is None for r in registrations):
             raise CommandError(f"{path}: a 副本 carries a 宛名番号 or no 統合宛名番号; nothing imported")
         produce(o, [(catalog.CHUKAN_FUKUHON, r) for r in registrations])
@@ -143,7 +175,134 @@ def _import_offline(settings: Settings, path: Path) -> int:
     return 0
 
 
+# --- staff accounts: init, and the admin's commands ----------------------------------------------------------
+
+
+def _read_password(args: argparse.Namespace, prompt: str, *, confirm: bool = True) -> str:
+    """One line of stdin with ``--password-stdin``; else typed (twice, when it sets a new password)."""
+    if args.password_stdin:
+        return sys.stdin.readline().rstrip("\n")
+    password = getpass.getpass(prompt)
+    if confirm and getpass.getpass("again: ") != password:
+        raise CommandError("the two passwords differ; nothing done")
+    return password
+
+
+def _by(o: Office, operation: StaffOperationType, target: str | None) -> Session:
+    try:
+        return o.staff.session(_token(o), operation, target)
+    except StaffError as exc:
+        raise CommandError(str(exc)) from None
+
+
+def cmd_staff_init(settings: Settings, args: argparse.Namespace) -> int:
+    """`staff init`: the first admin of an empty database, recorded (INIT); refused once any account exists."""
+    with office(settings) as o:
+        password = _read_password(args, f"password for {args.staff_id}: ")
+        try:
+            o.staff.init_admin(args.staff_id, args.name, password)
+        except StaffError as exc:
+            raise CommandError(str(exc)) from None
+    print(f"first admin {args.staff_id} created (recorded as INIT); log in with `kenshin-hub login {args.staff_id}`")
+    return 0
+
+
+def cmd_staff_admin(settings: Settings, args: argparse.Namespace) -> int:
+    """`staff list|unlock|disable|enable|role|set-password`: an admin's, each recorded with its outcome."""
+    action = args.action
+    with office(settings) as o:
+        try:
+            if action == "list":
+                accounts = o.staff.accounts(_by(o, StaffOperationType.LIST, "staff accounts"))
+                print(f"{'staff id':<20}{'state':<10}{'failed':>7}  {'roles':<24}name")
+                for a in accounts:
+                    state = "disabled" if a.disabled else "locked" if a.locked else "active"
+                    print(f"{a.staff_id:<20}{state:<10}{a.failed_logins:>7}  {','.join(sorted(a.roles)):<24}"
+                          f"{a.display_name}")  # fmt: skip
+                print(f"({len(accounts)} accounts)")
+                return 0
+            target = args.staff_id
+            if action == "unlock":
+                o.staff.unlock(_by(o, StaffOperationType.ACCOUNT_UNLOCK, target), target)
+                done = "unlocked"
+            elif action in ("disable", "enable"):
+                disable = action == "disable"
+                op = StaffOperationType.ACCOUNT_DISABLE if disable else StaffOperationType.ACCOUNT_ENABLE
+                o.staff.set_disabled(_by(o, op, target), target, disable)
+                done = f"{action}d"
+            elif action == "role":
+                o.staff.set_roles(_by(o, StaffOperationType.ROLE_CHANGE, target), target, set(args.role))
+                done = f"now has the roles {', '.join(sorted(set(args.role)))}"
+            else:
+                by = _by(o, StaffOperationType.PASSWORD_CHANGE, target)
+                password = _read_password(args, f"new password for {target}: ")
+                o.staff.set_password(by, target, password)
+                done = "has a new password (its sessions ended)"
+        except StaffError as exc:
+            raise CommandError(str(exc)) from None
+    print(f"{target} {done}")
+    return 0
+
+
+def cmd_staff_password(settings: Settings, args: argparse.Namespace) -> int:
+    """`staff password ID`: one's own password, with the old one (stdin: the old line, then the new line)."""
+    old = _read_password(args, "current password: ", confirm=False)
+    new = _read_password(args, "new password: ")
+    with office(settings) as o:
+        try:
+            o.staff.change_password(args.staff_id, old, new)
+        except StaffError as exc:
+            raise CommandError(str(exc)) from None
+    print(f"password of {args.staff_id} changed; its sessions ended (log in again)")
+    return 0
+
+
+def _staff_subparsers(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser],
+) -> argparse._SubParsersAction[argparse.ArgumentParser]:
+    """The sub-commands of `staff` (whose `staff add` lives in :mod:`hub.office`), created here if it is absent."""
+    staff = sub.choices.get("staff")
+    if staff is None:
+        staff = sub.add_parser("staff", help="staff accounts")
+        return staff.add_subparsers(dest="action", required=True)
+    for action in staff._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return action
+    return staff.add_subparsers(dest="action", required=True)
+
+
+def add_staff_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    staff_sub = _staff_subparsers(sub)
+    init = staff_sub.add_parser("init", help="the first admin of an empty database (recorded; refused afterwards)")
+    init.add_argument("staff_id")
+    init.add_argument("--name", required=True)
+    init.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
+    init.set_defaults(func=cmd_staff_init)
+    staff_sub.add_parser("list", help="accounts with their state (admin)").set_defaults(func=cmd_staff_admin)
+    for name, text in (
+        ("unlock", "lift the lock after failed logins (admin)"),
+        ("disable", "end an account's sessions and refuse its logins (admin)"),
+        ("enable", "let a disabled account log in again (admin)"),
+    ):
+        p = staff_sub.add_parser(name, help=text)
+        p.add_argument("staff_id")
+        p.set_defaults(func=cmd_staff_admin)
+    role = staff_sub.add_parser("role", help="replace an account's roles (admin)")
+    role.add_argument("staff_id")
+    role.add_argument("--role", action="append", required=True, choices=sorted(ROLES))
+    role.set_defaults(func=cmd_staff_admin)
+    set_password = staff_sub.add_parser("set-password", help="set another account's password (admin)")
+    set_password.add_argument("staff_id")
+    set_password.add_argument("--password-stdin", action="store_true", help="read the new password from stdin")
+    set_password.set_defaults(func=cmd_staff_admin)
+    password = staff_sub.add_parser("password", help="change your own password (needs the old one)")
+    password.add_argument("staff_id")
+    password.add_argument("--password-stdin", action="store_true", help="stdin: the old password, then the new")
+    password.set_defaults(func=cmd_staff_password)
+
+
 def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    add_staff_parsers(sub)
     review = sub.add_parser("review", help="held provisions (自動応答不可フラグ): list, show, approve, refuse")
     review_sub = review.add_subparsers(dest="action", required=True)
     lst = review_sub.add_parser("list", help="provisions waiting for review, oldest first")

@@ -216,6 +216,13 @@ class StaffOperationType(enum.StrEnum):
     OTHER = "OTHER"
     RETENTION_PURGE = "RETENTION_PURGE"
     OFFLINE_EXPORT = "OFFLINE_EXPORT"
+    INIT = "INIT"
+    ACCOUNT_UNLOCK = "ACCOUNT_UNLOCK"
+    ACCOUNT_DISABLE = "ACCOUNT_DISABLE"
+    ACCOUNT_ENABLE = "ACCOUNT_ENABLE"
+    ROLE_CHANGE = "ROLE_CHANGE"
+    PASSWORD_CHANGE = "PASSWORD_CHANGE"  # noqa: S105 - an operation's name, not a password
+    FISCAL_YEAR_START = "FISCAL_YEAR_START"
 
 
 class OperationOutcome(enum.StrEnum):
@@ -546,12 +553,22 @@ class FukuhonRegistration(Event):
 
 @dataclass(frozen=True, kw_only=True)
 class ProvisionPermit(AvroRecord):
+    """提供許可証: the network's signature binds every field (``connectors.keys``); the 符号 only as its SHA-256.
+
+    The fields added with the binding (``affair_code``, the fiscal years, ``fugo_sha256``) are optional so that
+    records written before it still decode (BACKWARD); a 中間サーバー refuses a permit whose binding is missing.
+    """
+
     permit_id: uuid.UUID
     request_id: uuid.UUID
     requester: str
     provider: str
+    affair_code: str | None = None
     info_name_code: str
     items: tuple[str, ...]
+    fiscal_year_from: int | None = None
+    fiscal_year_to: int | None = None
+    fugo_sha256: str | None = None
     expires_at: datetime
     signature: str
 
