@@ -1,7 +1,9 @@
 """Staff-facing commands: accounts, login/logout, エラー処理 (errors list/show/resolve) and statistics.
 
 Every command here runs under a personal login (`kenshin-hub login`), checks the role it needs, and records the
-operation (staff id, time, operation, target) to SQL and to the staff-operations topic.
+operation (staff id, time, operation, target) to SQL and to the staff-operations topic: through
+:func:`hub.review.staff_operation`, *after* the work, with its real outcome (SUCCESS, or FAILED with the error); an
+attempt with no, an unknown or an expired session, or without the role, is recorded DENIED and does nothing.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from sqlalchemy.engine import Engine
 from hub.errors import CommandError
 from hub.kafka import producer_config
 from hub.settings import Settings
-from hub.staff import Session, StaffError, StaffService
+from hub.staff import StaffError, StaffService
 from processors.rules.eligibility import load_rules
 from processors.rules.matching import WAITING_REASONS
 from schemas.models import ErrorStatus, ScreeningError, StaffOperation, StaffOperationType
@@ -79,24 +81,12 @@ class Office:
     def session_file(self) -> Path:
         return self.settings.state_dir / "session"
 
-    def _token(self) -> str:
+    def token(self) -> str:
+        """The session token `login` stored; "" without a session file (an attempt is then recorded DENIED)."""
         try:
             return self.session_file().read_text().strip()
         except OSError:
-            raise CommandError("not logged in (run `kenshin-hub login`)") from None
-
-    def session(self) -> Session:
-        try:
-            return self.staff.session(self._token())
-        except StaffError as exc:
-            raise CommandError(str(exc)) from None
-
-    def current(self, role: str, operation: StaffOperationType, target: str | None = None) -> Session:
-        """The logged-in staff member if they hold ``role``; the operation is recorded (allowed or denied)."""
-        try:
-            return self.staff.authorize(self._token(), role, operation, target)
-        except StaffError as exc:
-            raise CommandError(str(exc)) from None
+            return ""
 
 
 @contextmanager
@@ -118,12 +108,14 @@ def _password(args: argparse.Namespace, prompt: str) -> str:
 
 
 def cmd_staff(settings: Settings, args: argparse.Namespace) -> int:
+    """`staff add`: an admin creates a personal account (the first admin comes from `staff init`)."""
     with office(settings) as o:
-        by = None
-        if o.staff.has_accounts():
-            by = o.session()  # create_account checks the admin role and records the operation
-        password = _password(args, f"password for {args.staff_id}: ")
         try:
+            by = None
+            if o.staff.has_accounts():  # no, an unknown or an expired session: recorded DENIED, no password asked
+                by = o.staff.session(o.token(), StaffOperationType.ACCOUNT_CREATED, args.staff_id)
+            password = _password(args, f"password for {args.staff_id}: ")
+            # checks the admin role, records the real outcome (an empty database: DENIED, it needs `staff init`)
             o.staff.create_account(args.staff_id, args.name, set(args.role), password, by=by)
         except StaffError as exc:
             raise CommandError(str(exc)) from None
@@ -184,35 +176,36 @@ def _status_label(status: str, reasons: str) -> str:
 
 
 def cmd_errors(settings: Settings, args: argparse.Namespace) -> int:
+    from hub.review import staff_operation  # hub.review imports this module
+
     with office(settings) as o:
         if args.action == "list":
-            o.current("health", StaffOperationType.LIST, f"errors status={args.status}")
-            query = sa.select(screening_errors).where(screening_errors.c.tenant == settings.tenant)
-            if args.status != "ALL":
-                query = query.where(screening_errors.c.status == args.status)
-            query = query.order_by(screening_errors.c.detected_at).limit(args.limit)
-            with o.engine.connect() as conn:
-                rows = conn.execute(query).all()
-            print(f"{'受付番号':<16}{'宛名番号':<12}{'kind':<11}{'stage':<10}{'status':<9}{'age(d)':>7}  reasons")
-            for r in rows:
-                print(
-                    f"{r.reception_no:<20}{r.atena_no:<16}{r.kind:<11}{r.stage:<10}"
-                    f"{_status_label(r.status, r.reasons):<9}"
-                    f"{_age_days(r.detected_at):>7}  {r.reasons}"
-                )
-            print(f"({len(rows)} shown)")
+            with staff_operation(o, "health", StaffOperationType.LIST, f"errors status={args.status}"):
+                query = sa.select(screening_errors).where(screening_errors.c.tenant == settings.tenant)
+                if args.status != "ALL":
+                    query = query.where(screening_errors.c.status == args.status)
+                query = query.order_by(screening_errors.c.detected_at).limit(args.limit)
+                with o.engine.connect() as conn:
+                    rows = conn.execute(query).all()
+                print(f"{'受付番号':<16}{'宛名番号':<12}{'kind':<11}{'stage':<10}{'status':<9}{'age(d)':>7}  reasons")
+                for r in rows:
+                    print(
+                        f"{r.reception_no:<20}{r.atena_no:<16}{r.kind:<11}{r.stage:<10}"
+                        f"{_status_label(r.status, r.reasons):<9}"
+                        f"{_age_days(r.detected_at):>7}  {r.reasons}"
+                    )
+                print(f"({len(rows)} shown)")
             return 0
         target = args.reception_no
         if args.action == "show":
-            o.current("health", StaffOperationType.SHOW, target)
-            row = _error_row(o, target)
-            for key, value in row._mapping.items():
-                print(f"{key:>18}: {value}")
-            print(f"{'age (days)':>18}: {_age_days(row.detected_at)}")
+            with staff_operation(o, "health", StaffOperationType.SHOW, target):
+                row = _error_row(o, target)
+                for key, value in row._mapping.items():
+                    print(f"{key:>18}: {value}")
+                print(f"{'age (days)':>18}: {_age_days(row.detected_at)}")
             return 0
-        session = o.current("health", StaffOperationType.RESOLVE_ERROR, target)
-        _error_row(o, target)
-        _resolve(o, target, session.staff_id, args.note)
+        with staff_operation(o, "health", StaffOperationType.RESOLVE_ERROR, target) as session:
+            _resolve(o, target, session.staff_id, args.note)
     print(f"{target}: resolved")
     return 0
 
@@ -300,8 +293,9 @@ def print_statistics(engine: Engine, tenant: str, year: int) -> None:
 
 
 def cmd_report(settings: Settings, args: argparse.Namespace) -> int:
-    with office(settings) as o:
-        o.current("health", StaffOperationType.OTHER, f"report stats {args.year}")
+    from hub.review import staff_operation  # hub.review imports this module
+
+    with office(settings) as o, staff_operation(o, "health", StaffOperationType.OTHER, f"report stats {args.year}"):
         print_statistics(o.engine, settings.tenant, args.year)
     return 0
 

@@ -13,10 +13,16 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from hub.pii import key_file_of, open_key_file
 from hub.settings import Settings, load_settings
 from hub.validation import tenant_check_digit
 from sinks import tables
+from sinks.residents import readable_row
 from tests.integration.conftest import Endpoints
+
+# The staff accounts Pipeline.start_year creates in a pipeline's database (test accounts: a fixed password).
+STAFF_ADMIN, STAFF_HEALTH = "it-admin", "it-health"
+STAFF_PASSWORD = "integration-test-passphrase"
 
 
 def tenant_code(body: str) -> str:
@@ -40,16 +46,38 @@ class Pipeline:
         self.env["KENSHIN_LOG_LEVEL"] = "WARNING"
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.restarts = {"processors": 0, "sinks": 0}
+        self.staff_ready = False  # the database has its admin and health staff member (see start_year)
 
     @property
     def settings(self) -> Settings:
         return load_settings({k: v for k, v in self.env.items() if k.startswith("KENSHIN_")})
 
-    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
-        run = subprocess.run([sys.executable, "-m", "hub.cli", *args], env=self.env, capture_output=True, text=True,
-                             timeout=300, check=False)  # fmt: skip
+    def cli(
+        self, *args: str, stdin: str | None = None, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        run = subprocess.run([sys.executable, "-m", "hub.cli", *args], env=env or self.env, input=stdin,
+                             capture_output=True, text=True, timeout=300, check=False)  # fmt: skip
         assert run.returncode == 0, f"{args}: {run.stdout}{run.stderr}"
         return run
+
+    def start_year(self, year: int) -> None:
+        """年度開始 as staff run it: `fiscal-year start` under a login with the health role, all through the CLI.
+
+        The first call creates the database's first admin (`staff init`) and, under the admin's session, the health
+        staff member (`staff add`); every call logs that member in. `login` keeps the session in a file of the state
+        directory: the one the env names, else the pipeline's own (not the shared default), so that no other test's
+        login replaces it in between.
+        """
+        env = {"KENSHIN_STATE_DIR": str(self.workdir / "staff-state"), **self.env}
+        password = ("--password-stdin",)
+        if not self.staff_ready:
+            self.cli("staff", "init", STAFF_ADMIN, "--name", "試験管理者", *password, stdin=STAFF_PASSWORD, env=env)
+            self.cli("login", STAFF_ADMIN, *password, stdin=STAFF_PASSWORD, env=env)
+            self.cli("staff", "add", STAFF_HEALTH, "--name", "試験保健担当", "--role", "health", *password,
+                     stdin=STAFF_PASSWORD, env=env)  # fmt: skip
+            self.staff_ready = True
+        self.cli("login", STAFF_HEALTH, *password, stdin=STAFF_PASSWORD, env=env)
+        self.cli("fiscal-year", "start", str(year), env=env)
 
     def start(self, what: str, name: str | None = None) -> None:
         """Start `run <what>` as ``name`` (default ``what``; several workers of one kind need names of their own)."""
@@ -104,9 +132,13 @@ class Pipeline:
                 query = sa.select(definition).order_by(*definition.primary_key.columns)
                 if "tenant" in definition.c:
                     query = query.where(definition.c.tenant == self.tenant)
-                return [dict(r._mapping) for r in conn.execute(query)]
+                rows = [dict(r._mapping) for r in conn.execute(query)]
         finally:
             engine.dispose()
+        if table != "residents":
+            return rows
+        keys = open_key_file(key_file_of(self.settings))  # the key file the processes seal with
+        return [readable_row(r, keys) for r in rows]  # the 個人番号 opened: tenants' runs compare on it
 
 
 @contextmanager

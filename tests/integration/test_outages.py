@@ -98,17 +98,13 @@ def _run_pipeline(
         run = run_scenario(
             pipeline.settings, seed=SEED, size=SIZE, fiscal_year=YEAR, dirty_share=0.1, progress=False, chunks=CHUNKS,
             on_chunk=None if fault is None else lambda stage, i: fault(pipeline, stage, i),
-            start_fiscal_year=lambda: _start_year(pipeline), timeout_s=600,
+            start_fiscal_year=lambda: pipeline.start_year(YEAR), timeout_s=600,
         )  # fmt: skip
         assert sum(run.published.values()) > 4000
         exited = {what: proc.returncode for what, proc in pipeline.procs.items() if proc.poll() is not None}
         assert exited == {}, f"exited during the run: {exited}; logs in {workdir}"
         assert set(pipeline.procs) == {"processors", "sinks"}
         return snapshot(pipeline), run
-
-
-def _start_year(pipeline: Pipeline) -> None:
-    pipeline.cli("fiscal-year", "start", str(YEAR))
 
 
 def _dead_letters(endpoints: Endpoints, tenant: str) -> list[tuple[str, str, str]]:

@@ -29,7 +29,8 @@ from schemas import models as m
 from sinks.runner import GROUP_ID as SINKS_GROUP
 from tests.integration.conftest import Endpoints, free_port_block
 from tests.integration.helpers import produce
-from tests.integration.pipeline import Pipeline, tenant_code
+from tests.integration.pipeline import STAFF_ADMIN, Pipeline, tenant_code
+from tests.integration.pipeline import STAFF_PASSWORD as PIPELINE_STAFF_PASSWORD
 from topics import catalog
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.prometheus]
@@ -162,12 +163,16 @@ def test_prometheus_scrapes_the_hub_during_a_load(
     # --- the load: a small city through the pipeline, garbage on the 住基 topic, staff logins -------------------
     run = run_scenario(
         pipeline.settings, seed=SEED, size=SIZE, fiscal_year=YEAR, dirty_share=0.3, progress=False,
-        start_fiscal_year=lambda: pipeline.cli("fiscal-year", "start", str(YEAR)), timeout_s=180,
+        start_fiscal_year=lambda: pipeline.start_year(YEAR), timeout_s=180,
         echo=lambda _line: None,
     )  # fmt: skip
     garbage_key = f"{pipeline.settings.tenant}:0000000000".encode()
     produce(pipeline.settings.kafka_bootstrap_servers, catalog.RESIDENT_CHANGES.name,
             [(garbage_key, b"\x00not avro at all")] * GARBAGE)  # fmt: skip
+    # The first admin came from `staff init` when the year was started (Pipeline.start_year: an admin, a health
+    # staff member, two logins, FISCAL_YEAR_START); a second `staff init` is refused; that admin adds monitor1.
+    assert staff(pipeline, "staff", "init", "monitor1", "--name", "監視担当", password=STAFF_PASSWORD) != 0
+    assert staff(pipeline, "login", STAFF_ADMIN, password=PIPELINE_STAFF_PASSWORD) == 0
     assert staff(pipeline, "staff", "add", "monitor1", "--name", "監視担当", "--role", "admin",
                  password=STAFF_PASSWORD) == 0  # fmt: skip
     assert staff(pipeline, "login", "monitor1", password=STAFF_PASSWORD) == 0
@@ -181,7 +186,7 @@ def test_prometheus_scrapes_the_hub_during_a_load(
     changes = run.published["住基 population"] + run.published["住基異動"]
     results = run.published["検診結果"]
     p = prometheus
-    p.wait_for('sum(kenshin_hub_staff_logins_total{job="kenshin-hub-sinks"})', lambda v: (v or 0) >= 2)
+    p.wait_for('sum(kenshin_hub_staff_logins_total{job="kenshin-hub-sinks"})', lambda v: (v or 0) >= 5)
     p.wait_for(
         'sum(kenshin_hub_messages_in_total{job="kenshin-hub-processors", topic="juki.resident-changes.v1"})',
         lambda v: (v or 0) >= changes + GARBAGE,
@@ -254,10 +259,14 @@ def test_prometheus_scrapes_the_hub_during_a_load(
 
     # Staff logins, counted by the sinks from chukan.staff-operations.v1.
     logins = p.values('kenshin_hub_staff_logins_total{job="kenshin-hub-sinks"}', "outcome")
-    assert logins[("SUCCESS",)] >= 1
+    assert logins[("SUCCESS",)] >= 4  # it-admin twice, it-health, monitor1
     assert logins[("FAILED",)] >= 1
     operations = p.values("kenshin_hub_staff_operations_total", "operation", "outcome")
-    assert operations[("ACCOUNT_CREATED", "SUCCESS")] >= 1
+    assert operations[("INIT", "SUCCESS")] >= 1  # the first admin
+    assert operations[("INIT", "DENIED")] >= 1  # accounts exist already
+    assert operations[("ACCOUNT_CREATED", "SUCCESS")] >= 2  # it-health, monitor1
+    assert operations[("FISCAL_YEAR_START", "SUCCESS")] >= 1
+    assert operations[("LOGIN_FAILED", "DENIED")] >= 1
 
     # The alert rules run on this server without errors; the missing provision processes make
     # KenshinHubProcessDown pending for them, and only for them.

@@ -219,18 +219,7 @@ def test_the_provision_flow_end_to_end_on_kafka(
     # a reviewer logs in and approves it through the CLI, as staff do
     env = {**endpoints.env(), "KENSHIN_TENANT": HAKODATE, "KENSHIN_STATE_DIR": str(settings.state_dir),
            "KENSHIN_DATABASE_URL": settings.database_url.reveal()}  # fmt: skip
-    cli(
-        env,
-        "staff",
-        "add",
-        "admin1",
-        "--name",
-        "管理者",
-        "--role",
-        "admin",
-        "--password-stdin",
-        stdin="a-long-passphrase-1",
-    )
+    cli(env, "staff", "init", "admin1", "--name", "管理者", "--password-stdin", stdin="a-long-passphrase-1")
     cli(env, "login", "admin1", "--password-stdin", stdin="a-long-passphrase-1")
     cli(
         env,
@@ -256,6 +245,8 @@ def test_the_provision_flow_end_to_end_on_kafka(
     with hub.connect() as conn:
         ops = conn.execute(sa.select(staff_operations.c.staff_id, staff_operations.c.operation,
                                      staff_operations.c.outcome, staff_operations.c.target)).all()  # fmt: skip
+    assert ("admin1", "INIT", "SUCCESS", "admin1") in ops  # the first admin: `staff init`
+    assert ("admin1", "ACCOUNT_CREATED", "SUCCESS", "rev1") in ops
     assert ("rev1", "APPROVE", "SUCCESS", str(held_q.request_id)) in ops
     assert ("admin1", "LIST", "DENIED", "held provisions") in ops
     # a poison message on the 中間サーバー's input: dead-lettered, the services keep going

@@ -62,7 +62,7 @@ def _run(endpoints: Endpoints, workdir: Path, tenant: str, url: str, stormy: boo
         run = run_scenario(
             pipeline.settings, seed=SEED, size=SIZE, fiscal_year=YEAR, dirty_share=0.1, progress=False,
             chunks=CHUNKS if stormy else 1, on_chunk=storm,
-            start_fiscal_year=lambda: pipeline.cli("fiscal-year", "start", str(YEAR)), timeout_s=900,
+            start_fiscal_year=lambda: pipeline.start_year(YEAR), timeout_s=900,
         )  # fmt: skip
         assert sum(run.published.values()) > 20_000
         assert pipeline.exited() == {}, f"a worker crashed: {pipeline.exited()}"
