@@ -11,6 +11,8 @@ Three inputs, co-partitioned on ``tenant:宛名番号`` (6 partitions, murmur2 e
 Per batch, inside the runtime's transaction: lock the batch's partitions (``processor_years``), load the batch's
 people in one query, run the steps in offset order, write the changed people back in one upsert. The runtime stores
 the outputs in its outbox in the same transaction, delivers them, then commits the offsets: effectively once.
+A person's 住基 change log carries the 個人番号: it is stored sealed (:func:`processors.store.seal_log`,
+:mod:`hub.pii`) and opened when loaded.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from hub.engine.handler import Delivery, Handler, Outcome, Output, Refusal
+from hub.pii import PiiKeys, default_keys
 from monitoring.metrics import DeadLetterReason, HubMetrics
 from processors.rules.eligibility import load_rules
 from processors.rules.institutions import load_institutions
@@ -40,7 +43,7 @@ from processors.rules.steps import (
     encode_state_book,
     year_start_notices,
 )
-from processors.store import PROCESSORS_MIGRATIONS, people, years
+from processors.store import PROCESSORS_MIGRATIONS, open_log, people, seal_log, years
 from schemas import models as m
 from schemas.record import ModelError
 from sinks.db import insert_or_ignore, require_head, upsert
@@ -108,12 +111,19 @@ class Processors(Handler):
     name = "processors"
     topics = INPUT_TOPICS
 
-    def __init__(self, metrics: HubMetrics, ctx: Context | None = None) -> None:
+    def __init__(self, metrics: HubMetrics, ctx: Context | None = None, *, pii: PiiKeys | None = None) -> None:
         self.metrics = metrics
         self.ctx = ctx if ctx is not None else Context(load_rules(), load_institutions(), load_fukuhon_policy())
+        self.pii = pii  # the keys of the sealed change logs (default: hub.pii.default_keys, the settings' key file)
 
     def setup(self, engine: Engine) -> None:
         require_head(engine, PROCESSORS_MIGRATIONS)
+        self._pii()  # the key file is opened (or created) before the first batch
+
+    def _pii(self) -> PiiKeys:
+        if self.pii is None:
+            self.pii = default_keys()
+        return self.pii
 
     def steps(self, topic: Topic) -> tuple[str, ...]:
         return (STEPS[topic.name],)
@@ -188,11 +198,14 @@ class Processors(Handler):
             query = query.where(people.c.key > command.after_key)
         rows = conn.execute(query.order_by(people.c.key).limit(COMMAND_SLICE)).all()
         out: list[Output] = []
+        keys = self._pii()
         for key, log_text, book_text in rows:
             known = persons.get(key)
-            state = (
-                known.state if known is not None else PersonState(decode_log(log_text), decode_state_book(book_text))
-            )
+            if known is not None:
+                state = known.state
+            else:
+                opened = open_log(log_text, keys, command.tenant, key)
+                state = PersonState(decode_log(opened), decode_state_book(book_text))
             out.extend((catalog.INVITATIONS, n) for n in year_start_notices(state, command.fiscal_year, self.ctx))
         if len(rows) == COMMAND_SLICE:
             last = str(rows[-1][0])
@@ -232,17 +245,19 @@ class Processors(Handler):
     def _load(self, conn: Connection, deliveries: Sequence[Delivery]) -> dict[str, _Person]:
         keys = sorted({d.topic.key_of(d.event) for d in deliveries if not isinstance(d.event, m.HubCommand)})
         persons: dict[str, _Person] = {}
+        pii = self._pii()
         for i in range(0, len(keys), _CHUNK):
             query = sa.select(people.c.key, people.c.tenant, people.c.partition, people.c.log, people.c.book).where(
                 people.c.key.in_(keys[i : i + _CHUNK])
             )
             for key, tenant, partition, log_text, book_text in conn.execute(query):
-                state = PersonState(decode_log(log_text), decode_state_book(book_text))
+                state = PersonState(decode_log(open_log(log_text, pii, tenant, key)), decode_state_book(book_text))
                 persons[key] = _Person(key, state, int(partition), tenant)
         return persons
 
     def _store(self, conn: Connection, persons: Iterable[_Person]) -> None:
         rows = []
+        pii = self._pii()
         for p in persons:
             if not p.dirty:
                 continue
@@ -251,7 +266,7 @@ class Processors(Handler):
                     "key": p.key,
                     "tenant": p.tenant,
                     "partition": p.partition,
-                    "log": encode_log(p.state.log),
+                    "log": seal_log(encode_log(p.state.log), pii, p.tenant, p.key),
                     "book": encode_state_book(p.state.book),
                 }
             )

@@ -5,6 +5,8 @@ written per batch: the batch's people in one ``SELECT … IN``, their changed st
 
 * ``processor_people``: per person (``tenant:宛名番号``, the topics' key) the 住基 change log and the ledger book,
   with the partition the person's events arrive on (the 年度開始 command walks one partition's people);
+  the change log sealed whole (:mod:`hub.pii`: AES-256-GCM, bound to the tenant, the column and the person's key),
+  since its 住基 changes carry the 個人番号; :func:`seal_log` / :func:`open_log` are the only way in and out;
 * ``processor_years``: per tenant and partition, the latest fiscal year whose 年度開始 was processed. Every batch
   locks the rows of the partitions it acts on (``SELECT … FOR UPDATE`` on PostgreSQL; SQLite transactions are
   ``BEGIN IMMEDIATE``), so two workers never act on one partition's people at once, whatever topic brought them.
@@ -13,8 +15,10 @@ written per batch: the batch's people in one ``SELECT … IN``, their changed st
 from __future__ import annotations
 
 import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
 
 from hub.engine import store as engine_store
+from hub.pii import PREFIX, PiiError, PiiKeys, is_sealed, key_id_of
 
 PROCESSORS_MIGRATIONS = "processors:migrations"
 
@@ -42,3 +46,59 @@ years = sa.Table(
 STORE_PREFIX = "processor_"  # the runtime's tables: processor_runtime_offsets, processor_runtime_outbox
 VERSION_TABLE = "alembic_version_processors"  # so the processors' store may share a database with the sinks'
 runtime_offsets, runtime_outbox = engine_store.define(metadata, STORE_PREFIX)
+
+LOG_COLUMN = "processor_people.log"  # the associated data's column name
+_REENCRYPT_BATCH = 500
+
+
+def seal_log(text: str | None, keys: PiiKeys, tenant: str, key: str) -> str | None:
+    """A person's encoded change log as stored: sealed, bound to ``tenant``, the column and the person's ``key``."""
+    if text is None:
+        return None
+    return keys.encrypt(text, tenant=tenant, column=LOG_COLUMN, row=key)
+
+
+def open_log(stored: str | None, keys: PiiKeys, tenant: str, key: str) -> str | None:
+    """The encoded change log of a stored row (:class:`hub.pii.PiiError` if altered, moved, or never sealed)."""
+    if stored is None:
+        return None
+    if not is_sealed(stored):
+        raise PiiError("processor_people.log holds a change log in clear: run the processors' migrations")
+    return keys.decrypt(stored, tenant=tenant, column=LOG_COLUMN, row=key)
+
+
+def key_usage(conn: Connection) -> dict[str, int]:
+    """The number of sealed change logs per key id."""
+    head = sa.func.substr(people.c.log, 1, 48)
+    counts: dict[str, int] = {}
+    for (start,) in conn.execute(sa.select(head).where(people.c.log.is_not(None))):
+        kid = key_id_of(str(start))  # "pii1.<key id>." fits in the head
+        counts[kid] = counts.get(kid, 0) + 1
+    return counts
+
+
+def reencrypt_people(engine: Engine, keys: PiiKeys, batch: int = _REENCRYPT_BATCH) -> int:
+    """Seal again, under the current key, every change log sealed under another; the number of rows changed.
+
+    One transaction per ``batch`` rows; each update is a compare-and-set on the old sealed log, so a person the
+    processors rewrote meanwhile (already under the current key) is left as they wrote it.
+    """
+    current = f"{PREFIX}.{keys.current}.%"
+    changed, after = 0, ""
+    while True:
+        with engine.begin() as conn:
+            query = (
+                sa.select(people.c.key, people.c.tenant, people.c.log)
+                .where(people.c.log.is_not(None), sa.not_(people.c.log.like(current)), people.c.key > after)
+                .order_by(people.c.key)
+                .limit(batch)
+            )
+            rows = conn.execute(query).all()
+            for key, tenant, stored in rows:
+                fresh = keys.reseal(stored, tenant=tenant, column=LOG_COLUMN, row=key)
+                if fresh is not None:
+                    update = sa.update(people).where(people.c.key == key, people.c.log == stored).values(log=fresh)
+                    changed += conn.execute(update).rowcount
+        if len(rows) < batch:
+            return changed
+        after = str(rows[-1][0])

@@ -13,7 +13,7 @@ Engines are created with ``hide_parameters=True``: SQL errors never carry row va
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from alembic import command
@@ -25,6 +25,9 @@ from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.sql.base import ReadOnlyColumnCollection
 from sqlalchemy.sql.elements import ColumnElement, KeyedColumnElement
 
+if TYPE_CHECKING:
+    from hub.pii import PiiKeys
+
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 # pg_advisory_xact_lock key that serialises concurrent `upgrade` runs on one PostgreSQL database ("kenshin" in hex).
 _MIGRATION_LOCK_KEY = 0x6B656E7368696E
@@ -32,6 +35,7 @@ _MIGRATION_LOCK_KEY = 0x6B656E7368696E
 Row = Mapping[str, Any]
 Excluded = ReadOnlyColumnCollection[str, KeyedColumnElement[Any]]
 Guard = Callable[[sa.Table, Excluded], ColumnElement[bool]]
+Assign = Callable[[sa.Table, Excluded], Mapping[str, ColumnElement[Any]]]
 
 
 class DatabaseError(RuntimeError):
@@ -128,13 +132,19 @@ def current_revision(engine: Engine, script_location: str = SINKS_MIGRATIONS) ->
         return MigrationContext.configure(conn, opts={"version_table": version_table}).get_current_revision()
 
 
-def upgrade(engine: Engine, revision: str = "head", script_location: str = SINKS_MIGRATIONS) -> None:
-    """Run the migrations up to ``revision`` in one transaction (PostgreSQL: serialised by an advisory lock)."""
+def upgrade(
+    engine: Engine, revision: str = "head", script_location: str = SINKS_MIGRATIONS, *, pii_keys: PiiKeys | None = None
+) -> None:
+    """Run the migrations up to ``revision`` in one transaction (PostgreSQL: serialised by an advisory lock).
+
+    Migrations that seal stored 個人番号 use ``pii_keys``, else :func:`hub.pii.default_keys` (the settings' key file).
+    """
     with engine.begin() as conn:
         if conn.dialect.name == "postgresql":
             conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK_KEY})
         cfg = alembic_config(script_location=script_location)
         cfg.attributes["connection"] = conn
+        cfg.attributes["pii_keys"] = pii_keys
         command.upgrade(cfg, revision)
 
 
@@ -219,19 +229,24 @@ def upsert(
     version_column: str | None = None,
     *,
     guard: Guard | None = None,
+    assign: Assign | None = None,
 ) -> int:
     """``INSERT … ON CONFLICT (key_columns) DO UPDATE`` of ``rows``; returns the number of rows sent.
 
     With ``version_column``, a stored row is only overwritten when the incoming version is greater than or equal
     to the stored one, so replaying an old record is harmless. ``guard`` adds any other monotonic condition
-    (``guard(table, excluded)`` is the ``WHERE`` of the update). Every row must carry the same columns.
+    (``guard(table, excluded)`` is the ``WHERE`` of the update); ``assign(table, excluded)`` gives the value some
+    columns are updated to instead of the incoming one (keep a stored value, say). Every row must carry the same
+    columns.
     """
     if not rows:
         return 0
     batch = _dedupe(rows, key_columns, version_column)
     columns = list(batch[0])
     stmt = _insert(conn, table)
-    updates = {c: stmt.excluded[c] for c in columns if c not in key_columns}
+    updates: dict[str, Any] = {c: stmt.excluded[c] for c in columns if c not in key_columns}
+    if assign is not None:
+        updates.update(assign(table, stmt.excluded))
     conditions: list[ColumnElement[bool]] = []
     if version_column is not None:
         conditions.append(table.c[version_column] <= stmt.excluded[version_column])

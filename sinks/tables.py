@@ -55,7 +55,10 @@ residents = sa.Table(
     metadata,
     sa.Column("tenant", TENANT, primary_key=True),
     sa.Column("atena_no", ATENA_NO, primary_key=True),
-    sa.Column("my_number", sa.String(12), nullable=True),
+    # 個人番号, sealed (hub.pii: AES-256-GCM, key id, tenant / column / 宛名番号 as associated data), and its keyed
+    # lookup hash (HMAC-SHA256, hex): sinks.residents seals, looks up and opens; the clear value is never stored.
+    sa.Column("my_number_enc", sa.String(128), nullable=True),
+    sa.Column("my_number_hash", sa.String(64), nullable=True),
     sa.Column("name", sa.Text, nullable=False),
     sa.Column("name_kana", sa.Text, nullable=False),
     sa.Column("sex", sa.String(8), nullable=False),
@@ -71,6 +74,7 @@ residents = sa.Table(
     sa.Column("version", sa.Integer, nullable=False),
     sa.Column("updated_at", UtcDateTime, nullable=False),
     sa.PrimaryKeyConstraint("tenant", "atena_no", name="pk_residents"),
+    sa.Index("ix_residents_my_number_hash", "tenant", "my_number_hash"),
 )
 
 ledger_entries = sa.Table(
@@ -168,6 +172,7 @@ staff_accounts = sa.Table(
     sa.Column("failed_logins", sa.Integer, nullable=False),
     sa.Column("locked", sa.Boolean, nullable=False),
     sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("disabled", sa.Boolean, nullable=False, server_default=sa.false()),  # `staff disable` (admin)
     sa.PrimaryKeyConstraint("staff_id", name="pk_staff_accounts"),
 )
 

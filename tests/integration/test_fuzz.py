@@ -71,7 +71,7 @@ from sinks.db import make_engine, upgrade
 from sinks.errors import ErrorsSink, error_row
 from sinks.invitations import InvitationsSink, invitation_row
 from sinks.ledger import LedgerSink, ledger_row
-from sinks.residents import ResidentsSink, resident_row
+from sinks.residents import ResidentsSink, readable_row, resident_row
 from sinks.tables import invitations, ledger_entries, residents, screening_errors
 from tests import samples
 from tests.integration.conftest import Endpoints
@@ -810,8 +810,10 @@ def read_to_end(bootstrap: str, topics: Sequence[Topic], group: str) -> list[Mes
 
 
 def snapshot(engine: Engine, table: sa.Table) -> list[dict[str, Any]]:
+    """The rows of ``table``; residents with their sealed 個人番号 opened (the columns of ``resident_row``)."""
     with engine.connect() as conn:
-        return [dict(r._mapping) for r in conn.execute(sa.select(table).order_by(*table.primary_key.columns))]
+        rows = [dict(r._mapping) for r in conn.execute(sa.select(table).order_by(*table.primary_key.columns))]
+    return [readable_row(r) for r in rows] if table is residents else rows
 
 
 def sorted_rows(table: sa.Table, rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -42,7 +42,7 @@ from sinks.db import current_revision, head_revision, make_engine, upgrade
 from sinks.errors import ErrorsSink, error_row
 from sinks.invitations import InvitationsSink, invitation_row
 from sinks.ledger import LedgerSink, ledger_row
-from sinks.residents import ResidentsSink, resident_row
+from sinks.residents import ResidentsSink, readable_row, resident_row
 from sinks.staff import StaffActivitySink
 from sinks.statistics import query_statistics, refresh_statistics
 from sinks.tables import ALL_TABLES, invitations, ledger_entries, metadata, residents, screening_errors
@@ -179,8 +179,10 @@ def metric(runner: SinkRunner, name: str, **labels: str) -> float | None:
 
 
 def snapshot(engine: Engine, table: sa.Table) -> list[dict[str, Any]]:
+    """The rows of ``table``; residents with their sealed 個人番号 opened (the columns of ``resident_row``)."""
     with engine.connect() as conn:
-        return [dict(r._mapping) for r in conn.execute(sa.select(table).order_by(*table.primary_key.columns))]
+        rows = [dict(r._mapping) for r in conn.execute(sa.select(table).order_by(*table.primary_key.columns))]
+    return [readable_row(r) for r in rows] if table is residents else rows
 
 
 def rows_sorted(table: sa.Table, rows: Sequence[Row]) -> list[Row]:

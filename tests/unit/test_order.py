@@ -607,6 +607,7 @@ def test_the_processors_count_entries_and_errors_once(tmp_path: Path) -> None:
     from prometheus_client import CollectorRegistry
 
     from hub.engine.handler import Delivery
+    from hub.pii import PiiKeys
     from monitoring.metrics import HubMetrics
     from processors.app import Processors
     from processors.store import PROCESSORS_MIGRATIONS
@@ -615,7 +616,7 @@ def test_the_processors_count_entries_and_errors_once(tmp_path: Path) -> None:
     engine = make_engine(f"sqlite:///{tmp_path / 'processors.db'}")
     upgrade(engine, script_location=PROCESSORS_MIGRATIONS)
     registry = CollectorRegistry()
-    handler = Processors(HubMetrics(registry, process="processors", runtime=False), CTX)
+    handler = Processors(HubMetrics(registry, process="processors", runtime=False), CTX, pii=PiiKeys.generate())
     typo = dataclasses.replace(PERSON, name_kana="アサヒカワ ハナヨ")
     events: list[m.ResidentChange | m.ScreeningResult] = [
         _result(1, subject=typo),

@@ -10,6 +10,7 @@ from prometheus_client import CollectorRegistry
 
 from hub.engine.handler import Delivery, Refusal
 from hub.kafka import partition_for
+from hub.pii import PiiKeys
 from hub.scenario import build
 from monitoring.metrics import HubMetrics
 from processors import app
@@ -21,6 +22,7 @@ from topics import catalog
 
 pytestmark = pytest.mark.unit
 TENANT, YEAR = "012041", 2025
+KEYS = PiiKeys.generate()  # the change logs are stored sealed (hub.pii)
 
 
 def _invitations(slice_size: int, monkeypatch: pytest.MonkeyPatch) -> tuple[list[m.Invitation], int]:
@@ -29,7 +31,7 @@ def _invitations(slice_size: int, monkeypatch: pytest.MonkeyPatch) -> tuple[list
     city, _plan = build(3, 400, TENANT, YEAR, 0.0)
     engine = sa.create_engine("sqlite://")
     metadata.create_all(engine)
-    handler = Processors(HubMetrics(CollectorRegistry(), process="processors"))
+    handler = Processors(HubMetrics(CollectorRegistry(), process="processors"), pii=KEYS)
     topic = catalog.RESIDENT_CHANGES
     changes = [
         Delivery(topic, partition_for(topic.key_of(c).encode(), 6), n, b"", c) for n, c in enumerate(city.initial)
