@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import random
 import shutil
 import socket
 import ssl
@@ -80,10 +81,23 @@ class StackInfo:
 
 
 def _free_port() -> int:
-    """A free loopback port (the registry's backend behind the gate)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A free loopback port for the registry's backend behind the gate, below the ephemeral range: a port in that
+    range can be taken by any outgoing connection between this check and the registry's bind.
+    """
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    rng = random.SystemRandom()
+    for _ in range(200):
+        port = rng.randrange(10000, max(low, 12000))
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise StackError("no free loopback port for the registry's backend")
 
 
 def _port_busy(port: int) -> bool:
@@ -300,7 +314,7 @@ class LocalStack:
             _wait(
                 "registry gate (nginx)",
                 lambda: _registry_ready(self.registry_url(), self.layout.pki().ca_cert, admin),
-                self.layout.log_file("registry-gate"),
+                self.layout.state_dir.resolve() / "registry-gate" / "logs" / "error.log",
                 lambda: running_pid(self.layout.pid_file("registry-gate"), self.layout.marker) is not None,
             )
         if self.secured:
