@@ -326,3 +326,39 @@ def test_staff_see_errors_that_only_wait_for_data_as_waiting() -> None:
     assert _status_label("OPEN", "UNKNOWN_PERSON,KANA_MISMATCH") == "OPEN"  # a real disagreement: staff act
     assert _status_label("RESOLVED", "UNKNOWN_PERSON") == "RESOLVED"
     assert _status_label("OPEN", "") == "OPEN"
+
+
+def test_stomach_targets_start_at_40_as_the_city_sets_them() -> None:
+    """The city's assessment (II.2 ③): 胃がん 40歳以上, whatever the method; the national guideline's 内視鏡 50 does not
+    apply. Endoscopy stays biennial, X-ray yearly."""
+    rule = RULES.kinds[m.ScreeningKind.STOMACH]
+    assert rule.for_method(None) == (40, 2)
+    assert rule.for_method(m.StomachMethod.ENDOSCOPY.value) == (40, 2)
+    assert rule.for_method(m.StomachMethod.XRAY.value) == (40, 1)
+    # A 45-year-old's gastric endoscopy enters the 台帳 (it was NOT_ELIGIBLE_AGE with a minimum of 50).
+    born = date(1980, 6, 1)  # 45 at the end of fiscal 2025
+    person = samples.person(birth_date=born)
+    resident = change(m.ResidentChangeType.MOVE_IN, date(2020, 4, 1), 1, person=person)
+    endoscopy = result(m.ScreeningKind.STOMACH, subject=person)
+    assert endoscopy.primary is not None
+    assert endoscopy.primary.stomach is not None
+    assert endoscopy.primary.stomach.method is m.StomachMethod.ENDOSCOPY
+    book, out = run(LedgerBook(), endoscopy, log_of(resident))
+    assert [type(o) for o in out if isinstance(o, m.ScreeningError)] == []
+    assert [e.kind for e in book.entries] == [m.ScreeningKind.STOMACH]
+    # 40 and 42 are invited to the biennial 胃がん (節目 by parity from 40); 41 is not.
+    invited = {
+        age: (m.ScreeningKind.STOMACH, m.InvitationType.INVITATION)
+        in {
+            (n.kind, n.invitation_type)
+            for n in invitations_for(
+                _state(date(2025 - age, 6, 1), m.Sex.MALE),
+                [],
+                fiscal_year=2025,
+                trigger=m.InvitationTrigger.FISCAL_YEAR_START,
+                rules=RULES,
+            )
+        }
+        for age in (40, 41, 42)
+    }
+    assert invited == {40: True, 41: False, 42: True}
