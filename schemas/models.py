@@ -154,6 +154,10 @@ class ErrorReason(enum.StrEnum):
     UNKNOWN_INSTITUTION = "UNKNOWN_INSTITUTION"
     NO_PRIMARY_FOR_FOLLOW_UP = "NO_PRIMARY_FOR_FOLLOW_UP"
     INVALID_RESULT = "INVALID_RESULT"
+    FOLLOW_UP_WITHOUT_REFERRAL = "FOLLOW_UP_WITHOUT_REFERRAL"  # 精検 of a 1次 that did not say 要精検
+    INSTITUTION_NOT_FOR_FOLLOW_UP = "INSTITUTION_NOT_FOR_FOLLOW_UP"  # 精検 from an institution not registered for 精検
+    ITEMS_NOT_OF_KIND = "ITEMS_NOT_OF_KIND"  # items its kind does not record (別添1, processors/rules/items.toml)
+    NO_REFERRAL_FOR_KIND = "NO_REFERRAL_FOR_KIND"  # 要精検 or a 精検 for a kind without 精検 (ピロリ菌検査)
 
 
 class ErrorStatus(enum.StrEnum):

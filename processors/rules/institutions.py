@@ -19,7 +19,7 @@ class Institution:
     name: str
     kinds: frozenset[ScreeningKind]
     group: bool  # also runs 集団 (mass) screenings
-    follow_up: bool  # performs 精密検査
+    follow_up: bool  # registered for 精密検査: a 精検 result of its kinds may come from it
 
 
 @dataclass(frozen=True)
@@ -30,6 +30,11 @@ class InstitutionRegistry:
     def performs(self, code: str, kind: ScreeningKind) -> bool:
         inst = self.by_code.get(code)
         return inst is not None and kind in inst.kinds
+
+    def follows_up(self, code: str, kind: ScreeningKind) -> bool:
+        """Whether the institution is registered for ``kind`` and for 精密検査 (a 精検 result may come from it)."""
+        inst = self.by_code.get(code)
+        return inst is not None and kind in inst.kinds and inst.follow_up
 
 
 def parse_institutions(data: Mapping[str, Any]) -> InstitutionRegistry:
@@ -56,7 +61,11 @@ def parse_institutions(data: Mapping[str, Any]) -> InstitutionRegistry:
         unknown = set(raw) - {"code", "name", "kinds", "group", "follow_up"}
         if unknown:
             raise RulesError(f"{where}: unknown keys {sorted(unknown)}")
-        by_code[code] = Institution(code, name, kinds, bool(raw.get("group", False)), bool(raw.get("follow_up", False)))
+        flags = {key: raw.get(key, False) for key in ("group", "follow_up")}
+        for key, value in flags.items():
+            if not isinstance(value, bool):
+                raise RulesError(f"{where}: {key} must be true or false, got {value!r}")
+        by_code[code] = Institution(code, name, kinds, flags["group"], flags["follow_up"])
     if not by_code:
         raise RulesError("institutions: none declared")
     return InstitutionRegistry(version=version, by_code=by_code)

@@ -14,14 +14,16 @@ inputs, never on the order they arrived in, so the final tables are the same wha
 * **Waiting (pending).** A result that does not match is kept, and matched again whenever the person's log or their
   other results change: one that arrived before the 転入/出生 that registers its person (UNKNOWN_PERSON), before the
   転入 that makes them resident on the exam date (NOT_RESIDENT_ON_EXAM_DATE), before a 転居 or 氏名変更 it already
-  reflects, or a 精検 before its 1次 (NO_PRIMARY_FOR_FOLLOW_UP), enters the ledger when that data arrives. Every
-  reason but UNKNOWN_INSTITUTION depends on 住基 data or on other results, so every failing result is re-matched, not
-  only the "waiting" ones; ``matching.WAITING_REASONS`` names the reasons that usually mean the data has not arrived
-  yet. Until it matches, a result stands as an OPEN error: staff see it (:meth:`LedgerBook.waiting`).
+  reflects, or a 精検 before its 1次 (NO_PRIMARY_FOR_FOLLOW_UP), enters the ledger when that data arrives. Most
+  reasons depend on 住基 data or on other results (a 精検's FOLLOW_UP_WITHOUT_REFERRAL on what its 1次, or a
+  correction of it, said), so every failing result is re-matched, not only the "waiting" ones;
+  ``matching.WAITING_REASONS`` names the reasons that usually mean the data has not arrived yet. Until it matches,
+  a result stands as an OPEN error: staff see it (:meth:`LedgerBook.waiting`).
 * **Placing primaries.** Each kind's standing primaries are placed in exam order (受診日, 受付番号): the first one
   that matches holds its fiscal year (a later one of that year gets INTERVAL_NOT_MET) and the interval rule looks at
   the years held before it. A follow-up attaches to the entry of its 1次's 受付番号 (the latest attaching one in
-  exam order when there are several).
+  exam order when there are several) if that 1次 said 要精検 (``follow_up_required``), and it matches: from an
+  institution registered for 精検, with the items of its kind (``items.toml``).
 * **Errors.** A 受付番号 whose standing submission fails has an OPEN error; one whose standing submission matches
   after an earlier one failed has a RESOLVED one (``resolved_by="resubmission"``); any other has none, and an error
   that was raised for it is withdrawn (:class:`ErrorWithdrawn`). So an error that was only waiting ends as if it had
@@ -45,13 +47,14 @@ from __future__ import annotations
 import tomllib
 import uuid
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, time
 from importlib import resources
 
 from hub.validation import fiscal_year, fiscal_year_end, legal_age
 from processors.rules.eligibility import EligibilityRules, RulesError
 from processors.rules.institutions import InstitutionRegistry
+from processors.rules.items import ItemRules, packaged_items
 from processors.rules.matching import WAITING_REASONS, MatchOutcome, match
 from processors.rules.residents import PersonLog
 from schemas.models import (
@@ -78,6 +81,7 @@ RESOLVED_NOTE = "a corrected result with the same 受付番号 matched"
 WITHDRAWN_NOTE = "取消: the 受付番号's standing result matches now (later 住基 or 1次 data, or a correction)"
 
 Key = tuple[ScreeningKind, int]  # (kind, fiscal year) of a ledger entry
+EntryOf = tuple[ScreeningKind, str]  # (kind, 受付番号) of the primary holding an entry
 
 
 def stable_id(*parts: object) -> uuid.UUID:
@@ -226,6 +230,7 @@ class Context:
     rules: EligibilityRules
     institutions: InstitutionRegistry
     fukuhon: FukuhonPolicy
+    items: ItemRules = field(default_factory=packaged_items)  # 別添1 items per kind (``items.toml``)
 
 
 # --- 副本 ------------------------------------------------------------------------------------------------------
@@ -325,17 +330,38 @@ def _primary_outcome(r: Received, log: PersonLog | None, ctx: Context, held: set
     outcome = (
         MatchOutcome(())
         if r.trusted
-        else match(result, log, rules=ctx.rules, institutions=ctx.institutions, attended_years=held)
+        else match(result, log, rules=ctx.rules, institutions=ctx.institutions, attended_years=held, items=ctx.items)
     )
     if outcome.ok and fiscal_year(result.exam_date) in held:
         return MatchOutcome((ErrorReason.INTERVAL_NOT_MET,))  # already screened this fiscal year
     return outcome
 
 
-def _follow_up_outcome(r: Received, log: PersonLog | None, ctx: Context, has_primary: bool) -> MatchOutcome:
+def _follow_up_outcome(
+    r: Received, log: PersonLog | None, ctx: Context, holders: Mapping[Key, Received], entry_of: Mapping[EntryOf, Key]
+) -> tuple[MatchOutcome, Key | None]:
+    """A follow-up against the log and the entries held: its outcome, and the entry it attaches to when it matches.
+
+    Its 1次 is the primary holding an entry under its ``primary_reception_no`` (of its kind); that 1次 must have said
+    要精検. A trusted follow-up (from a book stored before books kept results) matched then: it needs its 1次 only.
+    """
+    result = r.result
+    key = entry_of.get((result.kind, result.primary_reception_no or ""))
+    primary = holders[key].result.primary if key is not None else None
     if r.trusted:
-        return MatchOutcome(()) if has_primary else MatchOutcome((ErrorReason.NO_PRIMARY_FOR_FOLLOW_UP,))
-    return match(r.result, log, rules=ctx.rules, institutions=ctx.institutions, has_primary=has_primary)
+        outcome = MatchOutcome(()) if key is not None else MatchOutcome((ErrorReason.NO_PRIMARY_FOR_FOLLOW_UP,))
+    else:
+        referred = primary is not None and primary.follow_up_required
+        outcome = match(
+            result,
+            log,
+            rules=ctx.rules,
+            institutions=ctx.institutions,
+            has_primary=key is not None,
+            referred=referred,
+            items=ctx.items,
+        )
+    return outcome, key if outcome.ok else None
 
 
 def _open_error(r: Received, outcome: MatchOutcome) -> ScreeningError:
@@ -464,10 +490,9 @@ def derive(book: LedgerBook, log: PersonLog | None, ctx: Context) -> View:
     attached: dict[Key, Received] = {}
     follow_ups = [s for s in standing.values() if s.result.stage is ResultStage.FOLLOW_UP]
     for s in sorted(follow_ups, key=lambda s: (s.result.exam_date, s.result.reception_no)):
-        key = entry_of.get((s.result.kind, s.result.primary_reception_no or ""))
-        outcome = _follow_up_outcome(s, log, ctx, key is not None)
+        outcome, key = _follow_up_outcome(s, log, ctx, holders, entry_of)
         outcomes[s.result.reception_no] = outcome
-        if outcome.ok and key is not None:
+        if key is not None:
             attached[key] = s  # the latest in exam order
 
     entries: dict[Key, LedgerEntry] = {}
@@ -494,7 +519,7 @@ def _superseded_outcome(
     log: PersonLog | None,
     ctx: Context,
     holders: Mapping[Key, Received],
-    entry_of: Mapping[tuple[ScreeningKind, str], Key],
+    entry_of: Mapping[EntryOf, Key],
 ) -> MatchOutcome:
     """How a superseded submission fares against the same log and the entries held by the other 受付番号."""
     result = r.result
@@ -502,8 +527,7 @@ def _superseded_outcome(
         rec = result.reception_no
         others = {y for (k, y), s in holders.items() if k is result.kind and s.result.reception_no != rec}
         return _primary_outcome(r, log, ctx, others)
-    has_primary = (result.kind, result.primary_reception_no or "") in entry_of
-    return _follow_up_outcome(r, log, ctx, has_primary)
+    return _follow_up_outcome(r, log, ctx, holders, entry_of)[0]
 
 
 # --- settling: what changed is emitted ---------------------------------------------------------------------------

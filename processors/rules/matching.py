@@ -4,9 +4,15 @@ Pure functions. Identity items are compared after normalisation (NFKC, no spaces
 form), against the 基本5情報 registered on the exam date — or the current ones, so a result written before a name
 change still matches. A mismatch names the fields that disagree, never their values.
 
-Every reason but UNKNOWN_INSTITUTION (the registry of institutions is configuration) depends on data that can still
-arrive: the person's 住基 changes (identity, residence, birth date and sex) or their other results (the interval, the
-1次 of a 精検). So the ledger keeps every result and matches it again when the person's data changes
+A 精検 must come from an institution registered for 精検 (INSTITUTION_NOT_FOR_FOLLOW_UP) and follow a 1次 that said
+要精検 (NO_PRIMARY_FOR_FOLLOW_UP while that 1次 is not in the ledger, FOLLOW_UP_WITHOUT_REFERRAL when it is and did not
+refer); every result carries only the items its kind records (``items.toml``, 別添1: ITEMS_NOT_OF_KIND, and
+NO_REFERRAL_FOR_KIND for 要精検 on ピロリ菌検査).
+
+The reasons that rest on configuration only (UNKNOWN_INSTITUTION, INSTITUTION_NOT_FOR_FOLLOW_UP, the items) are
+found even before the person is known; every other one depends on data that can still arrive: the person's 住基
+changes (identity, residence, birth date and sex) or their other results (the interval, the 1次 of a 精検 and what
+it said). So the ledger keeps every result and matches it again when the person's data changes
 (``processors.rules.ledger``). :data:`WAITING_REASONS` are the reasons that usually mean "not arrived yet" rather
 than "wrong": an error with only those reasons is shown to staff as waiting for 住基 or for the 1次.
 """
@@ -21,6 +27,7 @@ from dataclasses import dataclass
 from hub.validation import age_at_fiscal_year_end, fiscal_year
 from processors.rules.eligibility import EligibilityRules
 from processors.rules.institutions import InstitutionRegistry
+from processors.rules.items import ItemRules, packaged_items
 from processors.rules.residents import PersonLog
 from schemas.models import ErrorReason, PersonIdentity, ResultStage, ScreeningKind, ScreeningResult
 
@@ -100,15 +107,21 @@ def match(
     institutions: InstitutionRegistry,
     attended_years: Iterable[int] = (),
     has_primary: bool = True,
+    referred: bool = True,
+    items: ItemRules | None = None,
 ) -> MatchOutcome:
     """Every reason ``result`` cannot enter the ledger (none: it can).
 
     ``attended_years`` are the fiscal years in which the person already has an entry of this kind (for the
-    interval rule); ``has_primary`` tells a follow-up whether its primary is in the ledger.
+    interval rule); ``has_primary`` tells a follow-up whether its primary is in the ledger, ``referred`` whether
+    that primary said 要精検. ``items`` are the item rules of the kinds (default: the packaged ``items.toml``).
     """
     reasons: list[ErrorReason] = []
     if not institutions.performs(result.institution_code, result.kind):
         reasons.append(ErrorReason.UNKNOWN_INSTITUTION)
+    elif result.stage is ResultStage.FOLLOW_UP and not institutions.follows_up(result.institution_code, result.kind):
+        reasons.append(ErrorReason.INSTITUTION_NOT_FOR_FOLLOW_UP)
+    reasons += (items if items is not None else packaged_items()).reasons(result)
     state = log.state() if log is not None else None
     if log is None or state is None:
         return MatchOutcome((*reasons, ErrorReason.UNKNOWN_PERSON))
@@ -131,6 +144,8 @@ def match(
             reasons.append(ErrorReason.INVALID_RESULT)
     elif not has_primary:
         reasons.append(ErrorReason.NO_PRIMARY_FOR_FOLLOW_UP)
+    elif not referred:
+        reasons.append(ErrorReason.FOLLOW_UP_WITHOUT_REFERRAL)
     return MatchOutcome(tuple(dict.fromkeys(reasons)), tuple(fields))
 
 

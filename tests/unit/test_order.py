@@ -58,7 +58,8 @@ pytestmark = pytest.mark.unit
 
 CTX = Context(load_rules(), load_institutions(), load_fukuhon_policy())
 YEAR = 2025
-INST = "0110100011"  # performs every kind
+INST = "0110100011"  # performs every kind (1次 only: not registered for 精検)
+FOLLOW_INST = "0110100078"  # performs every kind and is registered for 精検
 RESULTS_TOPIC = "institution.results.v1"
 
 Input = tuple[m.ResidentChange | m.ScreeningResult, m.SourcePointer | None]
@@ -309,8 +310,9 @@ def person_workload(draw: st.DrawFn) -> list[Input]:
 
     A first 転入 (sometimes missing: the person stays unknown), maybe a 転居 / 氏名変更 / 職権修正 of the kana
     during the years, maybe a 転出 and a return; primaries of three kinds over two fiscal years (the interval rule,
-    two exams of one year), follow-ups pointing at some 受付番号, re-submissions of a 受付番号 (corrections, also into
-    another kind, day or stage), subjects as registered on the exam day or mistyped, an unknown institution.
+    two exams of one year), some not saying 要精検, follow-ups pointing at some 受付番号 (mostly from an institution
+    registered for 精検), re-submissions of a 受付番号 (corrections, also into another kind, day or stage, or of what
+    a 1次 said about 要精検), subjects as registered on the exam day or mistyped, an unknown institution.
     """
     identities: list[tuple[date, m.PersonIdentity]] = [(date(2019, 4, 1), PERSON)]
     changes: list[m.ResidentChange] = []
@@ -365,6 +367,8 @@ def person_workload(draw: st.DrawFn) -> list[Input]:
         subject = identity_on(day)
         if draw(st.integers(0, 7)) == 0:
             subject = dataclasses.replace(subject, name_kana="アサヒカワ ハナヨ")  # a typo
+        institution = draw(st.integers(0, 11))  # 0: unknown; 1: a 精検 from an institution that does no 精検
+        code = "0119999999" if institution == 0 else FOLLOW_INST if follow_up and institution > 1 else INST
         common: dict[str, Any] = {
             "event_id": _uuid(draw, ids),
             "occurred_at": _at(day + timedelta(days=draw(st.integers(3, 60))), 0),
@@ -374,7 +378,7 @@ def person_workload(draw: st.DrawFn) -> list[Input]:
             "kind": kind,
             "atena_no": ATENA,
             "subject": subject,
-            "institution_code": "0119999999" if draw(st.integers(0, 11)) == 0 else INST,
+            "institution_code": code,
             "institution_name": "検診センター",
             "exam_date": day,
         }
@@ -383,8 +387,11 @@ def person_workload(draw: st.DrawFn) -> list[Input]:
                 **common, stage=m.ResultStage.FOLLOW_UP, follow_up=samples.follow_up(), primary_reception_no=follows
             )
         else:
+            findings = samples.primary(kind)  # 要精検
+            if draw(st.integers(0, 3)) == 0:
+                findings = dataclasses.replace(findings, follow_up_required=False)
             result = m.ScreeningResult(
-                **common, stage=m.ResultStage.PRIMARY, setting=m.ExamSetting.INDIVIDUAL, primary=samples.primary(kind)
+                **common, stage=m.ResultStage.PRIMARY, setting=m.ExamSetting.INDIVIDUAL, primary=findings
             )
             primaries.append(result)
         results.append((result, m.SourcePointer(topic=RESULTS_TOPIC, partition=0, offset=offset)))
@@ -451,6 +458,7 @@ def _follow_up(seq: int, reception: str, primary: str, day: date = date(2025, 7,
         primary=None,
         follow_up=samples.follow_up(),
         primary_reception_no=primary,
+        institution_code=FOLLOW_INST,
     )
 
 

@@ -9,7 +9,15 @@ import pytest
 from processors.rules.eligibility import RulesError, load_rules, parse_rules
 from processors.rules.institutions import load_institutions
 from processors.rules.invitations import invitations_for
-from processors.rules.ledger import Context, LedgerBook, decode_book, encode_book, load_fukuhon_policy, process_result
+from processors.rules.ledger import (
+    Context,
+    LedgerBook,
+    decode_book,
+    encode_book,
+    load_fukuhon_policy,
+    process_result,
+    published,
+)
 from processors.rules.matching import normalize_kana, normalize_text
 from processors.rules.residents import PersonLog
 from schemas import models as m
@@ -19,7 +27,8 @@ pytestmark = pytest.mark.unit
 
 RULES = load_rules()
 CTX = Context(RULES, load_institutions(), load_fukuhon_policy())
-INST = "0110100011"  # performs every kind
+INST = "0110100011"  # performs every kind (1次 only: not registered for 精検)
+FOLLOW_INST = "0110100078"  # 旭川北総合病院: performs every kind and is registered for 精検
 
 
 def change(kind: m.ResidentChangeType, day: date, seq: int, **over: object) -> m.ResidentChange:
@@ -200,6 +209,7 @@ def test_a_correction_makes_a_new_version_and_a_follow_up_attaches() -> None:
         setting=None,
         follow_up=samples.follow_up(),
         primary_reception_no="R1",
+        institution_code=FOLLOW_INST,
     )
     book, out = run(book, follow)
     [entry] = [e for e in out if isinstance(e, m.LedgerEntry)]
@@ -220,6 +230,7 @@ def test_follow_up_without_primary_and_interval() -> None:
         setting=None,
         follow_up=samples.follow_up(),
         primary_reception_no="R404",
+        institution_code=FOLLOW_INST,
     )
     _, out = run(LedgerBook(), follow)
     assert out[0].reasons == (m.ErrorReason.NO_PRIMARY_FOR_FOLLOW_UP,)  # type: ignore[attr-defined]
@@ -303,6 +314,7 @@ def test_a_book_stored_before_books_kept_their_results_is_read_and_keeps_its_ent
         setting=None,
         follow_up=samples.follow_up(),
         primary_reception_no="R1",
+        institution_code=FOLLOW_INST,
     )
     after, out = process_result(old, follow, log_of(MOVE_IN), CTX, None)
     [entry] = [e for e in out if isinstance(e, m.LedgerEntry)]
@@ -362,3 +374,207 @@ def test_stomach_targets_start_at_40_as_the_city_sets_them() -> None:
         for age in (40, 41, 42)
     }
     assert invited == {40: True, 41: False, 42: True}
+
+
+# --- 精検: a 要精検 1次, an institution registered for 精検, the items of its kind (別添1) -------------------------
+
+CLEAR = dataclasses.replace(
+    samples.primary(m.ScreeningKind.COLORECTAL),
+    follow_up_required=False,
+    colorectal=m.ColorectalFindings(fobt_result=m.FobtResult.NEGATIVE),
+)  # a 大腸 1次 that did not say 要精検
+
+
+def seiken(
+    reception: str = "R2",
+    primary: str = "R1",
+    *,
+    kind: m.ScreeningKind = m.ScreeningKind.COLORECTAL,
+    seq: int = 200,
+    institution: str = FOLLOW_INST,
+    findings: m.FollowUpFindings | None = None,
+) -> m.ScreeningResult:
+    """A 精検 result of ``kind`` following the 1次 ``primary``."""
+    return dataclasses.replace(
+        result(kind, seq=seq, reception=reception, day=date(2025, 7, 1)),
+        stage=m.ResultStage.FOLLOW_UP,
+        primary=None,
+        setting=None,
+        follow_up=findings or samples.follow_up(),
+        primary_reception_no=primary,
+        institution_code=institution,
+    )
+
+
+def _errors(book: LedgerBook) -> dict[str, tuple[m.ErrorStatus, tuple[m.ErrorReason, ...]]]:
+    return {e.reception_no: (e.status, e.reasons) for e in book.errors}
+
+
+def test_a_follow_up_whose_primary_did_not_say_yoseiken_is_an_error_in_either_order() -> None:
+    primary, follow = result(primary=CLEAR), seiken()
+    book, _ = run(LedgerBook(), primary)
+    book, _ = run(book, follow)
+    [entry] = book.entries
+    assert entry.follow_up is None  # the 精検 does not attach to a 1次 that referred nobody
+    assert _errors(book) == {"R2": (m.ErrorStatus.OPEN, (m.ErrorReason.FOLLOW_UP_WITHOUT_REFERRAL,))}
+    assert book.waiting() == ()  # not 1次待ち: staff act
+    # The 精検 first: it waits for its 1次 (1次待ち), then the 1次 arrives and it fails for want of a referral.
+    early, _ = run(LedgerBook(), follow)
+    assert _errors(early) == {"R2": (m.ErrorStatus.OPEN, (m.ErrorReason.NO_PRIMARY_FOR_FOLLOW_UP,))}
+    assert early.waiting() == early.errors
+    late, _ = run(early, primary)
+    assert (late.entries, late.errors) == (book.entries, book.errors)
+    # The institution corrects the 1次 to 要精検: the 精検 attaches and its error is withdrawn.
+    fixed, out = run(late, result(seq=101))
+    [entry] = fixed.entries
+    assert entry.follow_up is not None
+    assert entry.follow_up.reception_no == "R2"
+    assert fixed.errors == ()
+    assert any(isinstance(e, m.ScreeningError) and e.status is m.ErrorStatus.WITHDRAWN for e in map(published, out))
+
+
+def test_a_follow_up_from_an_institution_not_registered_for_seiken_is_an_error() -> None:
+    assert not CTX.institutions.by_code[INST].follow_up  # 旭川中央健診センター screens but does no 精検
+    assert CTX.institutions.follows_up(FOLLOW_INST, m.ScreeningKind.COLORECTAL)
+    book, _ = run(LedgerBook(), result())
+    book, _ = run(book, seiken(institution=INST))
+    [entry] = book.entries
+    assert entry.follow_up is None
+    assert _errors(book) == {"R2": (m.ErrorStatus.OPEN, (m.ErrorReason.INSTITUTION_NOT_FOR_FOLLOW_UP,))}
+    # An unknown institution stays UNKNOWN_INSTITUTION (one reason, not two).
+    _, out = run(book, seiken("R3", seq=201, institution="0119999999"))
+    [error] = [e for e in out if isinstance(e, m.ScreeningError) and e.reception_no == "R3"]
+    assert error.reasons == (m.ErrorReason.UNKNOWN_INSTITUTION,)
+
+
+@pytest.mark.parametrize(
+    ("kind", "items"),
+    [
+        (m.ScreeningKind.COLORECTAL, {"sputum_method": "喀痰細胞診再検"}),  # 喀痰: a 肺がん item
+        (m.ScreeningKind.STOMACH, {"body_result": "陰性"}),  # 精検体部結果: a 子宮がん item
+        (m.ScreeningKind.BREAST, {"cervical_result": "CIN1"}),  # 精検頸部結果: a 子宮がん item
+        (m.ScreeningKind.LUNG, {"cervical_result": "CIN1", "body_result": "陰性"}),
+    ],
+)
+def test_a_follow_up_carrying_items_of_another_kind_is_an_error(kind: m.ScreeningKind, items: dict[str, str]) -> None:
+    findings = dataclasses.replace(samples.follow_up(), **items)  # type: ignore[arg-type]
+    book, _ = run(LedgerBook(), result(kind))
+    book, _ = run(book, seiken(kind=kind, findings=findings))
+    [entry] = book.entries
+    assert entry.follow_up is None
+    assert _errors(book) == {"R2": (m.ErrorStatus.OPEN, (m.ErrorReason.ITEMS_NOT_OF_KIND,))}
+
+
+def test_a_primary_carrying_items_its_kind_does_not_record_is_an_error() -> None:
+    young = samples.person(birth_date=date(1990, 1, 1))  # 35: a ピロリ菌検査 target (20–39)
+    log = log_of(change(m.ResidentChangeType.MOVE_IN, date(2020, 4, 1), 1, person=young))
+    pylori = samples.primary(m.ScreeningKind.H_PYLORI)
+    assert pylori.follow_up_required is False
+    book, _ = run(LedgerBook(), result(m.ScreeningKind.H_PYLORI, subject=young), log)
+    assert [e.kind for e in book.entries] == [m.ScreeningKind.H_PYLORI]
+    assert book.errors == ()
+    # 他所見名 is no item of ピロリ菌検査 (別添1)
+    odd = result(m.ScreeningKind.H_PYLORI, subject=young, primary=dataclasses.replace(pylori, other_findings="胃炎"))
+    book, _ = run(LedgerBook(), odd, log)
+    assert book.entries == ()
+    assert _errors(book) == {"R1": (m.ErrorStatus.OPEN, (m.ErrorReason.ITEMS_NOT_OF_KIND,))}
+
+
+def test_h_pylori_has_no_yoseiken() -> None:
+    young = samples.person(birth_date=date(1990, 1, 1))
+    log = log_of(change(m.ResidentChangeType.MOVE_IN, date(2020, 4, 1), 1, person=young))
+    referred = dataclasses.replace(samples.primary(m.ScreeningKind.H_PYLORI), follow_up_required=True)
+    book, out = run(LedgerBook(), result(m.ScreeningKind.H_PYLORI, subject=young, primary=referred), log)
+    assert book.entries == ()
+    [error] = out
+    assert isinstance(error, m.ScreeningError)
+    assert error.reasons == (m.ErrorReason.NO_REFERRAL_FOR_KIND,)
+    assert not CTX.items.kinds[m.ScreeningKind.H_PYLORI].referral
+
+
+# The 精検 items each kind records (別添1), with the 1次 of samples.primary (要精検 for every kind with 精検).
+_SEIKEN_OF_KIND = {
+    m.ScreeningKind.STOMACH: {},
+    m.ScreeningKind.COLORECTAL: {"other_findings": "大腸腺腫"},
+    m.ScreeningKind.LUNG: {"sputum_method": "喀痰細胞診再検"},
+    m.ScreeningKind.BREAST: {},
+    m.ScreeningKind.CERVICAL: {"procedure": None, "body_result": "陰性", "cervical_result": "CIN1"},
+}
+
+
+@pytest.mark.parametrize("kind", list(_SEIKEN_OF_KIND))
+def test_a_referred_primary_and_its_follow_up_from_a_seiken_institution_enter_the_ledger(
+    kind: m.ScreeningKind,
+) -> None:
+    findings = dataclasses.replace(samples.follow_up(), **_SEIKEN_OF_KIND[kind])  # type: ignore[arg-type]
+    primary, follow = result(kind), seiken(kind=kind, findings=findings)
+    assert primary.primary is not None
+    assert primary.primary.follow_up_required
+    book, out = run(LedgerBook(), primary)
+    book, out = run(book, follow)
+    [entry] = book.entries
+    assert entry.follow_up is not None
+    assert (entry.follow_up.reception_no, entry.follow_up.institution_code) == ("R2", FOLLOW_INST)
+    assert entry.follow_up.findings == findings
+    assert book.errors == ()
+    assert [type(e) for e in out] == [m.LedgerEntry, m.FukuhonRegistration]
+    backwards, _ = run(run(LedgerBook(), follow)[0], primary)  # the 精検 first: the same book
+    assert (backwards.entries, backwards.errors) == (book.entries, book.errors)
+
+
+def test_item_rules_follow_betten_1() -> None:
+    kinds = CTX.items.kinds
+    assert {k for k, v in kinds.items() if "sputum_method" in v.follow_up} == {m.ScreeningKind.LUNG}
+    assert {k for k, v in kinds.items() if v.follow_up & {"body_result", "cervical_result"}} == {
+        m.ScreeningKind.CERVICAL
+    }
+    assert {k for k, v in kinds.items() if not v.referral} == {m.ScreeningKind.H_PYLORI}
+    assert kinds[m.ScreeningKind.H_PYLORI].follow_up == frozenset()
+    assert "other_findings" not in kinds[m.ScreeningKind.H_PYLORI].primary  # ピロリ: no 他所見名
+    assert {"lung.sputum_findings", "lung.sputum_result"} <= kinds[m.ScreeningKind.LUNG].primary
+    assert "breast.hpv_result" in kinds[m.ScreeningKind.BREAST].primary  # HPV結果, as 別添1 lists it for 乳がん
+
+
+def test_item_and_institution_files_are_validated() -> None:
+    from processors.rules.institutions import parse_institutions
+    from processors.rules.items import load_items, parse_items
+
+    kinds: list[dict[str, object]] = [
+        {
+            "kind": k.value,
+            "referral": k is not m.ScreeningKind.H_PYLORI,
+            "primary": sorted(CTX.items.kinds[k].primary),
+            "follow_up": sorted(CTX.items.kinds[k].follow_up),
+        }
+        for k in m.ScreeningKind
+    ]
+    assert parse_items({"version": "x", "kinds": kinds}).kinds == load_items().kinds
+
+    def broken(kind: m.ScreeningKind, **over: object) -> dict[str, object]:
+        return {"version": "x", "kinds": [dict(raw, **over) if raw["kind"] == kind.value else raw for raw in kinds]}
+
+    colorectal, pylori = m.ScreeningKind.COLORECTAL, m.ScreeningKind.H_PYLORI
+    cases: list[tuple[dict[str, object], str]] = [
+        ({"version": "x", "kinds": kinds[:-1]}, "no items for"),
+        ({"version": "x", "kinds": [*kinds, kinds[0]]}, "declared twice"),
+        (broken(colorectal, primary=[*CTX.items.kinds[colorectal].primary, "lung.sputum_result"]), "not an item"),
+        (broken(colorectal, follow_up=["judgement", "sputum_methods"]), "not an item"),
+        (broken(colorectal, follow_up=["procedure"]), "judgement"),
+        (broken(colorectal, primary=["other_findings"]), "always carried"),
+        (broken(colorectal, primary=["national_health_insurance"]), "always carried"),  # 便血液検査判定 missing
+        (broken(pylori, follow_up=["judgement"]), "no 精検"),
+        (broken(colorectal, referral="yes"), "referral"),
+        (broken(colorectal, extra=1), "unknown keys"),
+        ({"kinds": kinds}, "version"),
+    ]
+    for data, message in cases:
+        with pytest.raises(RulesError, match=message):
+            parse_items(data)
+    code = "0110100011"
+    inst: dict[str, object] = {"code": code, "name": "x", "kinds": ["STOMACH"]}
+    with pytest.raises(RulesError, match="follow_up"):
+        parse_institutions({"version": "x", "institutions": [dict(inst, follow_up="true")]})
+    with pytest.raises(RulesError, match="group"):
+        parse_institutions({"version": "x", "institutions": [dict(inst, group=1)]})
+    plain = parse_institutions({"version": "x", "institutions": [inst]})
+    assert not plain.follows_up(code, m.ScreeningKind.STOMACH)  # follow_up defaults to false
