@@ -40,7 +40,7 @@ import json
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import replace
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -56,7 +56,6 @@ from connectors.stores import (
     chukan_outgoing,
     chukan_persons,
     chukan_records,
-    chukan_retention_runs,
     chukan_used_permits,
 )
 from hub.validation import fiscal_year
@@ -821,32 +820,6 @@ class ChukanServer:
             body=record.to_json(),
         )
         return (catalog.PROVISION_RECORDS, record)
-
-    # --- retention ---------------------------------------------------------------------------------------------
-
-    def retention(self, conn: Connection) -> dict[str, Any]:
-        """Delete 情報提供等記録 and 副本 past their periods (``retention.toml``), and record that it did."""
-        policy = self.policies.retention
-        now = self.clock()
-        records_before = now - timedelta(days=366 * policy.provision_record_years)
-        ended_before = now.date() - timedelta(days=policy.fukuhon_days_after_publication_end)
-        records = conn.execute(sa.delete(chukan_records).where(chukan_records.c.requested_at < records_before))
-        fukuhon = conn.execute(
-            sa.delete(chukan_fukuhon).where(
-                chukan_fukuhon.c.publication_end.is_not(None), chukan_fukuhon.c.publication_end < ended_before
-            )
-        )
-        run = {
-            "run_id": str(uuid.uuid4()),
-            "ran_at": now,
-            "records_before": records_before,
-            "fukuhon_ended_before": ended_before,
-            "records_deleted": records.rowcount,
-            "fukuhon_deleted": fukuhon.rowcount,
-            "policy_version": policy.version,
-        }
-        conn.execute(sa.insert(chukan_retention_runs).values(**run))
-        return run
 
 
 def _fiscal_year_of(data: dict[str, str], item: str | None, fallback: date) -> int:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from hub.validation import is_valid_tenant_code
+from topics.catalog import ALL_TOPICS, DAY_MS, PRIMARY_TOPICS
 
 ITEM_PREFIX = "K"
 
@@ -102,9 +103,25 @@ class SensitiveItems:
 
 @dataclass(frozen=True)
 class Retention:
+    """``retention.toml``: how long each kind of stored data is kept (applied per tenant by :mod:`hub.retention`)."""
+
     version: str
-    provision_record_years: int
-    fukuhon_days_after_publication_end: int
+    retention_hour: int  # the local (JST) hour from which the daily run is due
+    min_interval_hours: int  # never two runs closer than this
+    provision_record_years: int  # 情報提供等記録 (and the logs of the queries they record)
+    fukuhon_days_after_publication_end: int  # 副本, after their 公開終了日
+    held_decided_days: int  # held provisions (自動応答不可フラグ) after their decision
+    outgoing_answered_days: int  # the requester side's answered queries
+    used_permit_days: int  # used 提供許可証 ids (a permit expires within a day)
+    ceased_resident_years: int  # persons who moved out or died, with everything stored of them
+    ledger_fiscal_years: int  # がん検診台帳 entries and history, in fiscal years after the exam's
+    invitation_fiscal_years: int  # 受診勧奨 / 繰越受診通知, in fiscal years after theirs
+    resolved_error_years: int  # screening errors after they were resolved or withdrawn
+    fukuhon_outbox_sent_days: int  # the connector's copy of a forwarded or exported 副本
+    staff_operation_years: int  # 操作記録 of staff
+    outbox_uncommitted_days: int  # stored effects (runtime_outbox) Kafka has no commit for yet
+    service_effects_days: int  # the provision services' stored effects (service_effects)
+    dead_letter_days: int  # dead letters (their topics' retention may not exceed it)
 
 
 def _load(name: str, path: Path | None) -> dict[str, Any]:
@@ -214,15 +231,59 @@ def load_sensitive_items(path: Path | None = None) -> SensitiveItems:
     return SensitiveItems(version=data["version"], person_flags=frozenset(flags), items=items)
 
 
+# Every key of retention.toml with its smallest and largest value (None: no upper bound).
+RETENTION_KEYS: dict[str, tuple[int, int | None]] = {
+    "retention_hour": (0, 23),
+    "min_interval_hours": (1, 23),
+    "provision_record_years": (1, None),
+    "fukuhon_days_after_publication_end": (0, None),
+    "held_decided_days": (1, None),
+    "outgoing_answered_days": (1, None),
+    "used_permit_days": (2, None),  # a permit lives at most a day (network.toml): a used id is needed no longer
+    "ceased_resident_years": (1, None),
+    "ledger_fiscal_years": (1, None),
+    "invitation_fiscal_years": (1, None),
+    "resolved_error_years": (1, None),
+    "fukuhon_outbox_sent_days": (1, None),
+    "staff_operation_years": (1, None),
+    "outbox_uncommitted_days": (1, None),
+    "service_effects_days": (1, None),
+    "dead_letter_days": (1, None),
+}
+
+
 def load_retention(path: Path | None = None) -> Retention:
+    """``retention.toml``, validated: every key present, no other key, each an integer within its range, and the
+    periods the topic catalog fixes not contradicted (dead letters; the services' de-duplication window).
+    """
     name = "retention.toml"
     data = _load(name, path)
-    years, days = data.get("provision_record_years"), data.get("fukuhon_days_after_publication_end")
-    if not isinstance(years, int) or years < 1:
-        raise PolicyError(f"{name}: provision_record_years must be a positive integer")
-    if not isinstance(days, int) or days < 0:
-        raise PolicyError(f"{name}: fukuhon_days_after_publication_end must be an integer >= 0")
-    return Retention(data["version"], years, days)
+    unknown = sorted(set(data) - set(RETENTION_KEYS) - {"version"})
+    if unknown:
+        raise PolicyError(f"{name}: unknown key(s) {', '.join(unknown)} (known: {', '.join(RETENTION_KEYS)})")
+    missing = [k for k in RETENTION_KEYS if k not in data]
+    if missing:
+        raise PolicyError(f"{name}: missing key(s) {', '.join(missing)}: every kind of stored data needs a period")
+    values: dict[str, int] = {}
+    for key, (low, high) in RETENTION_KEYS.items():
+        value = data[key]
+        if not isinstance(value, int) or isinstance(value, bool) or value < low or (high is not None and value > high):
+            bound = f"between {low} and {high}" if high is not None else f">= {low}"
+            raise PolicyError(f"{name}: {key} must be an integer {bound}, not {value!r}")
+        values[key] = value
+    for topic in ALL_TOPICS:
+        if topic.name.endswith(".dlq.v1") and topic.retention_ms > values["dead_letter_days"] * DAY_MS:
+            raise PolicyError(
+                f"{name}: dead_letter_days is {values['dead_letter_days']} but {topic.name} keeps its dead letters "
+                f"{topic.retention_ms // DAY_MS} days (topics/catalog.py)"
+            )
+    longest = max(t.retention_ms for t in PRIMARY_TOPICS if t.dlq is not None and t.cleanup_policy == "delete")
+    if values["service_effects_days"] * DAY_MS < longest:
+        raise PolicyError(
+            f"{name}: service_effects_days must be >= {longest // DAY_MS}, the longest retention of an input topic: "
+            "an input Kafka still holds may be read again and must find its stored effects"
+        )
+    return Retention(version=data["version"], **values)
 
 
 @dataclass(frozen=True)

@@ -134,7 +134,13 @@ chukan_retention_runs = sa.Table(
     sa.Column("records_deleted", sa.Integer, nullable=False),
     sa.Column("fukuhon_deleted", sa.Integer, nullable=False),
     sa.Column("policy_version", sa.String(32), nullable=False),
+    # since 0004 (hub.retention): the tenant the run acted on, who ran it (a staff id or "schedule:<process>"),
+    # and its counts per store and table (JSON); NULL on runs recorded before
+    sa.Column("tenant", TENANT, nullable=True),
+    sa.Column("run_by", sa.String(64), nullable=True),
+    sa.Column("counts", sa.Text, nullable=True),
     sa.PrimaryKeyConstraint("run_id", name="pk_chukan_retention_runs"),
+    sa.Index("ix_chukan_retention_runs_tenant", "tenant", "run_by", "ran_at"),
 )
 
 network_metadata = sa.MetaData()

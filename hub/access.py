@@ -54,6 +54,7 @@ class Grant:
     write: tuple[str, ...]
     groups: tuple[str, ...]
     dead_letters: str | None
+    describe_groups: tuple[str, ...] = ()
 
     def principal(self, tenant: str) -> str:
         return self.name_template.replace("{tenant}", tenant)
@@ -120,6 +121,7 @@ def load_access(path: Path | None = None) -> dict[str, Grant]:
             write=_strings(where, entry, "write", topics),
             groups=_strings(where, entry, "groups", None),
             dead_letters=dead,
+            describe_groups=_strings(where, entry, "describe_groups", None),
         )
     return grants
 
@@ -158,6 +160,8 @@ def bindings(
             out.append(allow(ResourceType.TOPIC, topic_name(topic), AclOperation.DESCRIBE))
         for group in grant.groups:
             out.append(allow(ResourceType.GROUP, group_name(group), AclOperation.READ))
+        for group in grant.describe_groups:
+            out.append(allow(ResourceType.GROUP, group_name(group), AclOperation.DESCRIBE))
     return out
 
 

@@ -2,12 +2,13 @@
 
 `review list|show|approve|refuse` act on the provisions the 自動応答不可フラグ held for this city (the
 ``reviewer`` role); every call is recorded (staff id, time, operation, target: the request id) like any other
-staff operation. `retention run` (``admin``) deletes 情報提供等記録 and 副本 past their periods and records that it
-did. `connector export-offline|import-offline` (``admin``) write and load the offline linkage medium.
+staff operation. `retention run [--dry-run]` (``admin``) deletes, for this city's tenant and in every store, what
+is past ``retention.toml``'s periods (:mod:`hub.retention`) and records the counts. `connector
+export-offline|import-offline` (``admin``) write and load the offline linkage medium.
 
 Each of these runs inside :func:`staff_operation`, which records the operation *after* it, with its real outcome
 (SUCCESS, or FAILED with the error); an attempt with no, an unknown or an expired session, or without the role, is
-recorded DENIED and does nothing.
+recorded DENIED and does nothing. `retention run` records the same way, with its counts in the SUCCESS record.
 
 `staff init` creates the first admin of an empty database (recorded as INIT; refused once any account exists);
 `staff list|unlock|disable|enable|role|set-password` are the admin's (recorded; `set-password` ends the account's
@@ -26,19 +27,21 @@ from datetime import timedelta
 from pathlib import Path
 
 import sqlalchemy as sa
+from confluent_kafka import KafkaException
 
 from connectors.chukan import ChukanServer, sanitized_request
 from connectors.connector import export_offline, read_offline
-from connectors.runner import chukan_engine, chukan_server
+from connectors.runner import chukan_engine, chukan_server, network_engine
 from connectors.service import Output
 from hub.errors import CommandError
 from hub.office import Office, office
+from hub.retention import KafkaOffsets, RetentionError, RetentionStores, record_run, run_retention
 from hub.settings import Settings
 from hub.staff import ROLES, Session, StaffError
-from schemas.models import Event, HoldStatus, ProvisionRequest, StaffOperationType
+from processors.runner import processors_engine
+from schemas.models import Event, HoldStatus, OperationOutcome, ProvisionRequest, StaffOperationType
 from schemas.record import now_utc
 from schemas.serde import TopicSerde
-from sinks.tables import provision_records
 from topics import catalog
 
 
@@ -130,23 +133,57 @@ def _show(server: ChukanServer, engine: sa.Engine, tenant: str, request_id: str)
         print(f"  line {line.line_no} {line.status} {line.record_id or ''} {line.message or ''} {items}")
 
 
+def _retention_stores(settings: Settings, o: Office) -> tuple[RetentionStores, list[sa.Engine]]:
+    """Every store of the hub (the sinks' is the office's database); the engines this command opened."""
+    opened = [processors_engine(settings), chukan_engine(settings), network_engine(settings)]
+    processors, chukan, network = opened
+    return RetentionStores(sinks=o.engine, processors=processors, chukan=chukan, network=network), opened
+
+
+def _failure(exc: BaseException) -> str:
+    """A FAILED record's detail, as :func:`staff_operation` writes it: the hub's own message or the error type."""
+    if isinstance(exc, StaffError | CommandError | RetentionError):
+        return str(exc)[:500]
+    return "interrupted" if isinstance(exc, KeyboardInterrupt) else f"error: {type(exc).__name__}"
+
+
 def cmd_retention(settings: Settings, args: argparse.Namespace) -> int:
-    engine = chukan_engine(settings)
-    server = chukan_server(settings)
-    try:
-        with office(settings) as o, staff_operation(o, "admin", StaffOperationType.RETENTION_PURGE, "retention run"):
-            with engine.begin() as conn:
-                run = server.retention(conn)
-            with o.engine.begin() as conn:
-                hub_deleted = conn.execute(
-                    sa.delete(provision_records).where(provision_records.c.requested_at < run["records_before"])
-                ).rowcount
-        print(f"retention {run['run_id']}: 情報提供等記録 before {run['records_before']:%Y-%m-%d} deleted: "
-              f"{run['records_deleted']} (中間サーバー) + {hub_deleted} (hub); 副本 ended before "
-              f"{run['fukuhon_ended_before']}: {run['fukuhon_deleted']}")  # fmt: skip
-        return 0
-    finally:
-        engine.dispose()
+    """`retention run [--dry-run]` (admin): retention for this city's tenant (KENSHIN_TENANT) in every store.
+
+    Authorized and recorded as :func:`staff_operation` does (DENIED without a valid admin session, and no store is
+    opened; FAILED with the error), except that the SUCCESS record carries the counts per store and table in its
+    detail. A real run is also recorded in ``chukan_retention_runs``; a dry run deletes, sends and records nothing
+    but the staff operation.
+    """
+    dry_run = bool(args.dry_run)
+    operation = StaffOperationType.RETENTION_PURGE
+    target = "retention run --dry-run" if dry_run else "retention run"
+    with office(settings) as o:
+        try:
+            session = o.staff.session(_token(o), operation, target)  # no valid session: recorded DENIED
+        except StaffError as exc:
+            raise CommandError(str(exc)) from None
+        if "admin" not in session.roles:
+            o.staff.record(session.staff_id, operation, OperationOutcome.DENIED, target, "needs role admin")
+            raise CommandError("this needs the admin role")
+        opened: list[sa.Engine] = []
+        try:
+            stores, opened = _retention_stores(settings, o)
+            report = run_retention(stores, settings.tenant, dry_run=dry_run, kafka=KafkaOffsets(o.settings),
+                                   producer=o.producer, now=now_utc())  # fmt: skip
+            if not dry_run and stores.chukan is not None:
+                record_run(stores.chukan, report, session.staff_id)
+        except BaseException as exc:
+            o.staff.record(session.staff_id, operation, OperationOutcome.FAILED, target, _failure(exc))
+            if isinstance(exc, RetentionError | KafkaException | sa.exc.SQLAlchemyError):
+                raise CommandError(f"retention stopped: {_failure(exc)} (the stores before it are done)") from None
+            raise
+        finally:
+            for engine in opened:
+                engine.dispose()
+        o.staff.record(session.staff_id, operation, OperationOutcome.SUCCESS, target, report.detail())
+    print("\n".join(report.lines()))
+    return 0
 
 
 def cmd_connector(settings: Settings, args: argparse.Namespace) -> int:
@@ -316,8 +353,11 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     refuse.add_argument("--reason", required=True)
     review.set_defaults(func=cmd_review)
 
-    retention = sub.add_parser("retention", help="delete 情報提供等記録 and 副本 past their periods (admin)")
+    retention = sub.add_parser(
+        "retention", help="delete what is past retention.toml's periods, this tenant's, in every store (admin)"
+    )
     retention.add_argument("action", choices=["run"])
+    retention.add_argument("--dry-run", action="store_true", help="count what would be deleted; change nothing")
     retention.set_defaults(func=cmd_retention)
 
     connector = sub.add_parser("connector", help="中間サーバーコネクタ: the offline linkage medium (admin)")

@@ -110,6 +110,11 @@ class Settings:
     schema_registry_cafile: Path | None = field(
         default=None, metadata=_meta("CA certificate (PEM) the registry's TLS certificate is checked against")
     )
+    retention_schedule: Literal["on", "off"] = field(
+        default="on",
+        metadata=_meta("Daily retention (connectors/data/retention.toml) inside the long-running processes; off: "
+                       "only `kenshin-hub retention run` (the test tiers, whose seeded data is old on purpose)"),
+    )  # fmt: skip
     stack_security: Literal["sasl_ssl", "plaintext"] = field(
         default="sasl_ssl",
         metadata=_meta("Local stack: sasl_ssl (TLS, SCRAM users, ACLs, registry behind TLS and basic auth) or "

@@ -320,6 +320,11 @@ class Runner:
             name, partition, offset = _position(msg)
             topic = self._topics[name]
             item = _Item(msg, topic, partition, offset)
+            if msg.value() is None and topic.cleanup_policy == "compact":
+                # A tombstone (retention deleted the key, hub/retention.py): nothing to act on; its offset is stored
+                # with the batch like any other.
+                items.append(item)
+                continue
             try:
                 event = self._serde(topic).decode(msg.value() or b"", name)
             except DecodeError as exc:

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from types import FrameType
 
 from hub.engine.runner import Runner
+from hub.retention import STORES, RetentionSchedule
 from hub.settings import ProcessName, Settings
 from monitoring.health import cached
 from monitoring.metrics import HubMetrics
@@ -35,7 +36,19 @@ def serve_runner(settings: Settings, process: ProcessName, build: RunnerFactory)
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
-    with monitored(settings, process) as monitor, build(monitor.metrics, monitor.beat) as runner:
+    retention: list[Callable[[], None]] = []  # the daily retention run, started from the loop (hub/retention.py)
+
+    def beat(monitor_beat: Callable[[], None]) -> Callable[[], None]:
+        def turn() -> None:
+            monitor_beat()
+            for tick in retention:
+                tick()  # a due run starts in a background thread; the loop keeps turning
+
+        return turn
+
+    with monitored(settings, process) as monitor, build(monitor.metrics, beat(monitor.beat)) as runner:
+        if settings.retention_schedule == "on" and process in STORES:
+            retention.append(RetentionSchedule.for_process(settings, process, runner.engine).heartbeat(None))
         monitor.health.ready_when("partitions assigned", lambda: bool(runner.assignment))
         monitor.health.ready_when("database reachable", cached(runner.database_reachable, DATABASE_CHECK_TTL_S))
         monitor.watch_lag(runner.group_id, runner.topics)

@@ -47,6 +47,7 @@ class Endpoints:
         env = {k: v for k, v in os.environ.items() if not k.startswith("KENSHIN_")}
         env["KENSHIN_KAFKA_BOOTSTRAP_SERVERS"] = self.bootstrap
         env["KENSHIN_SCHEMA_REGISTRY_URL"] = self.registry_url
+        env["KENSHIN_RETENTION_SCHEDULE"] = "off"  # the tests seed old data on purpose; retention has its own tests
         for process in PROCESS_NAMES:
             env[env_name(f"metrics_{process}_port")] = "0"
         return env

@@ -78,6 +78,7 @@ def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Secured]:
                 "KENSHIN_DATABASE_URL": f"sqlite:///{state / 'hub.db'}",
                 "KENSHIN_TENANT": TENANT,
                 "KENSHIN_LOG_LEVEL": "WARNING",
+                "KENSHIN_RETENTION_SCHEDULE": "off",
             }
         )
         for process in PROCESS_NAMES:

@@ -123,3 +123,41 @@ def test_an_oversized_key_is_cut_and_the_letter_says_so_after_a_long_reason() ->
     assert letter.original_key == key[: deadletter.KEPT_HEAD]
     assert hashlib.sha256(key).hexdigest() in letter.reason  # the note survives however long the reason was
     assert letter.reason.startswith("x" * deadletter.MAX_REASON + " [original key of 5007 bytes")
+
+
+def test_a_tombstone_on_a_compacted_topic_is_passed_over_and_a_null_value_elsewhere_is_a_dead_letter() -> None:
+    """Retention's tombstones (null values on compacted topics) are not bad data; a null on another topic is."""
+    from confluent_kafka import Message
+    from prometheus_client import CollectorRegistry
+
+    from hub.engine.handler import Handler
+    from hub.engine.runner import Runner
+    from hub.settings import Settings as HubSettings
+    from monitoring.metrics import HubMetrics
+    from schemas.serde import registry_client
+    from topics.catalog import INSTITUTION_RESULTS, RESIDENTS
+
+    class Nothing(Handler):
+        name = "test"
+        topics = (RESIDENTS, INSTITUTION_RESULTS)
+
+        def handle(self, conn: object, deliveries: object) -> list[object]:  # type: ignore[override]
+            raise AssertionError("decoding alone")
+
+    runner = object.__new__(Runner)  # only what _decode uses, without a broker
+    runner.handler = Nothing()
+    runner._topics = {t.name: t for t in (RESIDENTS, INSTITUTION_RESULTS)}
+    runner.metrics = HubMetrics(CollectorRegistry(), process="sinks")
+    runner._serdes = {}
+    runner._registry = registry_client({"url": "mock://tombstones"})
+    runner.group_id, runner.source_system, runner.max_message_bytes = "g", "kenshin-hub.test", 1_000_000
+    runner.settings = HubSettings()
+    assert RESIDENTS.cleanup_policy == "compact"
+    assert INSTITUTION_RESULTS.cleanup_policy == "delete"
+    tombstone = Message(topic=RESIDENTS.name, partition=0, offset=7, key=b"012041:1", value=None)
+    null = Message(topic=INSTITUTION_RESULTS.name, partition=1, offset=9, key=b"012041:1", value=None)
+    passed, lettered = runner._decode([tombstone, null])
+    assert (passed.delivery, passed.letter, passed.offset) == (None, None, 7)
+    assert lettered.delivery is None
+    assert lettered.letter is not None
+    assert "empty message value" in lettered.letter.reason

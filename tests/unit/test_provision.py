@@ -33,8 +33,9 @@ from connectors.chukan import (
 from connectors.keys import PermitSigner
 from connectors.network import MSG_NO_FUGO
 from connectors.policy import PolicyError, load_network, load_permitted_queries, load_sensitive_items
-from connectors.stores import chukan_held, chukan_persons, chukan_records, chukan_retention_runs
+from connectors.stores import chukan_fukuhon, chukan_held, chukan_persons, chukan_records, chukan_retention_runs
 from connectors.world import Clock, World
+from hub.retention import RetentionStores, record_run, run_retention
 from schemas.models import (
     DeadLetter,
     HeldProvision,
@@ -423,23 +424,32 @@ def test_issue9_a_copy_of_a_genuine_permit_on_a_changed_request_is_refused(tmp_p
         world.close()
 
 
-def test_retention_deletes_old_records_and_expired_fukuhon(world: World) -> None:
+def test_retention_deletes_old_records_and_expired_fukuhon_of_one_tenant_only(world: World) -> None:
     person_in(world, HOME, "000000000000001", samples.my_number())
     person_in(world, SAPPORO, "000000000000077", samples.my_number())
     world.fukuhon(SAPPORO, "000000000000077", "R1", history(2019), end=date(2025, 3, 31))
     world.fukuhon(SAPPORO, "000000000000077", "R2", history(2024), end=date(2030, 3, 31))
     world.query(HOME, "000000000000001", SAPPORO, ITEMS)
-    assert world.count("chukan", chukan_records) == 2
-    with world.engines["chukan"].begin() as conn:
-        run = world.chukan.retention(conn)
-    assert run["records_deleted"] == 0
-    assert run["fukuhon_deleted"] == 1
+    assert world.count("chukan", chukan_records) == 2  # one on each side
+    engine, policy = world.engines["chukan"], world.chukan.policies.retention
+
+    def run(tenant: str) -> dict[str, int]:
+        report = run_retention(RetentionStores(chukan=engine), tenant, policy=policy, now=world.clock())
+        record_run(engine, report, "test")
+        return report.counts()["chukan"]
+
+    first = run(SAPPORO)
+    assert (first["chukan_records"], first["chukan_fukuhon"]) == (0, 1)
+    assert world.count("chukan", chukan_fukuhon, chukan_fukuhon.c.record_id == "R1") == 0
+    assert world.count("chukan", chukan_fukuhon) == 1
+    assert run(HOME)["chukan_fukuhon"] == 0
     world.clock.now = T0 + timedelta(days=366 * 7 + 1)
-    with world.engines["chukan"].begin() as conn:
-        run = world.chukan.retention(conn)
-    assert run["records_deleted"] == 2
+    assert run(SAPPORO)["chukan_records"] == 1  # the provider's record; the requester's (HOME's) stays
+    assert world.count("chukan", chukan_records, chukan_records.c.tenant == HOME) == 1
+    assert run(HOME)["chukan_records"] == 1
     assert world.count("chukan", chukan_records) == 0
-    assert world.count("chukan", chukan_retention_runs) == 2
+    assert world.count("chukan", chukan_retention_runs) == 4
+    assert world.count("chukan", chukan_retention_runs, chukan_retention_runs.c.tenant == HOME) == 2
 
 
 def test_a_query_that_arrives_before_the_persons_registration_waits_for_it(world: World) -> None:
