@@ -64,16 +64,25 @@ def wait_drained(
     wanted = list(topics)
     started = time.monotonic()
     reader = GroupLagReader(conf, group)
+    last: dict[tuple[str, int], int] = {}
+    moved = started  # when the lag last changed: a stall and a slow drain read differently
     try:
         while time.monotonic() - started < timeout_s:
             if check is not None:
                 check()
             with contextlib.suppress(KafkaException):  # e.g. the group coordinator is still loading: ask again
-                if sum(reader.lag(wanted).values()) == 0:
+                lag = reader.lag(wanted)
+                if sum(lag.values()) == 0:
                     return time.monotonic() - started
+                if lag != last:
+                    last, moved = lag, time.monotonic()
             time.sleep(poll_s)
     finally:
         reader.close()
     if check is not None:
         check()
-    raise TimeoutError(f"group {group} still behind on {wanted} after {timeout_s:.0f}s")
+    behind = ", ".join(f"{t}[{p}]={n}" for (t, p), n in sorted(last.items()) if n)
+    raise TimeoutError(
+        f"group {group} still behind on {wanted} after {timeout_s:.0f}s (lag unchanged for the last "
+        f"{time.monotonic() - moved:.0f}s): {behind or 'unknown'}"
+    )

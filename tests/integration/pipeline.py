@@ -108,6 +108,15 @@ class Pipeline:
         """Workers that ended on their own (a crash), with their exit codes."""
         return {name: code for name, proc in self.procs.items() if (code := proc.poll()) is not None}
 
+    def log_tails(self, lines: int = 25) -> str:
+        """The last lines of every worker's log (kept or killed), for a failure's message: what each was doing."""
+        out = []
+        for log in sorted(self.workdir.glob("*.log")):
+            text = log.read_text(errors="replace").splitlines()
+            out.append(f"--- {log.name} (last {min(lines, len(text))} of {len(text)} lines)")
+            out += [line for line in text[-lines:] if not line.startswith("%")]  # librdkafka's own noise
+        return "\n".join(out)
+
     def stop(self) -> None:
         for proc in self.procs.values():
             proc.terminate()

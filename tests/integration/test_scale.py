@@ -59,11 +59,15 @@ def _run(endpoints: Endpoints, workdir: Path, tenant: str, url: str, stormy: boo
     workdir.mkdir()
     with running_pipeline(endpoints, workdir, tenant, database_url=url, workers=2 if stormy else 1) as pipeline:
         storm = Storm(pipeline, seed=7) if stormy else None
-        run = run_scenario(
-            pipeline.settings, seed=SEED, size=SIZE, fiscal_year=YEAR, dirty_share=0.1, progress=False,
-            chunks=CHUNKS if stormy else 1, on_chunk=storm,
-            start_fiscal_year=lambda: pipeline.start_year(YEAR), timeout_s=900,
-        )  # fmt: skip
+        try:
+            run = run_scenario(
+                pipeline.settings, seed=SEED, size=SIZE, fiscal_year=YEAR, dirty_share=0.1, progress=False,
+                chunks=CHUNKS if stormy else 1, on_chunk=storm,
+                start_fiscal_year=lambda: pipeline.start_year(YEAR), timeout_s=900,
+            )  # fmt: skip
+        except TimeoutError as exc:  # a stall: say what every worker was doing, and what the storm did
+            actions = storm.actions if storm is not None else []
+            raise AssertionError(f"{exc}\nstorm: {actions}\n{pipeline.log_tails()}") from exc
         assert sum(run.published.values()) > 20_000
         assert pipeline.exited() == {}, f"a worker crashed: {pipeline.exited()}"
         if storm is not None:
