@@ -132,6 +132,11 @@ def cmd_setup(settings: Settings, args: argparse.Namespace) -> int:
     """Topics and schemas in one idempotent step (what a deployment runs before the processes start)."""
     topics_rc = cmd_topics(settings, argparse.Namespace(action="apply"))
     schemas_rc = cmd_schemas(settings, argparse.Namespace(action="register", schemas_dir=None))
+    from hub.runtime.stack import grant_local_tenant
+
+    acls = grant_local_tenant(settings, settings.tenant)
+    if acls is not None:
+        print(f"access: {acls} ACLs for tenant {settings.tenant}")
     return topics_rc or schemas_rc
 
 
@@ -373,6 +378,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         return int(args.func(settings, args))
+    except SettingsError as exc:  # found late, e.g. a process's password file is missing
+        print(f"kenshin-hub: configuration error: {exc}", file=sys.stderr)
+        return 2
     except (StackError, CommandError) as exc:
         print(f"kenshin-hub: error: {exc}", file=sys.stderr)
         return 1

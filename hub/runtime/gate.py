@@ -48,13 +48,19 @@ def ssha(password: str) -> str:
     return "{SSHA}" + base64.b64encode(digest + salt).decode()
 
 
+def write_htpasswd(root: Path, users: Mapping[str, str]) -> Path:
+    """The gate's users (nginx reads the file at every request: a new tenant's principals count at once)."""
+    htpasswd = root / "htpasswd"
+    write_private(htpasswd, "".join(f"{user}:{ssha(pw)}\n" for user, pw in sorted(users.items())).encode())
+    return htpasswd
+
+
 def write_config(root: Path, *, port: int, backend_port: int, pki: Pki, users: Mapping[str, str], admin: str) -> Path:
     """Write the gate's ``nginx.conf`` and ``htpasswd`` under ``root``; the configuration file."""
     private_dir(root)
     for sub in ("tmp", "logs"):
         private_dir(root / sub)
-    htpasswd = root / "htpasswd"
-    write_private(htpasswd, "".join(f"{user}:{ssha(pw)}\n" for user, pw in sorted(users.items())).encode())
+    htpasswd = write_htpasswd(root, users)
     # As root, nginx's workers would otherwise run as nobody, who cannot read the 0600 htpasswd.
     user = f"user {getpass.getuser()};\n" if os.geteuid() == 0 else ""
     temp = root / "tmp"

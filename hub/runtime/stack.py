@@ -33,7 +33,7 @@ from hub.runtime import gate, kafka, maven
 from hub.runtime.errors import StackError
 from hub.runtime.pki import SERVER_NAME, Passwords, Pki, owner_only, private_dir, write_private
 from hub.runtime.process import running_pid, spawn, stop
-from hub.settings import CLIENT_PROFILE, Settings
+from hub.settings import CLIENT_PROFILE, Settings, local_profile
 
 READY_TIMEOUT_S = 180.0
 
@@ -220,18 +220,39 @@ class LocalStack:
             )
         return conf
 
-    def _grant(self, bootstrap: str) -> int:
-        """Every principal of access.toml as a SCRAM user with its ACLs (for the city's tenant); the ACL count."""
-        from confluent_kafka.admin import AdminClient
-
-        grants = access.load_access()
+    def _users(self, tenant: str) -> dict[str, str]:
+        """``admin`` and every principal of access.toml for ``tenant``, with their passwords (created when new)."""
         passwords = self.layout.passwords()
         users = {access.ADMIN: passwords.ensure(access.ADMIN)}
-        users.update({g.principal(self.settings.tenant): passwords.ensure(g.principal(self.settings.tenant))
-                      for g in grants.values()})  # fmt: skip
-        admin = AdminClient({**self.admin_config(bootstrap), "log_level": 0})
-        access.ensure_users(admin, users)
-        return access.apply(admin, access.bindings(self.settings.tenant, grants))
+        for grant in access.load_access().values():
+            users[grant.principal(tenant)] = passwords.ensure(grant.principal(tenant))
+        return users
+
+    def _gate_users(self) -> dict[str, str]:
+        """Everyone the registry gate lets in: every principal with a password (the brokers' own excepted)."""
+        passwords = self.layout.passwords()
+        return {user: passwords.read(user) for user in passwords.known() if user != access.BROKER}
+
+    def grant_tenant(self, tenant: str, bootstrap: str | None = None) -> int:
+        """A tenant's principals as SCRAM users with their ACLs, and known to the registry gate; the ACL count.
+
+        `stack up` grants the city's tenant; `kenshin-hub setup` (and the benchmarks' throw-away tenants) any other.
+        """
+        from confluent_kafka.admin import AdminClient
+
+        if not self.secured:
+            return 0
+        with owner_only():
+            users = self._users(tenant)
+            admin = AdminClient({**self.admin_config(bootstrap or self.settings.kafka_bootstrap_servers),
+                                 "log_level": 0})  # fmt: skip
+            access.ensure_users(admin, users)
+            count = access.apply(admin, access.bindings(tenant))
+            gate.write_htpasswd(self.layout.state_dir.resolve() / "registry-gate", self._gate_users())
+        return count
+
+    def _grant(self, bootstrap: str) -> int:
+        return self.grant_tenant(self.settings.tenant, bootstrap)
 
     def _write_profile(self) -> None:
         if not self.secured:
@@ -348,17 +369,13 @@ class LocalStack:
             raise StackError(
                 f"port {port} for the registry is in use by another process; set KENSHIN_STACK_REGISTRY_PORT"
             )
-        grants = access.load_access()
-        passwords = self.layout.passwords()
-        users = {access.ADMIN: passwords.ensure(access.ADMIN)}
-        users.update({g.principal(self.settings.tenant): passwords.ensure(g.principal(self.settings.tenant))
-                      for g in grants.values()})  # fmt: skip
+        self._users(self.settings.tenant)
         config = gate.write_config(
             self.layout.state_dir.resolve() / "registry-gate",
             port=port,
             backend_port=backend_port,
             pki=self.layout.pki(),
-            users=users,
+            users=self._gate_users(),
             admin=access.ADMIN,
         )
         # Its configuration's path (under the state directory) tells `down` and `status` the process is this stack's.
@@ -426,3 +443,13 @@ class LocalStack:
                 names.add("registry-gate")
         processes = {name: running_pid(self.layout.pid_file(name), self.layout.marker) for name in sorted(names)}
         return {"state_dir": str(self.layout.state_dir), "manifest": manifest, "processes": processes}
+
+
+def grant_local_tenant(settings: Settings, tenant: str) -> int | None:
+    """On the secured local stack, ``tenant``'s principals (SCRAM users, ACLs, registry gate): the ACL count. None
+    elsewhere: another cluster's users and ACLs are its operators' (topics/access.toml says what to grant).
+    """
+    profile = local_profile(settings.state_dir)
+    if profile is None or settings.kafka_credentials_dir != profile.credentials_dir:
+        return None
+    return LocalStack(settings, echo=lambda _line: None).grant_tenant(tenant)
