@@ -92,6 +92,8 @@ def _configure_sqlite(engine: Engine) -> None:
             cursor.execute("PRAGMA foreign_keys = ON")
             cursor.execute("PRAGMA journal_mode = WAL")
             cursor.execute("PRAGMA synchronous = NORMAL")
+            # Deleted rows (outbox records, retention's deletions) hold personal data: overwrite them, not just unlink.
+            cursor.execute("PRAGMA secure_delete = ON")
         finally:
             cursor.close()
 
