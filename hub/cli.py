@@ -140,13 +140,24 @@ def cmd_setup(settings: Settings, args: argparse.Namespace) -> int:
     return topics_rc or schemas_rc
 
 
+def _on_local_stack(settings: Settings, args: argparse.Namespace) -> tuple[int, Settings]:
+    """`stack up`, then `setup`, with the settings loaded again in between: a secured stack's client profile (its
+    TLS CA and credentials) exists only once it is up, and the settings loaded before it would still be plaintext.
+    """
+    rc = cmd_stack(settings, argparse.Namespace(action="up", nodes=1))
+    if rc:
+        return rc, settings
+    settings = load_settings(os.environ)
+    return cmd_setup(settings, args), settings
+
+
 def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
     from hub.demo import cmd_demo as demo
 
-    def prepare() -> int:
-        return cmd_stack(settings, argparse.Namespace(action="up", nodes=1)) or cmd_setup(settings, args)
-
-    return demo(settings, args, prepare, lambda year: _start_year(settings, year))
+    rc, settings = _on_local_stack(settings, args)
+    if rc:
+        return rc
+    return demo(settings, args, lambda: 0, lambda year: _start_year(settings, year))
 
 
 def cmd_bench(settings: Settings, args: argparse.Namespace) -> int:
@@ -160,19 +171,16 @@ def cmd_bench(settings: Settings, args: argparse.Namespace) -> int:
 
         argv = ["--messages", str(args.messages), "--rounds", str(args.rounds)]
         return runtime_main([*argv, "--report", str(args.report)] if args.report else argv)
+    rc, settings = _on_local_stack(settings, args)
+    if rc:
+        return rc
     if args.action == "provision":
         from hub.bench_provision import cmd_bench_provision
 
-        def prepare_provision() -> int:
-            return cmd_stack(settings, argparse.Namespace(action="up", nodes=1)) or cmd_setup(settings, args)
-
-        return cmd_bench_provision(settings, args, prepare_provision)
+        return cmd_bench_provision(settings, args, lambda: 0)
     from hub.bench import cmd_bench_ingest as bench
 
-    def prepare() -> int:
-        return cmd_stack(settings, argparse.Namespace(action="up", nodes=1)) or cmd_setup(settings, args)
-
-    return bench(settings, args, prepare)
+    return bench(settings, args, lambda: 0)
 
 
 PROVISION_PROCESSES = ("connector", "chukan", "network")

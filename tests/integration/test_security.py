@@ -40,9 +40,10 @@ REFUSAL_S = 15.0  # a refusal arrives within this; a silent timeout would take l
 
 
 class Secured:
-    def __init__(self, settings: Settings, env: dict[str, str]) -> None:
+    def __init__(self, settings: Settings, env: dict[str, str], demo: subprocess.CompletedProcess[str]) -> None:
         self.settings = settings
         self.env = env
+        self.demo = demo
 
     def cli(
         self, *args: str, timeout: float = 900, extra: dict[str, str] | None = None
@@ -66,7 +67,6 @@ def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Secured]:
     settings = local_stack_settings(state, security="sasl_ssl")
     stack = LocalStack(settings, echo=lambda _line: None)
     try:
-        stack.up()
         env = {k: v for k, v in os.environ.items() if not k.startswith("KENSHIN_")}
         env.update(
             {
@@ -85,13 +85,17 @@ def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Secured]:
             env[env_name(f"metrics_{process}_port")] = "0"
         if "KENSHIN_CACHE_DIR" in os.environ:
             env["KENSHIN_CACHE_DIR"] = os.environ["KENSHIN_CACHE_DIR"]
+        # As a new user runs it: `kenshin-hub demo` on a fresh state directory starts the secured stack itself, sets
+        # it up and runs the pipeline and the provision flow, all in one command.
+        demo = subprocess.run(
+            [sys.executable, "-m", "hub.cli", "demo", "--size", "300"],
+            env=env, capture_output=True, text=True, timeout=1200, check=False,
+        )  # fmt: skip
         loaded = load_settings({k: v for k, v in env.items() if k.startswith("KENSHIN_")})
         # A new user's clients pick the stack's profile up by themselves: TLS, SCRAM, the CA, the credentials.
         assert loaded.kafka_security_protocol == "SASL_SSL"
         assert loaded.schema_registry_url.startswith("https://")
-        setup = Secured(loaded, env).cli("setup", timeout=300)
-        assert setup.returncode == 0, setup.stdout + setup.stderr
-        yield Secured(loaded, env)
+        yield Secured(loaded, env, demo)
     finally:
         stack.down(purge=True)
 
@@ -241,7 +245,7 @@ def test_the_pipeline_and_the_provision_flow_run_over_sasl_ssl(secured: Secured)
     assert {ADMIN, *(g.principal(TENANT) for g in grants.values())} <= {
         p.name.removesuffix(".password") for p in (secured.settings.kafka_credentials_dir or Path()).glob("*")
     }
-    run = secured.cli("demo", "--size", "300", timeout=1200)
+    run = secured.demo
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     out = run.stdout
     assert "provision flow settled" in out
