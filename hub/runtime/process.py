@@ -36,7 +36,21 @@ def running_pid(pid_file: Path, marker: str) -> int | None:
     state = _proc_state(pid)
     if state == "Z":
         return None
-    return pid if marker in _cmdline(pid) else None
+    return pid if marker in _settled_cmdline(pid) else None
+
+
+def _settled_cmdline(pid: int, *, wait_s: float = 2.0) -> str:
+    """``pid``'s command line, waiting out the moment of ``execve`` when it reads empty.
+
+    ``spawn`` returns as soon as the child's exec is past its point of no return, but the kernel sets the new
+    image's argument area a little later: in that window ``/proc/<pid>/cmdline`` is empty. Read then, a process we
+    just started looked like somebody else's: `stack up` took a starting nginx for a dead one, and `down` left it
+    running. A user process's command line is never empty for long; a kernel thread's (a recycled pid) always is.
+    """
+    deadline = time.monotonic() + wait_s
+    while not (cmdline := _cmdline(pid)) and time.monotonic() < deadline and _proc_state(pid) not in ("", "Z"):
+        time.sleep(0.005)
+    return cmdline
 
 
 def _proc_state(pid: int) -> str:

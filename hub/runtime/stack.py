@@ -113,17 +113,25 @@ def _log_tail(path: Path, lines: int = 20) -> str:
         return "(no log)"
 
 
-def _wait(what: str, check: Callable[[], bool], log: Path, alive: Callable[[], bool]) -> None:
+def _wait(what: str, check: Callable[[], bool], logs: Path | tuple[Path, ...], alive: Callable[[], bool]) -> None:
+    """Wait until ``check`` passes; when the process dies or the time is up, the error quotes each of its ``logs``
+    (nginx, for one, writes a start-up failure to stderr and a later one to its error log).
+    """
+    paths = logs if isinstance(logs, tuple) else (logs,)
+
+    def tails() -> str:
+        return "\n".join(f"last lines of {path}:\n{_log_tail(path)}" for path in paths)
+
     deadline = time.monotonic() + READY_TIMEOUT_S
     delay = 0.2
     while time.monotonic() < deadline:
         if check():
             return
         if not alive():
-            raise StackError(f"{what} exited during start-up; last lines of {log}:\n{_log_tail(log)}")
+            raise StackError(f"{what} exited during start-up; {tails()}")
         time.sleep(delay)
         delay = min(delay * 1.5, 2.0)
-    raise StackError(f"{what} was not ready after {READY_TIMEOUT_S:.0f}s; see {log}:\n{_log_tail(log)}")
+    raise StackError(f"{what} was not ready after {READY_TIMEOUT_S:.0f}s; {tails()}")
 
 
 def _kafka_ready(conf: dict[str, str], expected_brokers: int) -> bool:
@@ -335,7 +343,10 @@ class LocalStack:
             _wait(
                 "registry gate (nginx)",
                 lambda: _registry_ready(self.registry_url(), self.layout.pki().ca_cert, admin),
-                self.layout.state_dir.resolve() / "registry-gate" / "logs" / "error.log",
+                (
+                    self.layout.log_file("registry-gate"),
+                    self.layout.state_dir.resolve() / "registry-gate" / "logs" / "error.log",
+                ),
                 lambda: running_pid(self.layout.pid_file("registry-gate"), self.layout.marker) is not None,
             )
         if self.secured:

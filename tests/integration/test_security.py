@@ -91,6 +91,9 @@ def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Secured]:
             [sys.executable, "-m", "hub.cli", "demo", "--size", "300"],
             env=env, capture_output=True, text=True, timeout=1200, check=False,
         )  # fmt: skip
+        assert demo.returncode == 0, (
+            f"kenshin-hub demo exited {demo.returncode}:\n{demo.stdout[-3000:]}\n{demo.stderr[-6000:]}"
+        )
         loaded = load_settings({k: v for k, v in env.items() if k.startswith("KENSHIN_")})
         # A new user's clients pick the stack's profile up by themselves: TLS, SCRAM, the CA, the credentials.
         assert loaded.kafka_security_protocol == "SASL_SSL"
