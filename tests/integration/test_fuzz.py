@@ -32,6 +32,7 @@ import hashlib
 import io
 import json
 import logging
+import os
 import random
 import threading
 import time
@@ -860,7 +861,9 @@ def test_100k_malformed_messages_crash_nothing_and_each_gets_one_dead_letter(
     stores: tuple[Engine, Engine],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    seed = random.randrange(2**32)
+    # A failure's report shows the seed (captured stdout); KH_FUZZ_SEED=<seed> runs exactly that fuzz again.
+    seed = int(os.environ.get("KH_FUZZ_SEED") or random.randrange(2**32))
+    print(f"fuzz seed {seed} (KH_FUZZ_SEED={seed} to run it again)")
     rng = random.Random(seed)
     started = time.monotonic()
     timings: dict[str, float] = {}

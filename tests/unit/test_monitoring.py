@@ -6,6 +6,7 @@ import json
 import re
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
@@ -378,10 +379,13 @@ def test_lag_sampler_sets_the_gauge_and_counts_failures(registry: CollectorRegis
     reader = FakeReader([KafkaException(KafkaError(KafkaError._TRANSPORT)), {("t", 0): 4, ("t", 1): 1}])
     sampler = LagSampler({}, "g", ["t"], metrics, interval_s=0.01, reader=lambda _conf, _group: reader)  # type: ignore[arg-type,return-value]
     try:
-        for _ in range(500):
+        # Bounded by time, not by turns: `reader.read` stays set after the first read, so waiting on it returned at
+        # once and 500 turns took microseconds, less than the sampler's next read on a loaded machine (CI failed).
+        deadline = time.monotonic() + 20.0
+        while time.monotonic() < deadline:
             if value(registry, "kenshin_hub_consumer_lag_messages", group="g", topic="t", partition="0") == 4:
                 break
-            reader.read.wait(0.01)
+            time.sleep(0.01)
     finally:
         sampler.close()
     assert value(registry, "kenshin_hub_consumer_lag_messages", group="g", topic="t", partition="0") == 4
