@@ -591,8 +591,11 @@ def seed_tenant(s: Stores, t: str) -> None:
         x.add(store, table, False, service="svc", input_id=f"empty-{t}", outputs=_effects(None), acted_at=ago(900))
 
 
-def seed_outbox(s: Stores) -> None:
-    """Tenant-less runtime tables: Kafka has committed t1:0 below 20; t2:1's inputs below offset 5 are too old."""
+def seed_outbox(s: Stores, group: str = GROUP, t1: str = "t1", t2: str = "t2") -> None:
+    """Tenant-less runtime tables: Kafka has committed t1:0 below 20; t2:1's inputs below offset 5 are too old.
+
+    ``group``, ``t1`` and ``t2`` name the consumer group and the topics (the integration tier's own on its broker).
+    """
     for store, (offsets, outbox) in {
         "sinks": (st.runtime_offsets, st.runtime_outbox),
         "processors": (pt.runtime_offsets, pt.runtime_outbox),
@@ -600,22 +603,22 @@ def seed_outbox(s: Stores) -> None:
         "network": ct.network_runtime,
     }.items():
         x = Seed(s, A)
-        for topic, partition, nxt in (("t1", 0, 30), ("t2", 1, 10)):
+        for topic, partition, nxt in ((t1, 0, 30), (t2, 1, 10)):
             x.add(
-                store, offsets, False, group_id=GROUP, topic=topic, partition=partition, next_offset=nxt, topic_id="id"
+                store, offsets, False, group_id=group, topic=topic, partition=partition, next_offset=nxt, topic_id="id"
             )
         for topic, partition, first, last, gone in (
-            ("t1", 0, 0, 9, True),
-            ("t1", 0, 10, 19, True),
-            ("t1", 0, 20, 29, False),
-            ("t2", 1, 0, 4, True),
-            ("t2", 1, 5, 9, False),
+            (t1, 0, 0, 9, True),
+            (t1, 0, 10, 19, True),
+            (t1, 0, 20, 29, False),
+            (t2, 1, 0, 4, True),
+            (t2, 1, 5, 9, False),
         ):
             x.add(
                 store,
                 outbox,
                 gone,
-                group_id=GROUP,
+                group_id=group,
                 topic=topic,
                 partition=partition,
                 first_offset=first,
@@ -624,7 +627,7 @@ def seed_outbox(s: Stores) -> None:
             )
 
 
-def seed(s: Stores) -> None:
+def seed(s: Stores, group: str = GROUP, t1: str = "t1", t2: str = "t2") -> None:
     seed_tenant(s, A)
     seed_tenant(s, B)
     x = Seed(s, A)  # a line where A provided to B: A is a party, so it is A's to delete; B → C is not A's
@@ -652,7 +655,7 @@ def seed(s: Stores) -> None:
         items="K001",
         outcome="REFUSED",
     )
-    seed_outbox(s)
+    seed_outbox(s, group, t1, t2)
 
 
 # --- fakes --------------------------------------------------------------------------------------------------------
