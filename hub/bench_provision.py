@@ -91,8 +91,8 @@ PROFILE_FRAMES = (
     ("encode_outputs", "    outputs as JSON for service_effects"),
     ("Connection.execute", "  SQLAlchemy statements (build, compile cache, execute)"),
     ("do_execute", "    of which inside sqlite3"),
-    ("Runner._deliver", "produce + flush (waiting for acks)"),
-    ("Runner._commit", "offset commit"),
+    ("Runner._produce", "produce (queued, not awaited)"),
+    ("Runner._settle", "the previous batch settled: flush (waiting for acks) and the offset commit"),
 )
 # the hops of one request, by the Kafka timestamp of the record each step produces
 HOPS: tuple[tuple[str, Topic], ...] = (

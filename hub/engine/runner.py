@@ -18,6 +18,7 @@ and error types only: values hold personal data.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -51,6 +52,7 @@ log = logging.getLogger("kenshin_hub.engine")
 
 Position = tuple[str, int]  # topic name, partition
 MAX_MESSAGE_BYTES = 1_000_000  # the largest record the hub produces (the broker's default limit is 1 MiB)
+RECOMMIT_AFTER_S = 1.0  # an idle runner commits again what was not confirmed, this long after the last commit
 
 
 @dataclass(frozen=True)
@@ -77,6 +79,18 @@ class _Item:
     letter_reason: DeadLetterReason | None = None
     records: list[store.Record] | None = None
     outcome: Outcome | None = None
+
+
+@dataclass
+class _InFlight:
+    """A batch whose transaction committed and whose outputs are produced, awaiting acknowledgement: its offsets
+    are committed once the broker has acknowledged every record (:meth:`Runner._settle`).
+    """
+
+    msgs: list[Message]
+    items: list[_Item]
+    failures: list[KafkaError]
+    sent: int
 
 
 class Runner:
@@ -139,6 +153,10 @@ class Runner:
         self._backoff = Backoff(backoff_initial_s, backoff_max_s)
         self._isolate = False
         self._cleanup: dict[Position, int] = {}  # outbox rows below these offsets are committed in Kafka
+        self._inflight: _InFlight | None = None  # the previous batch, its outputs not yet acknowledged
+        self._requested: dict[Position, int] = {}  # offsets asked to commit and not confirmed yet
+        self._undelivered: list[Message] = []  # a settled batch whose outputs failed: to be read again
+        self._last_commit_at = 0.0  # monotonic time of the last commit asked for
         self._topic_ids: dict[str, str] = {}
         self._stop = threading.Event()
         self._assignment: set[Position] = set()
@@ -151,13 +169,16 @@ class Runner:
             if owns_engine:
                 engine.dispose()
             raise
-        self._producer = Producer(producer_config(settings))
+        # Sent after 5 ms rather than 20: the batch in flight is settled when the next one is done, which takes
+        # about as long, so a longer linger would be waited for.
+        self._producer = Producer(producer_config(settings, **{"linger.ms": 5}))
         self._consumer = self._new_consumer()
 
     # --- lifecycle -------------------------------------------------------------------------------------------
 
     def _new_consumer(self) -> Consumer:
-        consumer = Consumer(consumer_config(self.settings, self.group_id, **self._consumer_overrides))
+        conf = consumer_config(self.settings, self.group_id, **self._consumer_overrides)
+        consumer = Consumer({**conf, "on_commit": self._on_commit})
         consumer.subscribe(
             sorted(self._topics), on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_revoke
         )
@@ -169,8 +190,12 @@ class Runner:
         log.info("%s: assigned %d partition(s)", self.group_id, len(partitions))
 
     def _on_revoke(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        # Nothing of a partition is buffered between batches: each batch is durable before the next poll.
+        # Nothing of a partition is buffered between batches but the in-flight batch, whose state is durable; its
+        # offsets are committed now if its outputs are acknowledged (else the partitions' next owner replays it).
+        self._settle_quietly()
         gone = [(tp.topic, tp.partition) for tp in partitions]
+        for pos in gone:
+            self._requested.pop(pos, None)
         self._assignment.difference_update(gone)
         self._assigned_at = time.monotonic()
         self.handler.revoked(gone)
@@ -203,6 +228,7 @@ class Runner:
             return
         self._closed = True
         try:
+            self._settle_quietly()
             self._consumer.close()
         finally:
             try:
@@ -257,32 +283,44 @@ class Runner:
         wait = self._backoff.wait_s()
         if wait > 0 and self._stop.wait(wait):
             return BatchResult()
-        msgs = self._consume()
+        # While a batch's outputs are in flight, only what is already fetched is taken: when nothing is, the
+        # batch is settled at once instead of after an idle poll's timeout.
+        if self._undelivered:  # a batch settled while partitions were revoked, and its outputs failed
+            self._on_failure([], DeliveryFailed("the outputs of a batch settled at a rebalance failed"))
+            return BatchResult(failed=True)
+        msgs = self._consume(0.0 if self._inflight is not None else self.batch_timeout_s)
         if not msgs:
-            return BatchResult()
+            if self._inflight is None:
+                return BatchResult(committed=self._recommit())
+            try:
+                return BatchResult(committed=self._settle())
+            except Exception as exc:  # noqa: BLE001 - undelivered: replay the batch, keep running
+                self._on_failure([], exc)
+                return BatchResult(failed=True)
         started = time.perf_counter()
         items: list[_Item] = []
         try:
             items = self._decode(msgs)
             replayed = sum(self._transact_isolated(items)) if self._isolate else self._transact(items)
             failpoint("sink.after_commit")  # fault tests: die between the transaction and the outputs
-            self._deliver(items)
+            committed = self._settle()
+            self._produce(msgs, items)
         except Exception as exc:  # noqa: BLE001 - roll back, replay the batch, keep running
+            with contextlib.suppress(Exception):  # the previous batch is done unless its own delivery failed
+                self._settle()
             self._on_failure(msgs, exc)
             return BatchResult(consumed=len(msgs), failed=True)
         if self._backoff.failures:
             log.info("%s: batch done after %d failed attempt(s)", self.group_id, self._backoff.failures)
         self._backoff.succeeded()
         self._isolate = False
-        committed = self._commit(msgs)
-        self._count(items)
         self.metrics.processing_time(f"{self.handler.name}.batch", time.perf_counter() - started)
         letters = sum(1 for i in items if i.letter is not None)
         return BatchResult(consumed=len(msgs), dead_lettered=letters, replayed=replayed, committed=committed)
 
-    def _consume(self) -> list[Message]:
+    def _consume(self, timeout_s: float) -> list[Message]:
         """What is there: the first message as soon as it arrives, then whatever else is already fetched."""
-        first = self._consumer.poll(self.batch_timeout_s)
+        first = self._consumer.poll(timeout_s)
         if first is None:
             return []
         raw = [first]
@@ -514,8 +552,11 @@ class Runner:
 
     # --- delivery and offsets --------------------------------------------------------------------------------
 
-    def _deliver(self, items: Sequence[_Item]) -> None:
-        """Produce every record of the batch in order and wait until the broker has acknowledged them all."""
+    def _produce(self, msgs: list[Message], items: list[_Item]) -> None:
+        """Produce every record of the batch in order, without waiting: the batch is in flight until
+        :meth:`_settle`, which the next batch calls after its own transaction (the broker's acknowledgements of one
+        batch arrive while the next is decoded and acted on).
+        """
         failures: list[KafkaError] = []
 
         def on_delivery(err: KafkaError | None, _msg: Message) -> None:
@@ -532,20 +573,77 @@ class Runner:
                     except BufferError:
                         self._producer.poll(0.1)
                 sent += 1
-        if not sent:
-            return
-        remaining = self._producer.flush(self.delivery_timeout_s)
-        if remaining or failures:
-            names = sorted({f.name() for f in failures})
-            raise DeliveryFailed(f"{remaining} record(s) undelivered, errors: {names or 'timeout'}")
+        self._inflight = _InFlight(msgs, items, failures, sent)
 
-    def _commit(self, msgs: Sequence[Message]) -> bool:
-        """Commit the positions after the batch, synchronously; a failure loses nothing (the store knows)."""
-        last: dict[Position, int] = {}
+    def _settle(self, *, final: bool = False) -> bool:
+        """Wait until the broker has acknowledged every record of the batch in flight, then commit its offsets
+        (asynchronously; synchronously when ``final``: closing or giving partitions away). True when a commit was
+        made. Undelivered records raise :class:`DeliveryFailed` (the caller replays the batch: its stored records
+        are re-sent) and commit nothing.
+        """
+        batch, self._inflight = self._inflight, None
+        if batch is None:
+            if final and self._requested:
+                self._commit_sync()
+            return False
+        remaining = self._producer.flush(self.delivery_timeout_s) if batch.sent else 0
+        if remaining or batch.failures:
+            names = sorted({f.name() for f in batch.failures})
+            self._undelivered = batch.msgs
+            raise DeliveryFailed(f"{remaining} record(s) undelivered, errors: {names or 'timeout'}")
+        committed = self._commit(batch.msgs, final=final)
+        self._count(batch.items)
+        return committed
+
+    def _settle_quietly(self) -> None:
+        """Settle the batch in flight with a synchronous commit (a rebalance, closing); undelivered outputs are
+        logged, and the batch is read again on the next turn (the partitions' next owner replays it otherwise).
+        """
+        try:
+            self._settle(final=True)
+        except DeliveryFailed as exc:
+            log.warning("%s: %s; the batch will be read again", self.group_id, exc)
+
+    def _commit(self, msgs: Sequence[Message], *, final: bool = False) -> bool:
+        """Commit the positions after the batch. Asynchronously: the store knows what is done, so a commit that is
+        lost only makes a restart re-read (and skip) a batch; the outbox rows go once the commit is confirmed
+        (:meth:`_on_commit`).
+        """
         for msg in msgs:
             topic, partition, offset = _position(msg)
-            last[(topic, partition)] = max(last.get((topic, partition), -1), offset)
-        offsets = [TopicPartition(t, p, o + 1) for (t, p), o in sorted(last.items())]
+            self._requested[(topic, partition)] = max(self._requested.get((topic, partition), -1), offset + 1)
+        if final:
+            return self._commit_sync()
+        return self._commit_async()
+
+    def _recommit(self) -> bool:
+        """When idle: commit again what was asked for and not confirmed (a commit refused during a rebalance, say
+        ILLEGAL_GENERATION). The consumer's position has moved past those messages, so nothing else would commit
+        them and the group would lag for ever. At most once a second; True when a commit was asked for.
+        """
+        if not self._requested or time.monotonic() - self._last_commit_at < RECOMMIT_AFTER_S:
+            return False
+        return self._commit_async()
+
+    def _commit_async(self) -> bool:
+        """Every position asked for and not confirmed yet (the batch's and any refused earlier), asynchronously."""
+        offsets = [TopicPartition(t, p, o) for (t, p), o in sorted(self._requested.items())]
+        self._last_commit_at = time.monotonic()
+        try:
+            self._consumer.commit(offsets=offsets, asynchronous=True)
+        except KafkaException as exc:
+            log.warning(
+                "%s: offset commit failed (%s); the batch may be read again", self.group_id, describe_error(exc)
+            )
+            return False
+        return True
+
+    def _commit_sync(self) -> bool:
+        """Every position asked for and not confirmed yet, synchronously."""
+        offsets = [TopicPartition(t, p, o) for (t, p), o in sorted(self._requested.items())]
+        self._requested.clear()
+        if not offsets:
+            return False
         try:
             result = self._consumer.commit(offsets=offsets, asynchronous=False)
         except KafkaException as exc:
@@ -553,14 +651,22 @@ class Runner:
                 "%s: offset commit failed (%s); the batch may be read again", self.group_id, describe_error(exc)
             )
             return False
-        ok = True
-        for tp in result:
+        self._on_commit(None, result)
+        return all(tp.error is None for tp in result)
+
+    def _on_commit(self, err: KafkaError | None, partitions: list[TopicPartition]) -> None:
+        """librdkafka's report of a commit (served by ``poll``): the outbox rows below it can go."""
+        if err is not None:
+            log.warning("%s: offset commit failed (%s); the batch may be read again", self.group_id, err.name())
+            return
+        for tp in partitions:
             if tp.error is not None:
-                ok = False
                 log.warning("%s: offset commit of %s[%d] failed", self.group_id, tp.topic, tp.partition)
-            else:
-                self._cleanup[(tp.topic, tp.partition)] = tp.offset
-        return ok
+                continue
+            pos = (tp.topic, tp.partition)
+            self._cleanup[pos] = max(self._cleanup.get(pos, -1), tp.offset)
+            if self._requested.get(pos, -1) <= tp.offset:
+                self._requested.pop(pos, None)
 
     def committed_offsets(self, timeout_s: float = 10.0) -> dict[Position, int]:
         """The group's committed offsets of the assigned partitions (negative when none)."""
@@ -625,6 +731,8 @@ class Runner:
             )
 
     def _on_failure(self, msgs: Sequence[Message], exc: BaseException) -> None:
+        msgs = [*self._undelivered, *msgs]  # a batch whose outputs failed is read again with the current one
+        self._undelivered = []
         transient = is_transient(exc)
         delay = self._backoff.failed()
         if not transient and self._backoff.failures >= self.isolate_after:
@@ -652,7 +760,8 @@ class Runner:
         first: dict[Position, int] = {}
         for msg in msgs:
             topic, partition, offset = _position(msg)
-            first[(topic, partition)] = min(first.get((topic, partition), offset), offset)
+            if (topic, partition) in self._assignment:  # a partition given away: its next owner replays it
+                first[(topic, partition)] = min(first.get((topic, partition), offset), offset)
         try:
             for (topic, partition), offset in first.items():
                 self._consumer.seek(TopicPartition(topic, partition, offset))

@@ -161,3 +161,159 @@ def test_a_tombstone_on_a_compacted_topic_is_passed_over_and_a_null_value_elsewh
     assert lettered.delivery is None
     assert lettered.letter is not None
     assert "empty message value" in lettered.letter.reason
+
+
+# --- a batch in flight: its offsets are committed only after its outputs are acknowledged -------------------------
+
+
+class _Producer:
+    """Records what is produced; ``flush`` reports every delivery (failed when ``fail``)."""
+
+    def __init__(self) -> None:
+        self.fail = False
+        self.pending: list[object] = []
+        self.produced: list[tuple[str, bytes | None]] = []
+
+    def produce(self, topic: str, *, key: bytes | None, value: bytes | None, on_delivery: object) -> None:
+        self.produced.append((topic, key))
+        self.pending.append(on_delivery)
+
+    def flush(self, _timeout: float = -1) -> int:
+        error = KafkaError(KafkaError._MSG_TIMED_OUT) if self.fail else None
+        for callback in self.pending:
+            callback(error, None)  # type: ignore[operator]
+        self.pending.clear()
+        return 0
+
+
+class _Consumer:
+    def __init__(self) -> None:
+        self.commits: list[tuple[list[tuple[str, int, int]], bool]] = []
+        self.seeks: list[tuple[str, int, int]] = []
+
+    def commit(self, *, offsets: list[object], asynchronous: bool) -> list[object]:
+        self.commits.append(([(tp.topic, tp.partition, tp.offset) for tp in offsets], asynchronous))  # type: ignore[attr-defined]
+        return offsets
+
+    def seek(self, tp: object) -> None:
+        self.seeks.append((tp.topic, tp.partition, tp.offset))  # type: ignore[attr-defined]
+
+
+def _pipelined_runner() -> tuple[object, _Producer, _Consumer, list[int]]:
+    from prometheus_client import CollectorRegistry
+
+    from hub.engine.handler import Handler
+    from hub.engine.runner import Runner
+    from monitoring.metrics import HubMetrics
+    from topics.catalog import INSTITUTION_RESULTS
+
+    told: list[int] = []
+
+    class Counting(Handler):
+        name = "test"
+        topics = (INSTITUTION_RESULTS,)
+
+        def handle(self, conn: object, deliveries: object) -> list[object]:  # type: ignore[override]
+            raise AssertionError("not called here")
+
+        def committed(self, deliveries: object, outcomes: object) -> None:  # type: ignore[override]
+            told.append(len(deliveries))  # type: ignore[arg-type]
+
+    runner = object.__new__(Runner)  # only what delivery and commits use, without a broker
+    producer, consumer = _Producer(), _Consumer()
+    runner.handler = Counting()
+    runner.metrics = HubMetrics(CollectorRegistry(), process="sinks")
+    runner.group_id, runner.delivery_timeout_s, runner.isolate_after = "g", 5.0, 3
+    runner._producer, runner._consumer = producer, consumer
+    runner._inflight, runner._requested, runner._undelivered, runner._cleanup = None, {}, [], {}
+    runner._assignment = {(INSTITUTION_RESULTS.name, 0), (INSTITUTION_RESULTS.name, 1)}
+    runner._backoff = Backoff(0.0, 0.0)
+    runner._isolate = False
+    return runner, producer, consumer, told
+
+
+def _batch(offsets: list[tuple[int, int]]) -> tuple[list[object], list[object]]:
+    from confluent_kafka import Message
+
+    from hub.engine.handler import Delivery
+    from hub.engine.runner import _Item
+    from topics.catalog import INSTITUTION_RESULTS, LEDGER_ENTRIES
+
+    msgs, items = [], []
+    for partition, offset in offsets:
+        msg = Message(topic=INSTITUTION_RESULTS.name, partition=partition, offset=offset, key=b"k", value=b"v")
+        item = _Item(msg, INSTITUTION_RESULTS, partition, offset)
+        item.delivery = Delivery(INSTITUTION_RESULTS, partition, offset, b"k", None)  # type: ignore[arg-type]
+        item.outcome = []
+        item.records = [(LEDGER_ENTRIES.name, b"k", f"{partition}:{offset}".encode())]
+        msgs.append(msg)
+        items.append(item)
+    return msgs, items
+
+
+def test_a_batch_in_flight_is_committed_only_after_its_outputs_are_acknowledged() -> None:
+    from topics.catalog import INSTITUTION_RESULTS
+
+    runner, producer, consumer, told = _pipelined_runner()
+    msgs, items = _batch([(0, 10), (0, 11), (1, 4)])
+    runner._produce(msgs, items)  # type: ignore[attr-defined]
+    assert len(producer.produced) == 3
+    assert consumer.commits == []  # produced, not acknowledged: nothing committed, the handler not told
+    assert told == []
+    assert runner._settle() is True  # type: ignore[attr-defined]
+    name = INSTITUTION_RESULTS.name
+    assert consumer.commits == [([(name, 0, 12), (name, 1, 5)], True)]
+    assert told == [3]
+    # the outbox rows go only once librdkafka confirms the commit
+    assert runner._cleanup == {}  # type: ignore[attr-defined]
+    runner._on_commit(None, [_tp(name, 0, 12)])  # type: ignore[attr-defined]
+    assert runner._cleanup == {(name, 0): 12}  # type: ignore[attr-defined]
+    # closing (or a rebalance) commits what is not confirmed yet, synchronously
+    runner._settle(final=True)  # type: ignore[attr-defined]
+    assert consumer.commits[-1] == ([(name, 1, 5)], False)
+    assert runner._cleanup == {(name, 0): 12, (name, 1): 5}  # type: ignore[attr-defined]
+
+
+def test_a_batch_whose_outputs_fail_is_read_again_with_the_next_one() -> None:
+    from topics.catalog import INSTITUTION_RESULTS
+
+    runner, producer, consumer, told = _pipelined_runner()
+    first, first_items = _batch([(0, 10), (0, 11)])
+    runner._produce(first, first_items)  # type: ignore[attr-defined]
+    producer.fail = True
+    second, _ = _batch([(0, 12), (1, 4)])
+    with pytest.raises(DeliveryFailed):
+        runner._settle()  # type: ignore[attr-defined]
+    runner._on_failure(second, DeliveryFailed("the first batch's outputs"))  # type: ignore[attr-defined]
+    name = INSTITUTION_RESULTS.name
+    assert consumer.commits == []  # nothing of either batch committed
+    assert told == []
+    assert sorted(consumer.seeks) == [(name, 0, 10), (name, 1, 4)]  # both read again, from the first's start
+    assert runner._undelivered == []  # type: ignore[attr-defined]
+
+
+def _tp(topic: str, partition: int, offset: int) -> object:
+    from confluent_kafka import TopicPartition
+
+    return TopicPartition(topic, partition, offset)
+
+
+def test_a_failed_commit_is_made_again_when_the_runner_is_idle() -> None:
+    # The stall of test_scale: a commit refused during a rebalance (ILLEGAL_GENERATION) was only logged, the
+    # consumer's position had moved on, so nothing committed those offsets again and the group lagged for ever.
+    from topics.catalog import INSTITUTION_RESULTS
+
+    runner, _producer, consumer, _told = _pipelined_runner()
+    runner._last_commit_at = 0.0  # type: ignore[attr-defined]
+    msgs, items = _batch([(0, 10), (1, 4)])
+    runner._produce(msgs, items)  # type: ignore[attr-defined]
+    runner._settle()  # type: ignore[attr-defined]
+    name = INSTITUTION_RESULTS.name
+    runner._on_commit(KafkaError(KafkaError.ILLEGAL_GENERATION), [_tp(name, 0, 11), _tp(name, 1, 5)])  # type: ignore[attr-defined]
+    assert runner._cleanup == {}  # type: ignore[attr-defined]
+    runner._last_commit_at = 0.0  # type: ignore[attr-defined]  # long enough ago
+    assert runner._recommit() is True  # type: ignore[attr-defined]
+    assert consumer.commits[-1] == ([(name, 0, 11), (name, 1, 5)], True)
+    runner._on_commit(None, [_tp(name, 0, 11), _tp(name, 1, 5)])  # type: ignore[attr-defined]
+    assert runner._requested == {}  # type: ignore[attr-defined]
+    assert runner._recommit() is False  # type: ignore[attr-defined]  # nothing left to commit
