@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from confluent_kafka import KafkaException
+from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.admin._config import AlterConfigOpType, ConfigEntry, ConfigResource
 from confluent_kafka.cimpl import NewPartitions, NewTopic
@@ -53,12 +53,7 @@ def describe(admin: AdminClient, topics: Iterable[TopicSpec] = CLUSTER_TOPICS) -
     metadata = admin.list_topics(timeout=TIMEOUT_S).topics
     wanted = list(topics)
     existing = [t for t in wanted if t.name in metadata and metadata[t.name].error is None]
-    configs: dict[str, dict[str, str]] = {}
-    if existing:
-        futures = admin.describe_configs([ConfigResource(ConfigResource.Type.TOPIC, t.name) for t in existing])
-        for resource, future in futures.items():
-            entries: dict[str, Any] = future.result(timeout=TIMEOUT_S)
-            configs[resource.name] = {k: str(v.value) for k, v in entries.items()}
+    configs = _configs(admin, [t.name for t in existing])
     states = []
     for topic in wanted:
         meta = metadata.get(topic.name)
@@ -68,6 +63,31 @@ def describe(admin: AdminClient, topics: Iterable[TopicSpec] = CLUSTER_TOPICS) -
         rf = min((len(p.replicas) for p in meta.partitions.values()), default=0)
         states.append(TopicState(topic.name, True, len(meta.partitions), rf, configs.get(topic.name, {})))
     return states
+
+
+def _configs(admin: AdminClient, names: list[str]) -> dict[str, dict[str, str]]:
+    """The topics' configurations. A topic just created may be unknown for a moment to the broker that is asked
+    (on a cluster, metadata reaches each broker in its own time: a 3-node test failed on it): asked again, bounded.
+    """
+    configs: dict[str, dict[str, str]] = {}
+    pending = list(names)
+    deadline = time.monotonic() + TIMEOUT_S
+    while pending:
+        futures = admin.describe_configs([ConfigResource(ConfigResource.Type.TOPIC, n) for n in pending])
+        unknown: list[str] = []
+        for resource, future in futures.items():
+            try:
+                entries: dict[str, Any] = future.result(timeout=TIMEOUT_S)
+            except KafkaException as exc:
+                if exc.args[0].code() != KafkaError.UNKNOWN_TOPIC_OR_PART or time.monotonic() >= deadline:
+                    raise
+                unknown.append(resource.name)
+                continue
+            configs[resource.name] = {k: str(v.value) for k, v in entries.items()}
+        pending = unknown
+        if pending:
+            time.sleep(0.2)
+    return configs
 
 
 def _await_metadata(admin: AdminClient, names: set[str]) -> None:
