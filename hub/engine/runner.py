@@ -639,11 +639,13 @@ class Runner:
         return True
 
     def _commit_sync(self) -> bool:
-        """Every position asked for and not confirmed yet, synchronously."""
+        """Every position asked for and not confirmed yet, synchronously. What is refused stays asked for: an idle
+        runner commits it again (:meth:`_recommit`).
+        """
         offsets = [TopicPartition(t, p, o) for (t, p), o in sorted(self._requested.items())]
-        self._requested.clear()
         if not offsets:
             return False
+        self._last_commit_at = time.monotonic()
         try:
             result = self._consumer.commit(offsets=offsets, asynchronous=False)
         except KafkaException as exc:

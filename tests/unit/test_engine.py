@@ -317,3 +317,25 @@ def test_a_failed_commit_is_made_again_when_the_runner_is_idle() -> None:
     runner._on_commit(None, [_tp(name, 0, 11), _tp(name, 1, 5)])  # type: ignore[attr-defined]
     assert runner._requested == {}  # type: ignore[attr-defined]
     assert runner._recommit() is False  # type: ignore[attr-defined]  # nothing left to commit
+
+
+def test_a_refused_synchronous_commit_is_kept_to_be_made_again() -> None:
+    # At a rebalance or on close the commit is synchronous; one that fails must not forget the positions, or the
+    # partitions kept after the rebalance would lag for ever (the stall above, by another road).
+    from topics.catalog import INSTITUTION_RESULTS
+
+    runner, _producer, consumer, _told = _pipelined_runner()
+    name = INSTITUTION_RESULTS.name
+
+    def refuse(*, offsets: list[object], asynchronous: bool) -> list[object]:
+        raise KafkaException(KafkaError(KafkaError.REBALANCE_IN_PROGRESS))
+
+    msgs, items = _batch([(0, 10), (1, 4)])
+    runner._produce(msgs, items)  # type: ignore[attr-defined]
+    consumer.commit = refuse  # type: ignore[method-assign]
+    assert runner._settle(final=True) is False  # type: ignore[attr-defined]
+    assert runner._requested == {(name, 0): 11, (name, 1): 5}  # type: ignore[attr-defined]
+    del consumer.commit  # the recorder again
+    runner._last_commit_at = 0.0  # type: ignore[attr-defined]
+    assert runner._recommit() is True  # type: ignore[attr-defined]
+    assert consumer.commits[-1] == ([(name, 0, 11), (name, 1, 5)], True)
