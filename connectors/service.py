@@ -25,6 +25,7 @@ from typing import Any, Protocol
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from hub.engine.handler import Delivery, Outcome, Refusal
 from schemas.models import Event
 from schemas.record import now_utc
 from sinks.base import Sink
@@ -102,7 +103,6 @@ class ServiceSink(Sink[Event]):
     ) -> None:
         self.service = service
         self.observer = observer
-        self._taken: list[Output] = []
         self.topic = topic
         self.name = f"{service.name}.{topic.name}"
         self.effects = effects
@@ -123,18 +123,17 @@ class ServiceSink(Sink[Event]):
 
     def take_outputs(self) -> list[tuple[tuple[int, int], Output]]:
         out, self._outputs = self._outputs, []
-        self._taken.extend(o for _, o in out)
         return out
 
-    def committed(self) -> None:
-        if self.observer is not None and self._taken:
-            self.observer(self._taken)
-        self._taken = []
+    def committed(self, done: Sequence[tuple[Delivery, Outcome]]) -> None:
+        """The observer sees the committed batch's outputs (its outcomes), once they are acknowledged."""
+        taken = [out for _d, outcome in done if not isinstance(outcome, Refusal) for out in outcome]
+        if self.observer is not None and taken:
+            self.observer(taken)
 
     def clear(self) -> None:
         self._buffer.clear()
         self._outputs.clear()
-        self._taken = []
 
 
 def service_sinks(

@@ -85,8 +85,11 @@ class Sink(ABC, Generic[E]):
         """
         return []
 
-    def committed(self) -> None:
-        """The transaction that flushed the buffered batch has committed (called before :meth:`clear`)."""
+    def committed(self, done: Sequence[tuple[Delivery, Outcome]]) -> None:
+        """A batch's transaction has committed and its outputs are acknowledged: ``done`` holds this sink's
+        deliveries of it with their outcomes. It comes from the settled batch itself, not from what the sink
+        buffered: the runtime settles a batch after the next one has been acted on (and buffered here).
+        """
 
 
 class TableSink(Sink[E]):
@@ -203,9 +206,12 @@ class SinksHandler(Handler):
         for topic, count in written.items():
             for sink in self.by_topic[topic]:
                 self.metrics.message_out(topic, sink.name, count)
-        for sink in self.sinks:
-            sink.committed()
-            sink.clear()
+        by_topic: dict[str, list[tuple[Delivery, Outcome]]] = {}
+        for d, o in zip(deliveries, outcomes, strict=True):
+            by_topic.setdefault(d.topic.name, []).append((d, o))
+        for topic, done in by_topic.items():
+            for sink in self.by_topic[topic]:
+                sink.committed(done)
 
 
 class SinkRunner(Runner):

@@ -9,10 +9,13 @@ not committed is not counted twice).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from sqlalchemy.engine import Connection
 
+from hub.engine.handler import Delivery, Outcome
 from monitoring.metrics import HubMetrics
-from schemas.models import OperationOutcome, StaffOperation, StaffOperationType
+from schemas.models import StaffOperation
 from sinks.base import Sink
 from topics.catalog import STAFF_OPERATIONS, Topic
 
@@ -24,18 +27,18 @@ class StaffActivitySink(Sink[StaffOperation]):
         self.topic = topic
         self.name = name
         self.metrics = metrics
-        self._pending: list[tuple[StaffOperationType, OperationOutcome]] = []
 
     def add(self, event: StaffOperation, key: bytes, partition: int, offset: int) -> None:
-        self._pending.append((event.operation, event.outcome))
+        """Nothing to buffer: the operations are counted from the committed batch itself."""
 
     def flush(self, connection: Connection) -> None:
         """Nothing to write: the staff commands wrote the row before they published the event."""
 
-    def committed(self) -> None:
-        for operation, outcome in self._pending:
-            self.metrics.staff_operation(operation, outcome)
-        self._pending.clear()
+    def committed(self, done: Sequence[tuple[Delivery, Outcome]]) -> None:
+        for delivery, _outcome in done:
+            event = delivery.event
+            if isinstance(event, StaffOperation):
+                self.metrics.staff_operation(event.operation, event.outcome)
 
     def clear(self) -> None:
-        self._pending.clear()
+        """Nothing buffered."""

@@ -514,3 +514,43 @@ def test_dead_letter_tenant_comes_from_the_key() -> None:
     assert _tenant_of(b"\xff\xfe", "012041") == "012041"
     assert _tenant_of(None, "012041") == "012041"
     assert _tenant_of(b"999999:1", "012041") == "012041"  # not a valid 団体コード
+
+
+def test_staff_operations_are_counted_from_the_settled_batch_not_from_the_buffer() -> None:
+    # The runtime settles a batch after the next one has been acted on; counting what the sink had buffered lost
+    # the first batch's FISCAL_YEAR_START (the next handle cleared it) and counted the second one's early.
+    from prometheus_client import CollectorRegistry
+
+    from hub.engine.handler import Delivery
+    from monitoring.metrics import HubMetrics
+    from sinks.base import SinksHandler
+    from sinks.staff import StaffActivitySink
+    from topics.catalog import STAFF_OPERATIONS
+
+    registry = CollectorRegistry()
+    metrics = HubMetrics(registry, process="sinks")
+    handler = SinksHandler([StaffActivitySink(metrics)], metrics)
+
+    def operation(kind: m.StaffOperationType, offset: int) -> Delivery:
+        event = m.StaffOperation(
+            event_id=uuid.uuid4(), occurred_at=datetime(2026, 4, 1, tzinfo=UTC), tenant="012041",
+            source_system="kenshin-hub.staff", staff_id="health1", operation=kind,
+            outcome=m.OperationOutcome.SUCCESS, performed_at=datetime(2026, 4, 1, tzinfo=UTC),
+        )  # fmt: skip
+        return Delivery(STAFF_OPERATIONS, 0, offset, b"012041:health1", event)
+
+    def count(kind: m.StaffOperationType) -> float:
+        value = registry.get_sample_value(
+            "kenshin_hub_staff_operations_total", {"operation": kind.value, "outcome": "SUCCESS"}
+        )
+        return value or 0.0
+
+    first = [operation(m.StaffOperationType.FISCAL_YEAR_START, 0)]
+    second = [operation(m.StaffOperationType.LIST, 1)]
+    first_out = handler.handle(None, first)  # type: ignore[arg-type]  # the staff sink writes nothing
+    second_out = handler.handle(None, second)  # type: ignore[arg-type]  # acted on while the first is in flight
+    handler.committed(first, first_out)  # the first batch settles
+    assert count(m.StaffOperationType.FISCAL_YEAR_START) == 1
+    assert count(m.StaffOperationType.LIST) == 0
+    handler.committed(second, second_out)
+    assert count(m.StaffOperationType.LIST) == 1
