@@ -5,8 +5,10 @@ The contract follows quix-streams' ``sinks/base/sink.py`` and Kafka Connect's ``
 * :meth:`Sink.setup` checks what the sink needs from the database (connections are the runner's engine);
 * :meth:`Sink.add` buffers one decoded event, per partition;
 * :meth:`Sink.flush` writes the buffered batch on the connection of the transaction the runtime opened;
-* :meth:`Sink.committed` is told that the batch's transaction committed and its outputs were delivered;
-* :meth:`Sink.clear` drops the buffer (after every flush, successful or not).
+* :meth:`Sink.committed` is told, with that batch's deliveries and outcomes, that a batch's transaction committed
+  and its outputs were delivered (the runtime settles a batch after the next one is handled, so a sink must not
+  count from its buffer);
+* :meth:`Sink.clear` drops the buffer (before each batch, so nothing a failed attempt left behind is written).
 
 :class:`SinkRunner` is the runtime's :class:`~hub.engine.runner.Runner` over a :class:`SinksHandler`: one consumer
 for all sinks' topics, the whole batch written in ONE transaction together with the runtime's outbox and stored

@@ -78,7 +78,11 @@ class Handler(ABC):
         return self.name
 
     def committed(self, deliveries: Sequence[Delivery], outcomes: Sequence[Outcome]) -> None:  # noqa: B027
-        """The batch is durable: its transaction committed and its outputs were acknowledged (metrics hooks)."""
+        """The batch is durable: its transaction committed and its outputs were acknowledged (metrics hooks).
+
+        Called when the batch settles, which is after the *next* batch has been handled: work only from
+        ``deliveries`` and ``outcomes``, never from state a handler kept from its last :meth:`handle`.
+        """
 
     def revoked(self, partitions: Sequence[tuple[str, int]]) -> None:  # noqa: B027 - an optional hook
         """These partitions were taken away: drop any state kept for them between batches."""
