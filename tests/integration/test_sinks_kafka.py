@@ -461,9 +461,18 @@ class FlakyStaffSink(StaffActivitySink):
     def __init__(self, metrics: HubMetrics, topic: Topic) -> None:
         super().__init__(metrics, topic)
         self.failed = False
+        self.buffered = 0
+
+    def add(self, event: m.StaffOperation, key: bytes, partition: int, offset: int) -> None:
+        super().add(event, key, partition, offset)
+        self.buffered += 1
+
+    def clear(self) -> None:
+        super().clear()
+        self.buffered = 0
 
     def flush(self, connection: Connection) -> None:
-        if self._pending and not self.failed:
+        if self.buffered and not self.failed:
             self.failed = True
             raise RuntimeError("simulated failure of the batch")
 
