@@ -27,7 +27,7 @@ from connectors import stores as ct
 from connectors.policy import load_retention
 from hub.kafka import ClientConfig, consumer_config, producer_config
 from hub.pii import PiiKeys
-from hub.retention import Cutoffs, KafkaOffsets, Position, record_run, run_retention
+from hub.retention import Cutoffs, KafkaOffsets, Position, RetentionReport, record_run, run_retention
 from hub.settings import Settings
 from processors import store as pt
 from sinks import tables as st
@@ -238,19 +238,9 @@ def test_retention_deletes_exactly_one_tenants_expired_rows_on_postgresql(
     start = _high_watermarks(settings, reader, compacted)  # before the dry run: it must send nothing either
     before = pg_stores.snapshot()
     producer = Producer(producer_config(settings))
-    dry = run_retention(
-        pg_stores.retention(),
-        A,
-        policy=load_retention(),
-        now=NOW,
-        kafka=KafkaOffsets(settings),
-        producer=producer,
-        pii_keys=pg_stores.keys,
-        dry_run=True,
-    )
-    assert pg_stores.snapshot() == before
-    try:
-        report = run_retention(
+
+    def retention(*, dry_run: bool) -> RetentionReport:
+        return run_retention(
             pg_stores.retention(),
             A,
             policy=load_retention(),
@@ -258,7 +248,13 @@ def test_retention_deletes_exactly_one_tenants_expired_rows_on_postgresql(
             kafka=KafkaOffsets(settings),
             producer=producer,
             pii_keys=pg_stores.keys,
+            dry_run=dry_run,
         )
+
+    dry = retention(dry_run=True)
+    assert pg_stores.snapshot() == before
+    try:
+        report = retention(dry_run=False)
     finally:
         producer.flush(TIMEOUT_S)  # as RetentionSchedule.run does (run_retention waited for every tombstone)
     record_run(pg_stores.engines["chukan"], report, "admin1")
