@@ -50,6 +50,9 @@ _TO_AVRO: dict[type, Callable[[Any], Any]] = {}
 # --- the wire form: what the serde writes with its logical-type-free schemas (see schemas.serde) ---------------
 
 EPOCH_DATE = date(1970, 1, 1)
+# Timestamps and dates repeat (a batch's events are stamped within milliseconds of each other, birth and exam dates
+# recur): each value is converted once (both ways) and the immutable result shared. Bounded: cleared when full.
+_CONVERTED_MAX = 8192
 _WIRE_AS_IS: frozenset[type] = frozenset({str, int, bool, float, bytes, type(None)})
 _TO_WIRE: dict[type, Callable[[Any], Any]] = {}
 
@@ -80,9 +83,15 @@ def _to_wire_converter(cls: type) -> Callable[[Any], Any]:
 
 def _epoch_millis(value: datetime) -> int:
     """timestamp-millis as fastavro writes it: floor of the milliseconds since the epoch (naive values are UTC)."""
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    return (value - EPOCH) // _MILLISECOND
+    found = _MILLIS.get(value)  # equal aware datetimes are the same instant; a naive one never equals an aware one
+    if found is None:
+        if len(_MILLIS) >= _CONVERTED_MAX:
+            _MILLIS.clear()
+        found = _MILLIS[value] = ((value if value.tzinfo else value.replace(tzinfo=UTC)) - EPOCH) // _MILLISECOND
+    return found
+
+
+_MILLIS: dict[datetime, int] = {}
 
 
 _MILLISECOND = timedelta(milliseconds=1)
@@ -223,23 +232,57 @@ def _enum_converter(tp: type[enum.Enum]) -> Converter:
     return convert
 
 
+_new_object = object.__new__
+_set_attribute = object.__setattr__
+_UUID_SAFE_UNKNOWN = uuid.SafeUUID.unknown
+
+
 def _to_uuid(value: Any) -> uuid.UUID:
+    if type(value) is str and len(value) == 36 and value[8] == value[13] == value[18] == value[23] == "-":
+        # The wire form (8-4-4-4-12 hex digits): what uuid.UUID(value) computes, without its generic parsing.
+        digits = value.replace("-", "")
+        if len(digits) == 32:
+            try:
+                number = int(digits, 16)
+            except ValueError:
+                pass  # uuid.UUID below raises (or accepts) it as it would
+            else:
+                made: uuid.UUID = _new_object(uuid.UUID)
+                _set_attribute(made, "int", number)
+                _set_attribute(made, "is_safe", _UUID_SAFE_UNKNOWN)
+                return made
     return value if isinstance(value, uuid.UUID) else uuid.UUID(str(value))
 
 
+_DATETIMES: dict[int, datetime] = {}
+_DATES: dict[int, date] = {}
+
+
 def _to_datetime(value: Any) -> Any:
+    if type(value) is int:
+        found = _DATETIMES.get(value)
+        if found is None:
+            if len(_DATETIMES) >= _CONVERTED_MAX:
+                _DATETIMES.clear()
+            found = _DATETIMES[value] = EPOCH + timedelta(milliseconds=value)  # exact: no float on the way
+        return found
     if isinstance(value, int):
-        return EPOCH + timedelta(milliseconds=value)  # exact: no float on the way
+        return EPOCH + timedelta(milliseconds=value)
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def _to_date(value: Any) -> Any:
+    if type(value) is int:  # the wire form: days since the epoch
+        found = _DATES.get(value)
+        if found is None:
+            if len(_DATES) >= _CONVERTED_MAX:
+                _DATES.clear()
+            found = _DATES[value] = EPOCH_DATE + timedelta(days=value)
+        return found
     if isinstance(value, datetime):
         return value.date()
     if isinstance(value, str):
         return date.fromisoformat(value)
-    if type(value) is int:  # the wire form: days since the epoch
-        return EPOCH_DATE + timedelta(days=value)
     return value
 
 
@@ -247,14 +290,49 @@ def _to_bytes(value: Any) -> Any:
     return base64.b64decode(value) if isinstance(value, str) else value
 
 
-_FROM_DICT_PLANS: dict[type, tuple[tuple[str, Converter | None], ...]] = {}
+_FROM_DICT: dict[type, Callable[[dict[str, Any]], Any]] = {}
+_ABSENT = object()
 
 
-def _from_dict_plan(cls: type) -> tuple[tuple[str, Converter | None], ...]:
+def _compile_from_dict(cls: type) -> Callable[[dict[str, Any]], Any]:
+    """``cls.from_dict`` as one function made for ``cls`` (as :mod:`dataclasses` makes ``__init__``).
+
+    Per field, in order: the value of its name in the dict, converted by the field's converter unless it is None; a
+    field the dict lacks takes its default (or its factory's value), a required one is a :class:`ModelError`. The
+    instance is then filled in place and ``__post_init__`` checks it, which is what ``cls(**fields)`` does, without
+    the frozen ``__init__``'s per-field ``object.__setattr__``.
+    """
     hints = _hints(cls)
-    plan = tuple((f.name, _from_avro_converter(hints[f.name])) for f in dataclasses.fields(cls))
-    _FROM_DICT_PLANS[cls] = plan
-    return plan
+    scope: dict[str, Any] = {"_new": _new_object, "_cls": cls, "_ABSENT": _ABSENT, "ModelError": ModelError}
+    body = ["    get = data.get"]
+    names = []
+    for i, f in enumerate(dataclasses.fields(cls)):
+        if not f.init:
+            raise TypeError(f"{cls.__name__}.{f.name}: from_dict needs every field in __init__")
+        names.append(f"{f.name!r}: v{i}")
+        body.append(f"    v{i} = get({f.name!r}, _ABSENT)")
+        if f.default is not dataclasses.MISSING:
+            scope[f"d{i}"] = f.default
+            missing = f"v{i} = d{i}"
+        elif f.default_factory is not dataclasses.MISSING:
+            scope[f"f{i}"] = f.default_factory
+            missing = f"v{i} = f{i}()"
+        else:
+            missing = f"raise ModelError({f'{cls.__name__}: the required field {f.name!r} is missing'!r})"
+        body.append(f"    if v{i} is _ABSENT:\n        {missing}")
+        convert = _from_avro_converter(hints[f.name])
+        if convert is not None:
+            scope[f"c{i}"] = convert
+            body.append(f"    elif v{i} is not None:\n        v{i} = c{i}(v{i})")
+    body.append("    made = _new(_cls)")
+    body.append(f"    made.__dict__.update({{{', '.join(names)}}})")
+    if hasattr(cls, "__post_init__"):
+        body.append("    made.__post_init__()")
+    body.append("    return made")
+    exec("def from_dict(data):\n" + "\n".join(body), scope)  # noqa: S102 - our own generated code, as dataclasses
+    compiled: Callable[[dict[str, Any]], Any] = scope["from_dict"]
+    _FROM_DICT[cls] = compiled
+    return compiled
 
 
 _FIELD_NAMES: dict[type, tuple[str, ...]] = {}
@@ -265,6 +343,24 @@ def _field_names(cls: type) -> tuple[str, ...]:
     if names is None:
         names = _FIELD_NAMES[cls] = tuple(f.name for f in dataclasses.fields(cls))
     return names
+
+
+_TO_WIRE_OF: dict[type, Callable[[Any], dict[str, Any]]] = {}
+
+
+def _compile_to_wire(cls: type) -> Callable[[Any], dict[str, Any]]:
+    """``to_wire`` as one function made for ``cls``: each field as is when its value's class is a base type, else
+    through ``_to_wire``, in field order (the same dict the per-field loop builds).
+    """
+    items = ", ".join(
+        f"{name!r}: (v{i} if type(v{i} := self.{name}) in _AS_IS else _convert(v{i}))"
+        for i, name in enumerate(_field_names(cls))
+    )
+    scope: dict[str, Any] = {"_AS_IS": _WIRE_AS_IS, "_convert": _to_wire}
+    exec(f"def to_wire(self):\n    return {{{items}}}", scope)  # noqa: S102 - our own generated code
+    compiled: Callable[[Any], dict[str, Any]] = scope["to_wire"]
+    _TO_WIRE_OF[cls] = compiled
+    return compiled
 
 
 def _json_default(value: Any) -> Any:
@@ -293,23 +389,13 @@ class AvroRecord:
         """What the serde writes (:mod:`schemas.serde`): ``to_dict`` with timestamps as epoch milliseconds, dates as
         epoch days and UUIDs as text, the base types of their Avro logical types. ``from_dict`` reads it back.
         """
-        out: dict[str, Any] = {}
-        for name in _FIELD_NAMES.get(type(self)) or _field_names(type(self)):
-            value = getattr(self, name)
-            out[name] = value if type(value) in _WIRE_AS_IS else _to_wire(value)
-        return out
+        wire: dict[str, Any] = (_TO_WIRE_OF.get(type(self)) or _compile_to_wire(type(self)))(self)
+        return wire
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Self:
-        kwargs = {}
-        for name, convert in _FROM_DICT_PLANS.get(cls) or _from_dict_plan(cls):
-            if name in data:
-                value = data[name]
-                kwargs[name] = value if convert is None or value is None else convert(value)
-        try:
-            return cls(**kwargs)
-        except TypeError as exc:
-            raise ModelError(f"{cls.__name__}: {exc}") from None
+        made: Self = (_FROM_DICT.get(cls) or _compile_from_dict(cls))(data)
+        return made
 
     def to_json(self) -> str:
         """Compact JSON (processor state): dates ISO, timestamps epoch milliseconds, bytes base64."""

@@ -27,7 +27,7 @@ from hypothesis import strategies as st
 from schemas import models as m
 from schemas import serde as serde_module
 from schemas.bench import sample_events, serde_benchmark
-from schemas.record import _epoch_days, _epoch_millis, _to_date, _to_datetime
+from schemas.record import ModelError, _epoch_days, _epoch_millis, _to_date, _to_datetime, _to_uuid
 from schemas.serde import (
     DecodeError,
     EncodeError,
@@ -512,3 +512,69 @@ def test_the_wire_form_writes_what_fastavro_writes_for_the_logical_types(
     assert ours.getvalue() == theirs.getvalue()
     assert _to_datetime(_epoch_millis(at)) == at.replace(microsecond=at.microsecond // 1000 * 1000)
     assert _to_date(_epoch_days(day)) == day
+
+
+@given(ident=st.uuids(), style=st.sampled_from(["plain", "upper", "braces", "urn", "hex"]))
+def test_the_fast_uuid_reading_is_uuid_uuid(ident: uuid.UUID, style: str) -> None:
+    """The wire form takes a short cut; every other spelling uuid.UUID accepts still reads to the same UUID."""
+    text = {
+        "plain": str(ident),
+        "upper": str(ident).upper(),
+        "braces": "{" + str(ident) + "}",
+        "urn": ident.urn,
+        "hex": ident.hex,
+    }[style]
+    read = _to_uuid(text)
+    assert read == ident
+    assert type(read) is uuid.UUID
+    assert str(read) == str(ident)
+    assert hash(read) == hash(ident)
+    assert read.is_safe == ident.is_safe
+
+
+@pytest.mark.parametrize(
+    "text", ["", "not-a-uuid", "1234567g-1234-1234-1234-123456789012", "12345678-1234-1234-1234-1234567890123"]
+)
+def test_a_malformed_uuid_is_refused_as_uuid_uuid_refuses_it(text: str) -> None:
+    with pytest.raises(ValueError):  # noqa: PT011 - uuid.UUID's own ValueError, whatever its wording
+        uuid.UUID(text)
+    with pytest.raises(ValueError):  # noqa: PT011
+        _to_uuid(text)
+
+
+def test_converted_timestamps_are_shared_and_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    from schemas import record
+
+    monkeypatch.setattr(record, "_CONVERTED_MAX", 4)
+    base = 1_764_000_000_000
+    first = _to_datetime(base)
+    assert _to_datetime(base) is first
+    assert first == dt.datetime(2025, 11, 24, 16, 0, tzinfo=dt.UTC)
+    for n in range(10):
+        assert _to_datetime(base + n) == first + dt.timedelta(milliseconds=n)
+        assert _to_date(20_000 + n) == dt.date(2024, 10, 4) + dt.timedelta(days=n)
+        assert _epoch_millis(first + dt.timedelta(milliseconds=n)) == base + n
+    assert len(record._DATETIMES) <= 4
+    assert len(record._DATES) <= 4
+    assert len(record._MILLIS) <= 4
+    naive = dt.datetime(2025, 11, 24, 16, 0)  # naive values are UTC, and never taken for an aware one
+    assert _epoch_millis(naive) == base
+    assert _epoch_millis(first.astimezone(dt.timezone(dt.timedelta(hours=9)))) == base
+
+
+def test_from_dict_fills_defaults_refuses_missing_fields_and_checks_invariants() -> None:
+    event = samples.every_event()[0]
+    data = event.to_wire()
+    assert type(event).from_dict(data) == event
+    with pytest.raises(ModelError, match="the required field 'event_id' is missing"):
+        type(event).from_dict({k: v for k, v in data.items() if k != "event_id"})
+    with pytest.raises(ModelError, match="not a valid 団体コード"):
+        type(event).from_dict({**data, "tenant": "012040"})
+    fukuhon = next(e for e in samples.every_event() if isinstance(e, m.FukuhonRegistration))
+    wire = fukuhon.to_wire()
+    del wire["data"]  # a field with a default factory: each instance gets its own value
+    one, two = m.FukuhonRegistration.from_dict(wire), m.FukuhonRegistration.from_dict(wire)
+    assert one.data == {}
+    assert one.data is not two.data
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        one.version = 9  # type: ignore[misc]

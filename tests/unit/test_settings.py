@@ -10,8 +10,10 @@ from hub.settings import Secret, Settings, SettingsError, load_settings, mask_ur
 pytestmark = pytest.mark.unit
 
 
-def test_defaults_without_environment() -> None:
-    s = load_settings({})
+def test_defaults_without_environment(tmp_path: Path) -> None:
+    assert load_settings({}).state_dir == Settings().state_dir
+    # Only the state directory is set: the default one holds the secured profile once `stack up` ran there.
+    s = load_settings({"KENSHIN_STATE_DIR": str(tmp_path)})
     assert s.kafka_bootstrap_servers == "127.0.0.1:9092"
     assert s.tenant == "012041"
     assert s.kafka_config() == {"bootstrap.servers": "127.0.0.1:9092", "security.protocol": "PLAINTEXT"}
@@ -117,8 +119,9 @@ def test_nothing_reads_the_environment_at_import() -> None:
     assert run.returncode == 0, run.stderr  # validation happens only in load_settings
 
 
-def test_client_addresses_follow_the_local_stack_ports_unless_set() -> None:
-    s = load_settings({"KENSHIN_STACK_KAFKA_PORT": "29092", "KENSHIN_STACK_REGISTRY_PORT": "28081"})
+def test_client_addresses_follow_the_local_stack_ports_unless_set(tmp_path: Path) -> None:
+    state = {"KENSHIN_STATE_DIR": str(tmp_path)}  # no secured stack profile there (see the defaults' test)
+    s = load_settings({**state, "KENSHIN_STACK_KAFKA_PORT": "29092", "KENSHIN_STACK_REGISTRY_PORT": "28081"})
     assert s.kafka_bootstrap_servers == "127.0.0.1:29092"
     assert s.schema_registry_url == "http://127.0.0.1:28081/apis/ccompat/v7"
     explicit = load_settings({"KENSHIN_STACK_KAFKA_PORT": "29092", "KENSHIN_KAFKA_BOOTSTRAP_SERVERS": "k:9092"})
