@@ -53,6 +53,22 @@ EPOCH_DATE = date(1970, 1, 1)
 # Timestamps and dates repeat (a batch's events are stamped within milliseconds of each other, birth and exam dates
 # recur): each value is converted once (both ways) and the immutable result shared. Bounded: cleared when full.
 _CONVERTED_MAX = 8192
+
+
+class _Converted(dict[Any, Any]):
+    """``convert(key)`` for each key once: a dict lookup on a hit, cleared when :data:`_CONVERTED_MAX` is reached."""
+
+    def __init__(self, convert: Callable[[Any], Any]) -> None:
+        super().__init__()
+        self.convert = convert
+
+    def __missing__(self, key: Any) -> Any:
+        if len(self) >= _CONVERTED_MAX:
+            self.clear()
+        value = self[key] = self.convert(key)
+        return value
+
+
 _WIRE_AS_IS: frozenset[type] = frozenset({str, int, bool, float, bytes, type(None)})
 _TO_WIRE: dict[type, Callable[[Any], Any]] = {}
 
@@ -83,18 +99,12 @@ def _to_wire_converter(cls: type) -> Callable[[Any], Any]:
 
 def _epoch_millis(value: datetime) -> int:
     """timestamp-millis as fastavro writes it: floor of the milliseconds since the epoch (naive values are UTC)."""
-    found = _MILLIS.get(value)  # equal aware datetimes are the same instant; a naive one never equals an aware one
-    if found is None:
-        if len(_MILLIS) >= _CONVERTED_MAX:
-            _MILLIS.clear()
-        found = _MILLIS[value] = ((value if value.tzinfo else value.replace(tzinfo=UTC)) - EPOCH) // _MILLISECOND
-    return found
-
-
-_MILLIS: dict[datetime, int] = {}
+    millis: int = _MILLIS[value]  # equal aware datetimes are the same instant; a naive one never equals an aware one
+    return millis
 
 
 _MILLISECOND = timedelta(milliseconds=1)
+_MILLIS = _Converted(lambda value: ((value if value.tzinfo else value.replace(tzinfo=UTC)) - EPOCH) // _MILLISECOND)
 
 
 def _epoch_days(value: date) -> int:
@@ -254,31 +264,19 @@ def _to_uuid(value: Any) -> uuid.UUID:
     return value if isinstance(value, uuid.UUID) else uuid.UUID(str(value))
 
 
-_DATETIMES: dict[int, datetime] = {}
-_DATES: dict[int, date] = {}
+_DATETIMES = _Converted(lambda millis: EPOCH + timedelta(milliseconds=millis))  # exact: no float on the way
+_DATES = _Converted(lambda days: EPOCH_DATE + timedelta(days=days))
 
 
 def _to_datetime(value: Any) -> Any:
-    if type(value) is int:
-        found = _DATETIMES.get(value)
-        if found is None:
-            if len(_DATETIMES) >= _CONVERTED_MAX:
-                _DATETIMES.clear()
-            found = _DATETIMES[value] = EPOCH + timedelta(milliseconds=value)  # exact: no float on the way
-        return found
     if isinstance(value, int):
-        return EPOCH + timedelta(milliseconds=value)
+        return _DATETIMES[value]
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def _to_date(value: Any) -> Any:
     if type(value) is int:  # the wire form: days since the epoch
-        found = _DATES.get(value)
-        if found is None:
-            if len(_DATES) >= _CONVERTED_MAX:
-                _DATES.clear()
-            found = _DATES[value] = EPOCH_DATE + timedelta(days=value)
-        return found
+        return _DATES[value]
     if isinstance(value, datetime):
         return value.date()
     if isinstance(value, str):
