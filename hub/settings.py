@@ -157,6 +157,13 @@ class Settings:
         metadata=_meta("コネクタ: query the previous municipality for 転入 on or after this date (YYYY-MM-DD; "
                        "default: moves of the last recent_days of connector.toml)"),
     )  # fmt: skip
+    stream_batch_size: int = field(
+        default=2000,
+        metadata=_meta(
+            "Most messages the processors and the sinks act on in one batch (one SQL transaction); a batch never waits"
+            " to fill. The provision services keep small batches for latency"
+        ),
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = field(default="INFO", metadata=_meta("Log level"))
     metrics_host: str = field(
         default="127.0.0.1",
@@ -206,6 +213,8 @@ class Settings:
             if port and port in seen:
                 raise SettingsError(f"{name}={port} is also {seen[port]}: every process needs its own metrics port")
             seen[port] = name
+        if not 1 <= self.stream_batch_size <= 100_000:
+            raise SettingsError(f"KENSHIN_STREAM_BATCH_SIZE={self.stream_batch_size} must be between 1 and 100000")
         if not re.fullmatch(r"\d+[kmg]", self.stack_kafka_heap):
             raise SettingsError(f"KENSHIN_STACK_KAFKA_HEAP={self.stack_kafka_heap!r} must look like 768m or 1g")
 

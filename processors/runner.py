@@ -23,8 +23,6 @@ from topics import catalog
 
 log = logging.getLogger("kenshin_hub.processors")
 
-BATCH_SIZE = 500
-
 
 def processors_engine(settings: Settings) -> Engine:
     """The processors' own store, migrated to head (a file under the state directory unless configured)."""
@@ -56,7 +54,7 @@ def build(
         source_system=APP_ID,
         owns_engine=engine is None,
         close_registry=True,
-        batch_size=BATCH_SIZE,
+        batch_size=settings.stream_batch_size,
         store_prefix=STORE_PREFIX,
         metrics=metrics,
         heartbeat=heartbeat,

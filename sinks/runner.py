@@ -46,6 +46,7 @@ def build_runner(
         registry_client=registry_client(settings.schema_registry_config()),
         dead_letter_topic=SINKS_DLQ,
         engine=engine,
+        batch_size=settings.stream_batch_size,
         metrics=runner_metrics,
         heartbeat=heartbeat,
     )

@@ -51,6 +51,8 @@ def test_unknown_key_is_an_error_with_a_hint() -> None:
         ("KENSHIN_KAFKA_SECURITY_PROTOCOL", "TLS", "not one of"),
         ("KENSHIN_LOG_LEVEL", "LOUD", "not one of"),
         ("KENSHIN_KAFKA_SSL_CAFILE", "/nonexistent/ca.pem", "does not exist"),
+        ("KENSHIN_STREAM_BATCH_SIZE", "0", "between 1 and 100000"),
+        ("KENSHIN_STREAM_BATCH_SIZE", "many", "invalid value"),
     ],
 )
 def test_invalid_values(key: str, value: str, message: str) -> None:
@@ -156,3 +158,24 @@ def test_config_doc_lists_the_metrics_settings() -> None:
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     for name in documented:
         assert f"`{name}`" in readme, f"{name} is missing from the README's configuration table"
+
+
+def test_the_stream_processes_take_their_batch_size_from_the_settings(tmp_path: Path) -> None:
+    from processors.runner import build
+    from sinks.runner import build_runner
+
+    settings = load_settings(
+        {
+            "KENSHIN_STATE_DIR": str(tmp_path),
+            "KENSHIN_DATABASE_URL": f"sqlite:///{tmp_path / 'sinks.db'}",
+            "KENSHIN_STREAM_BATCH_SIZE": "321",
+            "KENSHIN_KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1",  # built, never polled: nothing is asked of a broker
+            "KENSHIN_SCHEMA_REGISTRY_URL": "http://127.0.0.1:1",
+        }
+    )
+    for make in (build, build_runner):
+        runner = make(settings)
+        try:
+            assert runner.batch_size == 321
+        finally:
+            runner.close()
