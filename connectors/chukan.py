@@ -45,6 +45,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
+from sqlalchemy.sql.elements import ColumnElement
 
 from connectors.keys import PermitVerifier, fugo_digest
 from connectors.network import MSG_NO_FUGO, derived_id, not_permitted
@@ -147,22 +148,53 @@ def sanitized_request(request: ProvisionRequest) -> str:
     return json.dumps(body, ensure_ascii=False, sort_keys=True)
 
 
+def _by_tenant(table: sa.Table, *columns: str) -> list[ColumnElement[bool]]:
+    """``tenant = :w_tenant AND column = :w_column …``: the WHERE of a statement built once (see :class:`TenantStore`).
+
+    The parameters are prefixed: SQLAlchemy keeps a column's own name for the SET clause of an UPDATE.
+    """
+    return [table.c[c] == sa.bindparam(f"w_{c}") for c in ("tenant", *columns)]
+
+
+_p, _f, _o, _u, _h = chukan_persons, chukan_fukuhon, chukan_outgoing, chukan_used_permits, chukan_held
+_PERSON = sa.select(_p).where(*_by_tenant(_p, "integrated_no"))
+_PERSON_BY_FUGO = sa.select(_p).where(*_by_tenant(_p, "fugo"))
+_FUKUHON = sa.select(_f).where(*_by_tenant(_f, "record_id", "version"))
+_RECORD_COUNT = sa.select(sa.func.count()).where(*_by_tenant(_f, "record_id"))
+_PERSON_FUKUHON = (
+    sa.select(_f).where(*_by_tenant(_f, "integrated_no", "info_name_code")).order_by(_f.c.record_id, _f.c.version)
+)
+_OUTGOING = sa.select(_o).where(*_by_tenant(_o, "request_id"))
+_SET_OUTGOING_STATUS = sa.update(_o).where(*_by_tenant(_o, "request_id")).values(status=sa.bindparam("status"))
+_WAITING_FOR = (
+    sa.select(_o)
+    .where(*_by_tenant(_o, "integrated_no"), _o.c.status == "WAITING_FUGO")
+    .order_by(_o.c.requested_at, _o.c.request_id)
+)
+_PERMIT_COUNT = sa.select(sa.func.count()).where(*_by_tenant(_u, "permit_id"))
+_HELD = sa.select(_h).where(*_by_tenant(_h, "request_id"))
+_INSERTS = {t: sa.insert(t) for t in (_p, _f, _o, _u, _h, chukan_records)}
+
+
 class TenantStore:
-    """The one municipality's part of the 中間サーバー's database: every statement is bound to its 団体コード."""
+    """The one municipality's part of the 中間サーバー's database: every statement is bound to its 団体コード.
+
+    The statements a query or an answer runs are built once (module constants with bound parameters): building a
+    SQLAlchemy statement and its cache key per message cost more CPU than running it.
+    """
 
     def __init__(self, conn: Connection, tenant: str) -> None:
         self.conn = conn
         self.tenant = tenant
 
+    def _rows(self, statement: sa.Executable, **params: Any) -> sa.CursorResult[Any]:
+        return self.conn.execute(statement, {"w_tenant": self.tenant, **{f"w_{k}": v for k, v in params.items()}})
+
     def person(self, integrated_no: str) -> sa.Row[Any] | None:
-        t = chukan_persons
-        return self.conn.execute(
-            sa.select(t).where(t.c.tenant == self.tenant, t.c.integrated_no == integrated_no)
-        ).one_or_none()
+        return self._rows(_PERSON, integrated_no=integrated_no).one_or_none()
 
     def person_by_fugo(self, fugo: str) -> sa.Row[Any] | None:
-        t = chukan_persons
-        return self.conn.execute(sa.select(t).where(t.c.tenant == self.tenant, t.c.fugo == fugo)).one_or_none()
+        return self._rows(_PERSON_BY_FUGO, fugo=fugo).one_or_none()
 
     def set_person(self, **values: Any) -> None:
         upsert(self.conn, chukan_persons, [{"tenant": self.tenant, **values}], ["tenant", "integrated_no"], "version")
@@ -174,24 +206,14 @@ class TenantStore:
         )
 
     def fukuhon(self, record_id: str, version: int) -> sa.Row[Any] | None:
-        t = chukan_fukuhon
-        return self.conn.execute(
-            sa.select(t).where(t.c.tenant == self.tenant, t.c.record_id == record_id, t.c.version == version)
-        ).one_or_none()
+        return self._rows(_FUKUHON, record_id=record_id, version=version).one_or_none()
 
     def record_exists(self, record_id: str) -> bool:
-        t = chukan_fukuhon
-        query = sa.select(sa.func.count()).where(t.c.tenant == self.tenant, t.c.record_id == record_id)
-        return bool(self.conn.execute(query).scalar_one())
+        return bool(self._rows(_RECORD_COUNT, record_id=record_id).scalar_one())
 
     def current_fukuhon(self, integrated_no: str, info_name_code: str, on: date) -> list[sa.Row[Any]]:
         """The latest version of each 副本 of the person, published on ``on`` and not deleted."""
-        t = chukan_fukuhon
-        rows = self.conn.execute(
-            sa.select(t)
-            .where(t.c.tenant == self.tenant, t.c.integrated_no == integrated_no, t.c.info_name_code == info_name_code)
-            .order_by(t.c.record_id, t.c.version)
-        ).all()
+        rows = self._rows(_PERSON_FUKUHON, integrated_no=integrated_no, info_name_code=info_name_code).all()
         latest: dict[str, sa.Row[Any]] = {}
         for row in rows:
             latest[row.record_id] = row
@@ -204,40 +226,23 @@ class TenantStore:
         ]
 
     def add(self, table: sa.Table, **values: Any) -> None:
-        self.conn.execute(sa.insert(table).values(tenant=self.tenant, **values))
+        statement = _INSERTS.get(table)
+        self.conn.execute(statement if statement is not None else sa.insert(table), {**values, "tenant": self.tenant})
 
     def outgoing(self, request_id: uuid.UUID) -> sa.Row[Any] | None:
-        t = chukan_outgoing
-        return self.conn.execute(
-            sa.select(t).where(t.c.tenant == self.tenant, t.c.request_id == str(request_id))
-        ).one_or_none()
+        return self._rows(_OUTGOING, request_id=str(request_id)).one_or_none()
 
     def set_outgoing_status(self, request_id: str, status: str) -> None:
-        t = chukan_outgoing
-        self.conn.execute(
-            sa.update(t).where(t.c.tenant == self.tenant, t.c.request_id == request_id).values(status=status)
-        )
+        self.conn.execute(_SET_OUTGOING_STATUS, {"w_tenant": self.tenant, "w_request_id": request_id, "status": status})
 
     def waiting_for(self, integrated_no: str) -> list[sa.Row[Any]]:
-        t = chukan_outgoing
-        return list(
-            self.conn.execute(
-                sa.select(t)
-                .where(t.c.tenant == self.tenant, t.c.integrated_no == integrated_no, t.c.status == "WAITING_FUGO")
-                .order_by(t.c.requested_at, t.c.request_id)
-            ).all()
-        )
+        return list(self._rows(_WAITING_FOR, integrated_no=integrated_no).all())
 
     def permit_used(self, permit_id: uuid.UUID) -> bool:
-        t = chukan_used_permits
-        query = sa.select(sa.func.count()).where(t.c.tenant == self.tenant, t.c.permit_id == str(permit_id))
-        return bool(self.conn.execute(query).scalar_one())
+        return bool(self._rows(_PERMIT_COUNT, permit_id=str(permit_id)).scalar_one())
 
     def held(self, request_id: str) -> sa.Row[Any] | None:
-        t = chukan_held
-        return self.conn.execute(
-            sa.select(t).where(t.c.tenant == self.tenant, t.c.request_id == request_id)
-        ).one_or_none()
+        return self._rows(_HELD, request_id=request_id).one_or_none()
 
     def held_list(self, status: str | None = HoldStatus.HELD.value) -> list[sa.Row[Any]]:
         t = chukan_held

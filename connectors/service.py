@@ -27,7 +27,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from hub.engine.handler import Delivery, Outcome, Refusal
 from schemas.models import Event
-from schemas.record import now_utc
+from schemas.record import json_default, now_utc
 from sinks.base import Sink
 from topics import catalog
 from topics.catalog import Topic
@@ -58,7 +58,10 @@ class Service(Protocol):
 
 
 def encode_outputs(outputs: Sequence[Output]) -> str:
-    return json.dumps([{"topic": t.name, "value": json.loads(e.to_json())} for t, e in outputs], ensure_ascii=False)
+    """The outputs as stored in ``service_effects``: each event as its ``to_json`` form, under its topic's name."""
+    return json.dumps(
+        [{"topic": t.name, "value": e.to_dict()} for t, e in outputs], default=json_default, ensure_ascii=False
+    )
 
 
 def decode_outputs(text: str) -> list[Output]:
@@ -77,18 +80,32 @@ def act_once(conn: Connection, effects: sa.Table, service: Service, topic: Topic
     if not service.accepts(event):
         return []
     input_id = f"{topic.name}:{event.event_id}"
-    stored = conn.execute(
-        sa.select(effects.c.outputs).where(effects.c.service == service.name, effects.c.input_id == input_id)
-    ).scalar_one_or_none()
+    read, write = _effect_statements(effects)
+    stored = conn.execute(read, {"w_service": service.name, "w_input_id": input_id}).scalar_one_or_none()
     if stored is not None:
         return decode_outputs(stored)
     outputs = service.handle(conn, topic, event)
     conn.execute(
-        sa.insert(effects).values(
-            service=service.name, input_id=input_id, outputs=encode_outputs(outputs), acted_at=now_utc()
-        )
+        write,
+        {"service": service.name, "input_id": input_id, "outputs": encode_outputs(outputs), "acted_at": now_utc()},
     )
     return outputs
+
+
+_EFFECT_STATEMENTS: dict[sa.Table, tuple[sa.Select[tuple[Any]], sa.Insert]] = {}
+
+
+def _effect_statements(effects: sa.Table) -> tuple[sa.Select[tuple[Any]], sa.Insert]:
+    """The read and the write of ``act_once``, built once per table (building them per event cost more than running
+    them).
+    """
+    made = _EFFECT_STATEMENTS.get(effects)
+    if made is None:
+        read = sa.select(effects.c.outputs).where(
+            effects.c.service == sa.bindparam("w_service"), effects.c.input_id == sa.bindparam("w_input_id")
+        )
+        made = _EFFECT_STATEMENTS[effects] = (read, sa.insert(effects))
+    return made
 
 
 class ServiceSink(Sink[Event]):

@@ -361,7 +361,7 @@ def _compile_to_wire(cls: type) -> Callable[[Any], dict[str, Any]]:
     return compiled
 
 
-def _json_default(value: Any) -> Any:
+def json_default(value: Any) -> Any:
     if isinstance(value, datetime):
         return (value - EPOCH) // timedelta(milliseconds=1)  # exact: float timestamps lose a millisecond
     if isinstance(value, date):
@@ -397,7 +397,7 @@ class AvroRecord:
 
     def to_json(self) -> str:
         """Compact JSON (processor state): dates ISO, timestamps epoch milliseconds, bytes base64."""
-        return json.dumps(self.to_dict(), default=_json_default, ensure_ascii=False, separators=(",", ":"))
+        return json.dumps(self.to_dict(), default=json_default, ensure_ascii=False, separators=(",", ":"))
 
     @classmethod
     def from_json(cls, text: str) -> Self:
