@@ -165,6 +165,7 @@ class Runner:
         try:
             handler.setup(engine)
             self._offsets, self._outbox = _tables(engine, store_prefix)
+            self._sql = store.statements(self._offsets, self._outbox)
         except BaseException:
             if owns_engine:
                 engine.dispose()
@@ -409,7 +410,7 @@ class Runner:
                 if any(i.records for i in group)
             ]
             if rows:
-                conn.execute(sa.insert(self._outbox), rows)
+                conn.execute(self._sql.insert_outbox, rows)
             self._store_offsets(conn, stored, fresh)
         return len(replays)
 
@@ -463,14 +464,11 @@ class Runner:
         out: dict[Position, int] = {}
         for topic in sorted({p[0] for p in positions}):
             parts = [p[1] for p in positions if p[0] == topic]
-            query = (
-                sa.select(t.c.partition, t.c.next_offset, t.c.topic_id)
-                .where(t.c.group_id == self.group_id, t.c.topic == topic, t.c.partition.in_(parts))
-                .order_by(t.c.partition)
-                .with_for_update()  # PostgreSQL: the partitions' rows are locked for the batch (SQLite: IMMEDIATE)
-            )
             current = self._topic_id(topic)
-            for partition, next_offset, topic_id in conn.execute(query):
+            found = conn.execute(
+                self._sql.read_offsets, {"w_group": self.group_id, "w_topic": topic, "w_partitions": parts}
+            )
+            for partition, next_offset, topic_id in found:
                 if topic_id == current:
                     out[(topic, int(partition))] = int(next_offset)
                     continue
@@ -485,30 +483,22 @@ class Runner:
 
     def _store_offsets(self, conn: Connection, stored: Mapping[Position, int], fresh: Sequence[_Item]) -> None:
         """The next offset of every partition acted on, compare-and-set against what the batch read."""
-        t = self._offsets
         upto: dict[Position, int] = {}
         for i in fresh:
             pos = (i.topic.name, i.partition)
             upto[pos] = max(upto.get(pos, -1), i.offset + 1)
         for (topic, partition), next_offset in sorted(upto.items()):
-            key = (t.c.group_id == self.group_id) & (t.c.topic == topic) & (t.c.partition == partition)
             old = stored.get((topic, partition))
             if old is None:
+                row = {"group_id": self.group_id, "topic": topic, "partition": partition, "next_offset": next_offset}
                 try:
                     with conn.begin_nested():
-                        conn.execute(
-                            sa.insert(t).values(
-                                group_id=self.group_id,
-                                topic=topic,
-                                partition=partition,
-                                next_offset=next_offset,
-                                topic_id=self._topic_id(topic),
-                            )
-                        )
+                        conn.execute(self._sql.insert_offsets, {**row, "topic_id": self._topic_id(topic)})
                 except sa_exc.IntegrityError as exc:
                     raise StaleOffsets(f"{topic}[{partition}] was first acted on by another worker") from exc
             else:
-                done = conn.execute(sa.update(t).where(key & (t.c.next_offset == old)).values(next_offset=next_offset))
+                where = {"w_group": self.group_id, "w_topic": topic, "w_partition": partition, "w_old": old}
+                done = conn.execute(self._sql.advance_offsets, {**where, "next_offset": next_offset})
                 if done.rowcount != 1:
                     raise StaleOffsets(f"{topic}[{partition}] moved on since the batch read it")
 
@@ -538,16 +528,9 @@ class Runner:
 
     def _delete_committed(self, conn: Connection) -> None:
         """Drop outbox rows whose offsets Kafka has (committed by an earlier batch)."""
-        t = self._outbox
         for (topic, partition), below in sorted(self._cleanup.items()):
-            conn.execute(
-                sa.delete(t).where(
-                    t.c.group_id == self.group_id,
-                    t.c.topic == topic,
-                    t.c.partition == partition,
-                    t.c.last_offset < below,
-                )
-            )
+            where = {"w_group": self.group_id, "w_topic": topic, "w_partition": partition, "w_below": below}
+            conn.execute(self._sql.delete_outbox_below, where)
         self._cleanup.clear()
 
     # --- delivery and offsets --------------------------------------------------------------------------------

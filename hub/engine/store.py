@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
@@ -56,6 +57,41 @@ def define(metadata: sa.MetaData, prefix: str = "") -> tuple[sa.Table, sa.Table]
     return (
         sa.Table(f"{prefix}runtime_offsets", metadata, *cols["runtime_offsets"]),
         sa.Table(f"{prefix}runtime_outbox", metadata, *cols["runtime_outbox"]),
+    )
+
+
+@dataclass(frozen=True)
+class Statements:
+    """The statements every batch runs on the two tables, built once per runner with bound parameters (``w_*`` in
+    the WHERE clauses): building a SQLAlchemy statement and its cache key each time cost more CPU than running it,
+    in the small batches of a provision service. All take ``w_group`` and ``w_topic``.
+    """
+
+    read_offsets: sa.Select[Any]  # w_partitions (a list): partition, next_offset, topic_id; locked for the batch
+    insert_offsets: sa.Insert  # a row's columns
+    advance_offsets: sa.Update  # w_partition, w_old → next_offset (compare-and-set: rowcount 0 when it moved on)
+    insert_outbox: sa.Insert  # a row's columns
+    delete_outbox_below: sa.Delete  # w_partition, w_below: the rows wholly below a committed offset
+
+
+def statements(offsets: sa.Table, outbox: sa.Table) -> Statements:
+    def where(t: sa.Table, *more: sa.ColumnElement[bool]) -> list[sa.ColumnElement[bool]]:
+        return [t.c.group_id == sa.bindparam("w_group"), t.c.topic == sa.bindparam("w_topic"), *more]
+
+    o, b = offsets, outbox
+    return Statements(
+        read_offsets=sa.select(o.c.partition, o.c.next_offset, o.c.topic_id)
+        .where(*where(o, o.c.partition.in_(sa.bindparam("w_partitions", expanding=True))))
+        .order_by(o.c.partition)
+        .with_for_update(),  # PostgreSQL: the partitions' rows are locked for the batch (SQLite: IMMEDIATE)
+        insert_offsets=sa.insert(o),
+        advance_offsets=sa.update(o)
+        .where(*where(o, o.c.partition == sa.bindparam("w_partition"), o.c.next_offset == sa.bindparam("w_old")))
+        .values(next_offset=sa.bindparam("next_offset")),
+        insert_outbox=sa.insert(b),
+        delete_outbox_below=sa.delete(b).where(
+            *where(b, b.c.partition == sa.bindparam("w_partition"), b.c.last_offset < sa.bindparam("w_below"))
+        ),
     )
 
 
