@@ -28,6 +28,7 @@ from connectors.keys import person_token
 from connectors.network import derived_id
 from connectors.policy import PolicyError
 from connectors.service import Output
+from hub.pii import PiiKeys, default_keys, resident_number
 from hub.validation import fiscal_year
 from schemas.models import (
     ChukanPerson,
@@ -133,9 +134,11 @@ class Connector:
         move_in: MoveInQuery | None = None,
         move_in_since: date | None = None,
         clock: Callable[[], datetime] = now_utc,
+        pii: PiiKeys | None = None,
     ) -> None:
         self.tenant = tenant
         self.linkage_key = linkage_key
+        self.pii = pii  # opens the residents' sealed 個人番号 (default: hub.pii.default_keys, the settings' key file)
         self.offline = offline
         self.move_in = move_in or load_move_in_query()
         self.move_in_since = move_in_since
@@ -153,10 +156,16 @@ class Connector:
             return self._answer(conn, event)
         raise TypeError(f"the connector does not take {type(event).__name__}")
 
+    def _my_number(self, state: ResidentState) -> str | None:
+        if self.pii is None and state.my_number_sealed is not None:
+            self.pii = default_keys()  # opened on first need: the connector's tests and tools run without a key file
+        return resident_number(state, self.pii) if self.pii is not None else state.my_number
+
     def _resident(self, conn: Connection, state: ResidentState) -> list[Output]:
         now = self.clock()
         integrated = integrated_no_for(conn, self.tenant, state.atena_no, now)
-        token = person_token(self.linkage_key, state.my_number) if state.my_number else None
+        number = self._my_number(state)  # a sealed number that does not open raises PiiError: this event is refused
+        token = person_token(self.linkage_key, number) if number else None
         out: list[Output] = [
             (
                 catalog.CHUKAN_PERSONS,

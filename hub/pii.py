@@ -51,7 +51,7 @@ import secrets
 import stat
 import sys
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -65,6 +65,7 @@ from connectors.keys import _create_once
 
 if TYPE_CHECKING:
     from hub.settings import Settings
+    from schemas.models import ResidentState
 
 FORMAT = "kenshin-hub-pii-keys/1"
 KEY_FILE_NAME = "pii.key"
@@ -224,6 +225,33 @@ class PiiKeys:
 
 
 # --- the key file ------------------------------------------------------------------------------------------
+
+
+# --- the 個人番号 on the residents topic ------------------------------------------------------------------------
+
+RESIDENTS_TOPIC_COLUMN = "residents.v1.my_number"
+"""The column the 個人番号 of a ``ResidentState`` on ``residents.v1`` is bound to (with its tenant and 宛名番号)."""
+
+
+def seal_resident_number(state: ResidentState, keys: PiiKeys) -> ResidentState:
+    """``state`` as the processors publish it: its 個人番号 sealed into ``my_number_sealed``, none in clear.
+
+    Only the city's own processes hold the key (the processors seal; the sinks and the connector open), so the
+    number is in no Kafka log in clear except the 住基 system's own input topic.
+    """
+    if state.my_number is None:
+        return state
+    sealed = keys.encrypt(state.my_number, tenant=state.tenant, column=RESIDENTS_TOPIC_COLUMN, row=state.atena_no)
+    return replace(state, my_number=None, my_number_sealed=sealed)
+
+
+def resident_number(state: ResidentState, keys: PiiKeys) -> str | None:
+    """The 個人番号 of a ``ResidentState`` read from ``residents.v1``: opened when sealed (:class:`PiiError` if it
+    was altered or belongs to another tenant or person), as is from a record written before it was sealed.
+    """
+    if state.my_number_sealed is None:
+        return state.my_number
+    return keys.decrypt(state.my_number_sealed, tenant=state.tenant, column=RESIDENTS_TOPIC_COLUMN, row=state.atena_no)
 
 
 def key_file_of(settings: Settings) -> Path:

@@ -27,7 +27,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from hub.engine.handler import Delivery, Handler, Outcome, Output, Refusal
-from hub.pii import PiiKeys, default_keys
+from hub.pii import PiiKeys, default_keys, seal_resident_number
 from monitoring.metrics import DeadLetterReason, HubMetrics
 from processors.rules.eligibility import load_rules
 from processors.rules.institutions import load_institutions
@@ -81,6 +81,14 @@ def output_for(event: m.Event) -> Output:
     """
     record = published(event)
     return _OUTPUT_TOPICS[type(record)], record
+
+
+def _sealed(output: Output, keys: PiiKeys) -> Output:
+    """An output as it leaves the processors: a resident's 個人番号 sealed (:func:`hub.pii.seal_resident_number`)."""
+    topic, record = output
+    if isinstance(record, m.ResidentState):
+        return topic, seal_resident_number(record, keys)
+    return output
 
 
 class _Produced(list[Output]):
@@ -172,7 +180,8 @@ class Processors(Handler):
         changed = BookChanges() if state.book is person.state.book else changes(person.state, state)
         if state != person.state:
             person.state, person.dirty = state, True
-        return _Produced((output_for(e) for e in out), changed)
+        keys = self._pii()
+        return _Produced((_sealed(output_for(e), keys) for e in out), changed)
 
     def _command(
         self, conn: Connection, command: m.HubCommand, persons: dict[str, _Person], started: dict[tuple[str, int], int]

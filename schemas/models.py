@@ -423,7 +423,8 @@ class ResidentState(Event):
     SCHEMA_FILE: ClassVar[str] = "resident_state.avsc"
 
     atena_no: str
-    my_number: str | None = None
+    my_number: str | None = None  # in clear: only records written before the processors sealed it (below)
+    my_number_sealed: str | None = None  # hub.pii.seal_resident_number: what the processors publish
     person: PersonIdentity
     status: ResidentStatus
     resident_since: date | None = None
@@ -442,6 +443,11 @@ class ResidentState(Event):
         # The same invariants as the changes it folds: a record on residents.v1 is checked like one on the 住基 topic.
         if self.my_number is not None and not is_valid_my_number(self.my_number):
             raise ModelError("my_number is not a valid 個人番号 (12 digits with check digit)")
+        if self.my_number_sealed is not None:
+            if self.my_number is not None:
+                raise ModelError("a ResidentState carries its 個人番号 sealed or in clear, not both")
+            if not self.my_number_sealed.startswith("pii1."):
+                raise ModelError("my_number_sealed is not a sealed value (pii1.<key id>.<data>)")
         _check_tenant(self.previous_municipality, "previous_municipality")
         _check_tenant(self.next_municipality, "next_municipality")
 

@@ -15,7 +15,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from hub.pii import PREFIX, PiiKeys, default_keys, key_id_of
+from hub.pii import PREFIX, PiiKeys, default_keys, key_id_of, resident_number
 from schemas.models import ResidentState
 from sinks.base import Row, TableSink
 from sinks.db import Excluded, upsert
@@ -26,15 +26,16 @@ MY_NUMBER_COLUMN = "residents.my_number"  # the associated data's column name, a
 _REENCRYPT_BATCH = 1_000
 
 
-def resident_row(state: ResidentState) -> Row:
-    """The row of ``state`` as the sink buffers it, the 個人番号 still in clear under ``my_number`` (not a column):
-    :func:`seal_row` turns it into ``my_number_enc`` / ``my_number_hash`` when the batch is written.
+def resident_row(state: ResidentState, keys: PiiKeys) -> Row:
+    """The row of ``state`` as the sink buffers it, the 個人番号 in clear under ``my_number`` (not a column): opened
+    from the topic's sealed value (:func:`hub.pii.resident_number`), then :func:`seal_row` turns it into
+    ``my_number_enc`` / ``my_number_hash`` when the batch is written.
     """
     person = state.person
     return {
         "tenant": state.tenant,
         "atena_no": state.atena_no,
-        "my_number": state.my_number,
+        "my_number": resident_number(state, keys),
         "name": person.name,
         "name_kana": person.name_kana,
         "sex": person.sex.value,
@@ -124,7 +125,7 @@ class ResidentsSink(TableSink[ResidentState]):
         return self.keys
 
     def to_row(self, event: ResidentState) -> Row:
-        return resident_row(event)
+        return resident_row(event, self._keys())  # a sealed number that does not open: this event is refused
 
     def rank(self, row: Row) -> tuple[Any, ...]:
         return (row["version"],)

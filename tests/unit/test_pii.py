@@ -270,7 +270,11 @@ def test_the_processors_store_the_change_logs_sealed(tmp_path: Path, keys: PiiKe
         # a second change of a person: its log is opened, folded and sealed again
         [state_out] = [e for e in process(engine, handler, [move_in("0000000000", NUMBERS[0], day=2)])]
         assert isinstance(state_out, m.ResidentState)
-        assert state_out.my_number == NUMBERS[0]
+        # published sealed (residents.v1 carries no 個人番号 in clear), bound to the tenant and the person
+        assert state_out.my_number is None
+        assert state_out.my_number_sealed is not None
+        assert pii.resident_number(state_out, keys) == NUMBERS[0]
+        assert clear_numbers(state_out.to_json().encode(), NUMBERS) == []
         assert len(state_out.history) == 2
         with engine.connect() as conn:
             rows = conn.execute(sa.select(people.c.key, people.c.tenant, people.c.log)).all()
@@ -331,7 +335,7 @@ def test_the_migrations_seal_what_an_older_version_stored(tmp_path: Path, keys: 
         handler = Processors(HubMetrics(CollectorRegistry(), process="processors", runtime=False), pii=keys)
         [moved] = process(processors_engine, handler, [move_in("0000000001", NUMBERS[1], day=2)])
         assert isinstance(moved, m.ResidentState)
-        assert moved.my_number == NUMBERS[1]
+        assert pii.resident_number(moved, keys) == NUMBERS[1]
         assert len(moved.history) == 2
     finally:
         sinks_engine.dispose()  # the last connection closed: the WAL is checkpointed into the main file
@@ -465,7 +469,7 @@ def test_rotation_add_a_key_reencrypt_then_retire_the_old_one(
         handler = Processors(HubMetrics(CollectorRegistry(), process="processors", runtime=False), pii=only_new)
         [moved] = process(processors_engine, handler, [move_in("0000000002", NUMBERS[2], day=2)])
         assert isinstance(moved, m.ResidentState)
-        assert moved.my_number == NUMBERS[2]
+        assert pii.resident_number(moved, only_new) == NUMBERS[2]
 
         assert add_key(path) == "k3"  # the next rotation, re-encrypted at once by the command
         capsys.readouterr()
@@ -477,3 +481,32 @@ def test_rotation_add_a_key_reencrypt_then_retire_the_old_one(
     finally:
         sinks_engine.dispose()
         processors_engine.dispose()
+
+
+def test_a_resident_number_sealed_for_the_topic_opens_only_as_that_tenants_that_persons(keys: PiiKeys) -> None:
+    clear = state("0000000001", NUMBERS[0])
+    sealed = pii.seal_resident_number(clear, keys)
+    assert sealed.my_number is None
+    assert pii.is_sealed(sealed.my_number_sealed)
+    assert pii.resident_number(sealed, keys) == NUMBERS[0]
+    assert pii.seal_resident_number(state("0000000001", None), keys).my_number_sealed is None
+    assert pii.resident_number(clear, keys) == NUMBERS[0]  # a record from before the sealing: read as it is
+    with pytest.raises(PiiError):  # copied onto another person
+        pii.resident_number(dataclasses.replace(sealed, atena_no="0000000099"), keys)
+    with pytest.raises(PiiError):  # or another tenant
+        pii.resident_number(dataclasses.replace(sealed, tenant="131016"), keys)
+    with pytest.raises(PiiError):  # a key that did not seal it
+        pii.resident_number(sealed, PiiKeys.generate())
+    with pytest.raises(m.ModelError, match="not both"):
+        dataclasses.replace(sealed, my_number=NUMBERS[0])
+    with pytest.raises(m.ModelError, match="not a sealed value"):
+        dataclasses.replace(sealed, my_number_sealed=NUMBERS[0])
+
+
+def test_the_residents_sink_refuses_a_sealed_number_that_does_not_open(keys: PiiKeys) -> None:
+    sealed = pii.seal_resident_number(state("0000000001", NUMBERS[0]), keys)
+    sink = ResidentsSink(keys=keys)
+    assert sink.to_row(sealed)["my_number"] == NUMBERS[0]
+    moved = dataclasses.replace(sealed, atena_no="0000000099")
+    with pytest.raises(PiiError):
+        sink.to_row(moved)
