@@ -1,7 +1,8 @@
 """個人番号 at rest: authenticated encryption and keyed lookup hashes under a key file outside the databases.
 
 Every 個人番号 the hub keeps in a database (the sinks' ``residents.my_number_enc``; the processors' 住基 change logs,
-``processor_people.log``, sealed whole) is a *sealed value*::
+``processor_people.log``, sealed whole) or publishes (``residents.v1``'s ``my_number_sealed``:
+:func:`seal_resident_number`, :func:`resident_number`) is a *sealed value*::
 
     pii1.<key id>.<base64url(nonce ‖ AES-256-GCM ciphertext ‖ tag)>
 

@@ -459,7 +459,8 @@ def retain_sinks(
             )
         ]
         p.remove(r, gone)
-        le, lh, se, inv = t.ledger_entries, t.ledger_history, t.screening_errors, t.invitations
+        le, lv, lh = t.ledger_entries, t.ledger_versions, t.ledger_history
+        se, inv = t.screening_errors, t.invitations
         closed = se.c.status.in_([ErrorStatus.RESOLVED.value, ErrorStatus.WITHDRAWN.value])
         resolved_long_ago = sa.or_(
             sa.and_(se.c.resolved_at.is_not(None), se.c.resolved_at < cut.errors_before),
@@ -472,6 +473,7 @@ def retain_sinks(
         cq = t.connector_queries
         periods: list[tuple[sa.Table, sa.ColumnElement[bool] | None]] = [
             (le, le.c.fiscal_year < cut.ledger_fiscal_year_from),
+            (lv, lv.c.fiscal_year < cut.ledger_fiscal_year_from),
             (lh, old_history),
             (se, sa.and_(closed, resolved_long_ago)),
             (inv, inv.c.fiscal_year < cut.invitation_fiscal_year_from),

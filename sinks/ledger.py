@@ -18,8 +18,8 @@ from sqlalchemy.engine import Connection
 
 from schemas.models import LedgerEntry
 from sinks.base import Row, TableSink
-from sinks.db import upsert
-from sinks.tables import ledger_entries
+from sinks.db import insert_or_ignore, upsert
+from sinks.tables import ledger_entries, ledger_versions
 from topics.catalog import LEDGER_ENTRIES, Topic
 
 WITHDRAWN = "withdrawn"  # a buffered row's mark of a withdrawal (not a column: the row is deleted)
@@ -78,6 +78,29 @@ def ledger_row(entry: LedgerEntry) -> Row:
     }
 
 
+VERSION_KEY = ("tenant", "atena_no", "kind", "fiscal_year", "version")
+
+
+def version_row(entry: LedgerEntry) -> Row:
+    """One version of an entry as ``ledger_versions`` keeps it (a withdrawal too: the entry no longer stands)."""
+    follow_up = entry.follow_up
+    return {
+        "tenant": entry.tenant,
+        "atena_no": entry.atena_no,
+        "kind": entry.kind.value,
+        "fiscal_year": entry.fiscal_year,
+        "version": entry.version,
+        "withdrawn": entry.withdrawn,
+        "reception_no": entry.reception_no,
+        "exam_date": entry.exam_date,
+        "institution_code": entry.institution_code,
+        "follow_up_required": entry.primary.follow_up_required,
+        "followup_judgement": follow_up.findings.judgement.value if follow_up is not None else None,
+        "source_event_id": str(entry.source_event_id),
+        "recorded_at": entry.occurred_at,
+    }
+
+
 class LedgerSink(TableSink[LedgerEntry]):
     """Upsert guarded by the entry's ``version``: a replayed older entry never overwrites a newer one; a withdrawal
     deletes the row unless the stored version is newer (see the module docstring).
@@ -87,9 +110,22 @@ class LedgerSink(TableSink[LedgerEntry]):
 
     def __init__(self, topic: Topic = LEDGER_ENTRIES, name: str = "sinks.ledger") -> None:
         super().__init__(topic, name)
+        self._versions: list[Row] = []  # every version of the batch (the buffer keeps the highest of each key)
 
     def to_row(self, event: LedgerEntry) -> Row:
         return {**ledger_row(event), WITHDRAWN: event.withdrawn}
+
+    def add(self, event: LedgerEntry, key: bytes, partition: int, offset: int) -> None:
+        super().add(event, key, partition, offset)
+        self._versions.append(version_row(event))
+
+    def flush(self, connection: Connection) -> None:
+        super().flush(connection)
+        insert_or_ignore(connection, ledger_versions, self._versions, VERSION_KEY)
+
+    def clear(self) -> None:
+        super().clear()
+        self._versions.clear()
 
     def rank(self, row: Row) -> tuple[Any, ...]:
         return (row["version"],)

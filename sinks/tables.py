@@ -107,6 +107,27 @@ ledger_entries = sa.Table(
     sa.Index("ix_ledger_entries_reception_no", "tenant", "reception_no"),
 )
 
+ledger_versions = sa.Table(
+    "ledger_versions",
+    metadata,
+    # Every version of every 台帳 entry, as it arrived (ledger_entries keeps the one that stands): the counter view
+    # shows an entry's versions, withdrawals included. Deleted with the entry's person and period by retention.
+    sa.Column("tenant", TENANT, primary_key=True),
+    sa.Column("atena_no", ATENA_NO, primary_key=True),
+    sa.Column("kind", KIND, primary_key=True),
+    sa.Column("fiscal_year", sa.Integer, primary_key=True),
+    sa.Column("version", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("withdrawn", sa.Boolean, nullable=False),
+    sa.Column("reception_no", sa.String(64), nullable=False),
+    sa.Column("exam_date", sa.Date, nullable=False),
+    sa.Column("institution_code", sa.String(16), nullable=False),
+    sa.Column("follow_up_required", sa.Boolean, nullable=False),
+    sa.Column("followup_judgement", sa.String(32), nullable=True),
+    sa.Column("source_event_id", sa.String(36), nullable=False),
+    sa.Column("recorded_at", UtcDateTime, nullable=False),
+    sa.PrimaryKeyConstraint("tenant", "atena_no", "kind", "fiscal_year", "version", name="pk_ledger_versions"),
+)
+
 screening_errors = sa.Table(
     "screening_errors",
     metadata,

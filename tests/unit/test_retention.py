@@ -244,6 +244,12 @@ def seed_tenant(s: Stores, t: str) -> None:
     x.add("sinks", st.ledger_entries, False, atena_no="live", kind="STOMACH", fiscal_year=new_fy, **_entry(new_fy))
     x.add("sinks", st.ledger_entries, True, atena_no="gone", kind="LUNG", fiscal_year=new_fy, **_entry(new_fy))
     x.add("sinks", st.ledger_entries, False, atena_no="left", kind="LUNG", fiscal_year=new_fy, **_entry(new_fy))
+    version = {"version": 1, "withdrawn": False, "reception_no": "R1", "institution_code": "I001"}
+    version |= {"follow_up_required": False, "source_event_id": str(uuid.uuid4()), "recorded_at": ago(1)}
+    for atena, kind, fy, gone in (("live", "STOMACH", old_fy, True), ("live", "STOMACH", new_fy, False),
+                                  ("gone", "LUNG", new_fy, True), ("left", "LUNG", new_fy, False)):  # fmt: skip
+        x.add("sinks", st.ledger_versions, gone, atena_no=atena, kind=kind, fiscal_year=fy,
+              exam_date=date(fy, 6, 1), **version)  # fmt: skip
     history = {"version": 1, "kind": "STOMACH", "items": {"K001": "STOMACH"}, "request_id": str(uuid.uuid4())}
     for record, atena, fy, received, gone in (
         ("H1", "live", old_fy, ago(1), True),
@@ -734,7 +740,7 @@ def test_retention_deletes_exactly_the_expired_rows_of_one_tenant_in_every_store
     assert all(v is None for _, _, v in producer.sent)
     assert {t for t, _, _ in producer.sent} == {t.name for t in catalog.ALL_TOPICS if t.cleanup_policy == "compact"}
     assert report.tombstones_sent == len(stores.tombstones)
-    assert (len(report.results), report.tables_checked) == (4, 26)
+    assert (len(report.results), report.tables_checked) == (4, 27)
     print(f"\nstores checked by retention: {len(report.results)} stores, {report.tables_checked} tables")
     # a second run finds nothing
     again = run_retention(
@@ -1020,7 +1026,7 @@ def test_the_command_runs_for_the_callers_tenant_and_records_the_counts(
     assert stores.snapshot() == before
     assert cli("retention", "run") == 0
     out = capsys.readouterr().out
-    assert "4 store(s), 26 table(s) checked" in out
+    assert "4 store(s), 27 table(s) checked" in out
     assert "residents" in out
     assert "processor_people" in out
     assert "network_fugo" in out

@@ -36,7 +36,16 @@ from sinks.statistics import (
     refresh_statistics,
     was_resident_during,
 )
-from sinks.tables import ALL_TABLES, invitations, ledger_entries, metadata, residents, screening_errors, statistics
+from sinks.tables import (
+    ALL_TABLES,
+    invitations,
+    ledger_entries,
+    ledger_versions,
+    metadata,
+    residents,
+    screening_errors,
+    statistics,
+)
 from tests import samples
 
 pytestmark = pytest.mark.unit
@@ -177,7 +186,7 @@ def invitation(trigger: m.InvitationTrigger, age: int = 50) -> m.Invitation:
 def test_migrations_create_the_tables_that_tables_py_describes(engine: Engine) -> None:
     names = set(sa.inspect(engine).get_table_names())
     assert {t.name for t in ALL_TABLES} | {"alembic_version"} == names
-    assert current_revision(engine) == head_revision() == "0006"
+    assert current_revision(engine) == head_revision() == "0007"
     with engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), metadata)
     assert diff == []
@@ -258,6 +267,24 @@ def test_an_older_version_never_overwrites_a_newer_one(engine: Engine) -> None:
     write(engine, sink, [v3])
     [row] = table_rows(engine, ledger_entries)
     assert (row["version"], row["followup_judgement"]) == (3, None)
+
+
+def test_every_version_of_an_entry_is_kept_once_withdrawals_included(engine: Engine) -> None:
+    sink = LedgerSink()
+    v1 = ledger(version=1)
+    v2 = ledger(version=2, judgement=m.FollowUpJudgement.NO_ABNORMALITY)
+    gone = dataclasses.replace(ledger(version=3), withdrawn=True)
+    write(engine, sink, [v1, v2])  # one batch: the table keeps v2, the versions both
+    write(engine, sink, [v1, v2])  # replayed: nothing twice
+    write(engine, sink, [gone])
+    assert table_rows(engine, ledger_entries) == []
+    rows = table_rows(engine, ledger_versions)
+    assert [(r["version"], r["withdrawn"], r["followup_judgement"]) for r in rows] == [
+        (1, False, v1.follow_up.findings.judgement.value if v1.follow_up else None),
+        (2, False, "NO_ABNORMALITY"),
+        (3, True, None),
+    ]
+    assert {r["reception_no"] for r in rows} == {v1.reception_no}
 
 
 def test_residents_keep_the_newest_state(engine: Engine) -> None:
