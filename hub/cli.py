@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from hub.counter import add_parsers as counter_parsers
 from hub.errors import CommandError
 from hub.office import add_parsers as office_parsers
 from hub.review import add_parsers as review_parsers
@@ -361,6 +362,7 @@ def build_parser() -> argparse.ArgumentParser:
     setup.set_defaults(func=cmd_setup)
 
     office_parsers(sub)
+    counter_parsers(sub)
     review_parsers(sub)
 
     config = sub.add_parser("config", help="settings")

@@ -1,6 +1,7 @@
 """The whole path on the real broker: 住基 and results in, exact ledger, errors and invitations out in SQL; and the
 same tables whatever order the two input topics arrive in (withdrawals through Kafka, the runtime and the sinks)."""
 
+import re
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
@@ -10,6 +11,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 
 from connectors.simulators import publish
 from connectors.simulators.institution import ResultTruth
+from hub.counter import KIND_LABEL
 from hub.kafka import producer_config
 from hub.lag import wait_drained
 from hub.scenario import PROCESSOR_INPUTS, SINK_INPUTS, build, run_scenario
@@ -20,7 +22,7 @@ from schemas.serde import TopicSerde, registry_client
 from sinks.runner import GROUP_ID as SINKS_GROUP
 from tests.integration.conftest import Endpoints
 from tests.integration.oracle import expected
-from tests.integration.pipeline import running_pipeline, tenant_code
+from tests.integration.pipeline import Pipeline, running_pipeline, tenant_code
 from topics import catalog
 
 pytestmark = pytest.mark.integration
@@ -48,6 +50,7 @@ def test_known_population_through_the_pipeline(endpoints: Endpoints, tmp_path: P
         errors = pipeline.rows("screening_errors")
         invitations = pipeline.rows("invitations")
         residents = pipeline.rows("residents")
+        counter = _counter_view(pipeline, ledger, errors)
 
     plan = run.plan
     truth = Counter(plan.truth.values())
@@ -86,12 +89,47 @@ def test_known_population_through_the_pipeline(endpoints: Endpoints, tmp_path: P
     assert {m.InvitationType.CARRY_OVER.value, m.InvitationType.INVITATION.value} <= {k[3] for k in got_invitations}
     assert {m.InvitationTrigger.MOVE_IN.value} <= set(got_invitations.values())
 
+    # The counter view of one person shows their every entry (with its version), open error and invitation, and
+    # both lookups are recorded operations.
+    atena, show = counter["atena"], counter["show"]
+    assert show.startswith(f"宛名番号 {atena} ")
+    for r in ledger:
+        if r["atena_no"] == atena:
+            assert re.search(
+                rf"{r['fiscal_year']} {KIND_LABEL[m.ScreeningKind(str(r['kind']))]} +v{r['version']} ", show
+            )
+    for e in errors:
+        if e["atena_no"] == atena and e["status"] == m.ErrorStatus.OPEN.value:
+            assert re.search(rf"{re.escape(str(e['reception_no']))} .* {re.escape(str(e['reasons']))} ", show)
+    sent = [line for line in show.split("勧奨・通知:")[1].splitlines() if line.strip() not in ("", "(なし)")]
+    assert len(sent) == sum(1 for r in invitations if r["atena_no"] == atena)
+    assert f"{YEAR}年度の対象:" in show
+    assert counter["find"].startswith(atena)
+    assert f"('SHOW', 'person {atena}', 'SUCCESS')" in counter["operations"]
+    assert "('LIST', 'person find kana birth=" in counter["operations"]
+
     # Residents: every person with their final status; nobody who left or died was invited after leaving.
     got_residents = {r["atena_no"]: r for r in residents if r["tenant"] == tenant}
     assert {a: s.status.value for a, s in want.residents.items()} == {a: r["status"] for a, r in got_residents.items()}
     assert {a: p.status.value for a, p in run.city.residents.items()} == {
         a: r["status"] for a, r in got_residents.items()
     }
+
+
+def _counter_view(
+    pipeline: Pipeline, ledger: list[dict[str, object]], errors: list[dict[str, object]]
+) -> dict[str, str]:
+    """`person show` and `person find` at the counter, as the health staff member logged in by start_year runs them,
+    for a person with a 台帳 entry and an open error (checked below against the tables)."""
+    open_error = {str(e["atena_no"]) for e in errors if e["status"] == m.ErrorStatus.OPEN.value}
+    atena = sorted({str(r["atena_no"]) for r in ledger} & open_error)[0]
+    env = {"KENSHIN_STATE_DIR": str(pipeline.workdir / "staff-state"), **pipeline.env}
+    [person] = [r for r in pipeline.rows("residents") if r["atena_no"] == atena]
+    show = pipeline.cli("person", "show", atena, "--year", str(YEAR), env=env).stdout
+    found = pipeline.cli("person", "find", "--kana", str(person["name_kana"]), "--birth", str(person["birth_date"]),
+                         env=env).stdout  # fmt: skip
+    operations = [(r["operation"], r["target"], r["outcome"]) for r in pipeline.rows("staff_operations")]
+    return {"atena": atena, "show": show, "find": found, "operations": repr(operations)}
 
 
 def _fukuhon(endpoints: Endpoints, registry_url: str, tenant: str) -> list[m.FukuhonRegistration]:
