@@ -77,6 +77,42 @@ def print_summary(settings: Settings, year: int) -> None:
         engine.dispose()
 
 
+def print_counter_example(settings: Settings, year: int) -> None:
+    """The counter view of one resident who moved in and whose history came from their previous town (else one with
+    a 台帳 entry): what staff see with `kenshin-hub person show` under their login.
+    """
+    from hub.counter import person_view, render
+    from processors.rules.eligibility import load_rules
+    from sinks.tables import ledger_history
+
+    engine = make_engine(settings.database_url.reveal())
+    tenant = settings.tenant
+    try:
+        with engine.connect() as conn:
+            picked = (
+                conn.execute(
+                    sa.select(ledger_history.c.atena_no)
+                    .where(ledger_history.c.tenant == tenant, ledger_history.c.kind.is_not(None))
+                    .group_by(ledger_history.c.atena_no)
+                    .order_by(sa.func.count().desc(), ledger_history.c.atena_no)
+                    .limit(1)
+                ).scalar_one_or_none()
+                or conn.execute(
+                    sa.select(ledger_entries.c.atena_no)
+                    .where(ledger_entries.c.tenant == tenant)
+                    .order_by(ledger_entries.c.atena_no)
+                    .limit(1)
+                ).scalar_one_or_none()
+            )
+            if picked is None:
+                return
+            view = person_view(conn, tenant, str(picked), year, load_rules())
+        print(f"\n窓口: staff see this with `kenshin-hub person show {picked} --year {year}` (a recorded lookup)")
+        print(render(view))
+    finally:
+        engine.dispose()
+
+
 def cmd_demo(settings: Settings, args: argparse.Namespace, prepare: Callable[[], int],
              start_year: Callable[[int], None]) -> int:  # fmt: skip
     """The main job on the local stack: stack + topics + schemas, a synthetic city and a year of results."""
@@ -99,6 +135,7 @@ def cmd_demo(settings: Settings, args: argparse.Namespace, prepare: Callable[[],
         from hub.provision_demo import run_provision_demo
 
         run_provision_demo(settings, run.city, args.seed, fiscal_year_start(args.year))
+        print_counter_example(settings, args.year)
     print("\nThe stack keeps running (`kenshin-hub stack down` stops it); the tables are in", end=" ")
     print(settings.describe()[[k for k, _ in settings.describe()].index("KENSHIN_DATABASE_URL")][1])
     return 0
