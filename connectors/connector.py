@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import tomllib
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import date, datetime
@@ -39,6 +40,8 @@ from schemas.models import (
     ResidentChangeType,
     ResidentState,
     ResidentStatus,
+    ScreeningHistory,
+    ScreeningKind,
 )
 from schemas.record import now_utc
 from sinks.db import insert_or_ignore, upsert
@@ -292,7 +295,26 @@ class Connector:
                 }
             )
         upsert(conn, ledger_history, rows, ["tenant", "atena_no", "from_tenant", "record_id"])
-        return []
+        return [(catalog.LEDGER_HISTORY, h) for h in (self._history(r, now) for r in rows) if h is not None]
+
+    def _history(self, row: dict[str, Any], now: datetime) -> ScreeningHistory | None:
+        """A screening of the answer as the processors take it (for the interval rule and the notices), when the
+        record says which kind and fiscal year it was.
+        """
+        if row["kind"] not in ScreeningKind.__members__ or row["fiscal_year"] is None:
+            return None
+        ident = ("connector-history", self.tenant, row["atena_no"], row["from_tenant"], row["record_id"])
+        return ScreeningHistory(
+            event_id=uuid.uuid5(uuid.NAMESPACE_URL, ":".join(ident)),
+            occurred_at=now,
+            tenant=self.tenant,
+            source_system=SOURCE,
+            atena_no=row["atena_no"],
+            from_tenant=row["from_tenant"],
+            record_id=row["record_id"],
+            kind=ScreeningKind(row["kind"]),
+            fiscal_year=row["fiscal_year"],
+        )
 
 
 def export_offline(engine: Engine, tenant: str, out: Path) -> tuple[int, str]:

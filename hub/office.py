@@ -290,6 +290,8 @@ def print_statistics(engine: Engine, tenant: str, year: int) -> None:
     for kind, (targets, attendees, required, attended, cancer) in totals.items():
         rate = f"{100 * attendees / targets:.1f}%" if targets else "-"
         print(f"  {kind:<11}{targets:>8}{attendees:>8}{rate:>8}{required:>8}{attended:>9}{cancer:>9}")
+    print("  受診者: this city's screenings only (転入前の受診履歴 from a previous municipality are not counted here,")
+    print("  though they count for eligibility and the notices)")
 
 
 def cmd_report(settings: Settings, args: argparse.Namespace) -> int:

@@ -31,7 +31,12 @@ from sinks.runner import GROUP_ID as SINKS_GROUP
 from topics import catalog
 from topics.catalog import Topic
 
-PROCESSOR_INPUTS = (catalog.RESIDENT_CHANGES.name, catalog.INSTITUTION_RESULTS.name, catalog.HUB_COMMANDS.name)
+PROCESSOR_INPUTS = (
+    catalog.RESIDENT_CHANGES.name,
+    catalog.INSTITUTION_RESULTS.name,
+    catalog.LEDGER_HISTORY.name,
+    catalog.HUB_COMMANDS.name,
+)
 SINK_INPUTS = (
     catalog.RESIDENTS.name,
     catalog.LEDGER_ENTRIES.name,

@@ -1,11 +1,13 @@
 """The processors as one handler of the hub's runtime: thin shells around :mod:`processors.rules.steps`.
 
-Three inputs, co-partitioned on ``tenant:宛名番号`` (6 partitions, murmur2 everywhere):
+Four inputs, co-partitioned on ``tenant:宛名番号`` (6 partitions, murmur2 everywhere):
 
 * ``residents.apply`` — 住基異動 → the person's change log → ``residents.v1``; a 転入 in a started year also yields
   the year's invitations;
 * ``results.match`` — results → 突合 against the log and the person's ledger book → ``ledger.entries.v1``,
   ``screening.errors.v1``, ``fukuhon.registrations.v1``;
+* ``history.apply`` — 転入前の受診履歴 (from the connector) → the person's book: they count for the interval rule
+  (a result within the interval is an error again) and the year's notices;
 * ``commands.apply`` — 年度開始 → 受診勧奨 / 繰越受診通知 for the residents of the command's partition.
 
 Per batch, inside the runtime's transaction: lock the batch's partitions (``processor_years``), load the batch's
@@ -35,6 +37,7 @@ from processors.rules.ledger import BookChanges, Context, load_fukuhon_policy, p
 from processors.rules.steps import (
     PersonState,
     apply_change,
+    apply_history,
     apply_result,
     changes,
     decode_log,
@@ -53,10 +56,16 @@ from topics.catalog import Topic
 log = logging.getLogger("kenshin_hub.processors")
 
 APP_ID = catalog.PROCESSORS_APP_ID
-INPUT_TOPICS: tuple[Topic, ...] = (catalog.RESIDENT_CHANGES, catalog.INSTITUTION_RESULTS, catalog.HUB_COMMANDS)
+INPUT_TOPICS: tuple[Topic, ...] = (
+    catalog.RESIDENT_CHANGES,
+    catalog.INSTITUTION_RESULTS,
+    catalog.LEDGER_HISTORY,
+    catalog.HUB_COMMANDS,
+)
 STEPS = {
     catalog.RESIDENT_CHANGES.name: "residents.apply",
     catalog.INSTITUTION_RESULTS.name: "results.match",
+    catalog.LEDGER_HISTORY.name: "history.apply",
     catalog.HUB_COMMANDS.name: "commands.apply",
 }
 _OUTPUT_TOPICS: dict[type[m.Event], Topic] = {
@@ -175,6 +184,8 @@ class Processors(Handler):
         elif isinstance(event, m.ScreeningResult):
             source = m.SourcePointer(topic=d.topic.name, partition=d.partition, offset=d.offset)
             state, out = apply_result(person.state, event, self.ctx, source)
+        elif isinstance(event, m.ScreeningHistory):
+            state, out = apply_history(person.state, event, self.ctx)
         else:
             raise ValueError(f"{type(event).__name__} is not a processor input")
         changed = BookChanges() if state.book is person.state.book else changes(person.state, state)

@@ -758,6 +758,25 @@ class HubCommand(Event):
     after_key: str | None = None
 
 
+@dataclass(frozen=True, kw_only=True)
+class ScreeningHistory(Event):
+    SCHEMA_FILE: ClassVar[str] = "screening_history.avsc"
+
+    atena_no: str
+    from_tenant: str
+    record_id: str
+    kind: ScreeningKind
+    fiscal_year: int
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not self.atena_no or not self.record_id:
+            raise ModelError("a screening history record needs its 宛名番号 and record id")
+        _check_tenant(self.from_tenant, "from_tenant")
+        if not 1900 <= self.fiscal_year <= 2200:
+            raise ModelError("fiscal_year is out of range")
+
+
 EVENT_TYPES: tuple[type[Event], ...] = (
     HubCommand,
     ResidentChange,
@@ -776,4 +795,5 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     ChukanPerson,
     ChukanQuery,
     FugoIssuance,
+    ScreeningHistory,
 )

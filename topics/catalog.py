@@ -263,6 +263,16 @@ NETWORK_QUERIES = _input(
     "queries sent by a requester's 中間サーバー into the network (requester's 符号, no permit yet)",
 )
 
+LEDGER_HISTORY = _input(
+    "ledger.history.v1",
+    models.ScreeningHistory,
+    PERSON_KEY,
+    6,  # as many as the person-keyed inputs of the processors
+    400,
+    "転入前の受診履歴: screenings a resident had in their previous municipality, from its answer to the 転入 query "
+    "(the connector to the processors: the interval rule and the notices count them)",
+)
+
 HUB_COMMANDS = Topic(
     name="hub.commands.v1",
     value_type=models.HubCommand,
@@ -298,6 +308,7 @@ PRIMARY_TOPICS: tuple[Topic, ...] = (
     FUGO_REQUESTS,
     FUGO_ISSUED,
     NETWORK_QUERIES,
+    LEDGER_HISTORY,
 )
 
 ALL_TOPICS: tuple[Topic, ...] = (

@@ -49,14 +49,20 @@ def invitations_for(
     fiscal_year: int,
     trigger: InvitationTrigger,
     rules: EligibilityRules,
+    elsewhere: Iterable[tuple[str, int, str]] = (),
 ) -> list[Invitation]:
-    """The notices for one resident in ``fiscal_year`` (empty for people who are not residents now)."""
+    """The notices for one resident in ``fiscal_year`` (empty for people who are not residents now).
+
+    ``elsewhere`` are the (kind, fiscal year, 団体コード) of screenings in the previous municipality: they count as
+    attendances for the interval, as this city's own entries do.
+    """
     if state.status is not ResidentStatus.RESIDENT:
         return []
     entries = list(entries)
+    before = list(elsewhere)
     notices = []
     for kind, rule in rules.kinds.items():
-        attended = {e.fiscal_year for e in entries if e.kind == kind}
+        attended = {e.fiscal_year for e in entries if e.kind == kind} | {y for k, y, _ in before if k == kind.value}
         notice = _notice_type(rule, state, fiscal_year, attended)
         if notice is None:
             continue

@@ -68,6 +68,7 @@ from schemas.models import (
     PersonIdentity,
     ResultStage,
     ScreeningError,
+    ScreeningHistory,
     ScreeningKind,
     ScreeningResult,
     SourcePointer,
@@ -173,6 +174,12 @@ class LedgerBook:
     results: tuple[Received, ...] = ()  # every distinct result received, by イベントID
     registered: frozenset[str] = frozenset()  # "KIND:year" of every entry that has had a 副本
     bases: tuple[tuple[str, int], ...] = ()  # "KIND:year" -> version offset of the entries of a book stored before
+    # (kind, fiscal year, 団体コード) of each screening the person had in the municipality they came from (転入前の
+    # 受診履歴, ledger.history.v1): they count for the interval rule and the notices, never as entries of this city
+    elsewhere: tuple[tuple[str, int, str], ...] = ()
+
+    def attended_elsewhere(self, kind: ScreeningKind) -> set[int]:
+        return {year for k, year, _ in self.elsewhere if k == kind.value}
 
     def entry(self, kind: str, year: int) -> LedgerEntry | None:
         return next((e for e in self.entries if e.kind == kind and e.fiscal_year == year), None)
@@ -302,7 +309,8 @@ def _by_reception(results: Iterable[Received]) -> dict[str, list[Received]]:
 def entry_version(book: LedgerBook, key: Key, log: PersonLog | None) -> int:
     """The logical clock of the entry ``key``: what it depends on, counted (see the module docstring).
 
-    Counted: every 住基 change of the person, and every submission of a 受付番号 that has a primary of the entry's
+    Counted: every 住基 change of the person, every screening of the entry's kind up to its fiscal year received
+    from the previous municipality, and every submission of a 受付番号 that has a primary of the entry's
     kind up to its fiscal year, or a follow-up of that kind pointing to one; minus one (plus an offset for books
     stored before books kept their results). Nothing else can change the entry, so it grows with every input that
     can, and it is the same whatever the order the inputs arrived in.
@@ -321,7 +329,8 @@ def entry_version(book: LedgerBook, key: Key, log: PersonLog | None) -> int:
     }
     base = dict(book.bases).get(_key_text(kind, year), 0)
     changes = len(log.changes) if log is not None else 0
-    return base + changes + sum(1 for r in results if r.reception_no in counted) - 1
+    elsewhere = sum(1 for k, y, _ in book.elsewhere if k == kind.value and y <= year)
+    return base + changes + elsewhere + sum(1 for r in results if r.reception_no in counted) - 1
 
 
 def _primary_outcome(r: Received, log: PersonLog | None, ctx: Context, held: set[int]) -> MatchOutcome:
@@ -478,7 +487,7 @@ def derive(book: LedgerBook, log: PersonLog | None, ctx: Context) -> View:
     held: dict[ScreeningKind, set[int]] = {}
     primaries = [s for s in standing.values() if s.result.stage is ResultStage.PRIMARY]
     for s in sorted(primaries, key=lambda s: (s.result.kind, s.result.exam_date, s.result.reception_no)):
-        years = held.setdefault(s.result.kind, set())
+        years = held.setdefault(s.result.kind, book.attended_elsewhere(s.result.kind))
         outcome = _primary_outcome(s, log, ctx, years)
         outcomes[s.result.reception_no] = outcome
         if outcome.ok:
@@ -668,6 +677,18 @@ def process_result(
     return settle(replace(book, results=results, seen=book.seen | {key}), log, ctx)
 
 
+def add_history(
+    book: LedgerBook, history: ScreeningHistory, log: PersonLog | None, ctx: Context
+) -> tuple[LedgerBook, list[Event]]:
+    """The book after a screening received from the previous municipality, and the records that changed (a result
+    within the kind's interval of it becomes an error). The same screening again changes nothing.
+    """
+    item = (history.kind.value, history.fiscal_year, history.from_tenant)
+    if item in book.elsewhere:
+        return book, []
+    return settle(replace(book, elsewhere=tuple(sorted({*book.elsewhere, item}))), log, ctx)
+
+
 def rematch(book: LedgerBook, log: PersonLog | None, ctx: Context) -> tuple[LedgerBook, list[Event]]:
     """The book after the person's 住基 log changed: every result matched again, the records that changed."""
     return settle(book, log, ctx)
@@ -698,6 +719,7 @@ def encode_book(book: LedgerBook) -> dict[str, object]:
         "results": [r.to_dict() for r in book.results],
         "registered": sorted(book.registered),
         "bases": dict(book.bases),
+        "elsewhere": [list(x) for x in book.elsewhere],
     }
 
 
@@ -718,6 +740,7 @@ def decode_book(data: Mapping[str, object] | None) -> LedgerBook:
         results=tuple(Received.from_dict(x) for x in _list(data.get("results")) if isinstance(x, Mapping)),
         registered=frozenset(str(x) for x in _list(data.get("registered"))),
         bases=tuple(sorted((str(k), int(str(v))) for k, v in bases.items())) if isinstance(bases, Mapping) else (),
+        elsewhere=tuple(sorted((str(k), int(str(y)), str(t)) for k, y, t in map(_list, _list(data.get("elsewhere"))))),
     )
 
 

@@ -18,6 +18,7 @@ from processors.rules.ledger import (
     BookChanges,
     Context,
     LedgerBook,
+    add_history,
     book_changes,
     decode_book,
     encode_book,
@@ -63,6 +64,7 @@ def apply_change(
                     fiscal_year=year,
                     trigger=m.InvitationTrigger.MOVE_IN,
                     rules=ctx.rules,
+                    elsewhere=state.book.elsewhere,
                 )
             )
     book = state.book
@@ -82,6 +84,17 @@ def apply_result(
     """
     person_log = state.log if state.log.changes else None
     book, out = process_result(state.book, result, person_log, ctx, source)
+    return replace(state, book=book), out
+
+
+def apply_history(state: PersonState, history: m.ScreeningHistory, ctx: Context) -> tuple[PersonState, list[m.Event]]:
+    """A screening from the previous municipality (転入前の受診履歴): kept in the book, where it counts for the
+    interval rule of the person's results and for their notices; the records that this changes.
+
+    A 転入's own notices go out when the 転入 arrives, usually before its history does: those it cannot take back.
+    """
+    person_log = state.log if state.log.changes else None
+    book, out = add_history(state.book, history, person_log, ctx)
     return replace(state, book=book), out
 
 
@@ -106,6 +119,7 @@ def year_start_notices(state: PersonState, year: int, ctx: Context) -> list[m.In
         fiscal_year=year,
         trigger=m.InvitationTrigger.FISCAL_YEAR_START,
         rules=ctx.rules,
+        elsewhere=state.book.elsewhere,
     )
 
 

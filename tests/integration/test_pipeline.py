@@ -2,8 +2,11 @@
 same tables whatever order the two input topics arrive in (withdrawals through Kafka, the runtime and the sinks)."""
 
 import re
+import time
+import uuid
 from collections import Counter
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -16,6 +19,7 @@ from hub.kafka import producer_config
 from hub.lag import wait_drained
 from hub.scenario import PROCESSOR_INPUTS, SINK_INPUTS, build, run_scenario
 from processors.app import APP_ID
+from processors.rules.eligibility import load_rules
 from processors.rules.ledger import fukuhon_for, load_fukuhon_policy
 from schemas import models as m
 from schemas.serde import TopicSerde, registry_client
@@ -51,6 +55,7 @@ def test_known_population_through_the_pipeline(endpoints: Endpoints, tmp_path: P
         invitations = pipeline.rows("invitations")
         residents = pipeline.rows("residents")
         counter = _counter_view(pipeline, ledger, errors)
+        elsewhere = _history_from_the_previous_town(pipeline, ledger)
 
     plan = run.plan
     truth = Counter(plan.truth.values())
@@ -89,6 +94,10 @@ def test_known_population_through_the_pipeline(endpoints: Endpoints, tmp_path: P
     assert {m.InvitationType.CARRY_OVER.value, m.InvitationType.INVITATION.value} <= {k[3] for k in got_invitations}
     assert {m.InvitationTrigger.MOVE_IN.value} <= set(got_invitations.values())
 
+    # A screening last year in the previous town makes this year's biennial one a second screening within the interval.
+    assert elsewhere["error"]["reasons"] == m.ErrorReason.INTERVAL_NOT_MET.value
+    assert elsewhere["error"]["status"] == m.ErrorStatus.OPEN.value
+
     # The counter view of one person shows their every entry (with its version), open error and invitation, and
     # both lookups are recorded operations.
     atena, show = counter["atena"], counter["show"]
@@ -114,6 +123,38 @@ def test_known_population_through_the_pipeline(endpoints: Endpoints, tmp_path: P
     assert {a: p.status.value for a, p in run.city.residents.items()} == {
         a: r["status"] for a, r in got_residents.items()
     }
+
+
+def _history_from_the_previous_town(pipeline: Pipeline, ledger: list[dict[str, object]]) -> dict[str, object]:
+    """A biennial entry of this year, then the connector's record that the person had the same screening last year in
+    the town they came from (published on ledger.history.v1 as the connector does): the processors withdraw the entry
+    and the result is an INTERVAL_NOT_MET error."""
+    biennial = {
+        k.value for k, rule in load_rules().kinds.items() if rule.interval_years == 2 and not rule.method_overrides
+    }
+    entry = next(r for r in ledger if r["kind"] in biennial and r["fiscal_year"] == YEAR)
+    record = m.ScreeningHistory(
+        event_id=uuid.uuid4(), occurred_at=datetime.now(UTC), tenant=pipeline.tenant,
+        source_system="kenshin-hub.connector", atena_no=str(entry["atena_no"]), from_tenant="011002",
+        record_id="KH-TEST-1", kind=m.ScreeningKind(str(entry["kind"])), fiscal_year=YEAR - 1,
+    )  # fmt: skip
+    settings = pipeline.settings
+    with registry_client(settings.schema_registry_config()) as registry:
+        serde: TopicSerde[m.ScreeningHistory] = TopicSerde(catalog.LEDGER_HISTORY, registry)
+        producer = Producer(producer_config(settings))
+        producer.produce(catalog.LEDGER_HISTORY.name, key=serde.key(record), value=serde.value(record))
+        assert producer.flush(30) == 0
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        errors = [e for e in pipeline.rows("screening_errors") if e["reception_no"] == entry["reception_no"]]
+        gone = not any(
+            r["atena_no"] == entry["atena_no"] and r["kind"] == entry["kind"] and r["fiscal_year"] == YEAR
+            for r in pipeline.rows("ledger_entries")
+        )
+        if errors and gone:
+            return {"entry": entry, "error": errors[0]}
+        time.sleep(0.5)
+    raise AssertionError(f"the history of {entry['atena_no']} did not withdraw its {entry['kind']} entry")
 
 
 def _counter_view(

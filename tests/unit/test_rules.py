@@ -20,6 +20,14 @@ from processors.rules.ledger import (
 )
 from processors.rules.matching import normalize_kana, normalize_text
 from processors.rules.residents import PersonLog
+from processors.rules.steps import (
+    PersonState,
+    apply_history,
+    apply_result,
+    decode_state_book,
+    encode_state_book,
+    year_start_notices,
+)
 from schemas import models as m
 from tests import samples
 
@@ -578,3 +586,64 @@ def test_item_and_institution_files_are_validated() -> None:
         parse_institutions({"version": "x", "institutions": [dict(inst, group=1)]})
     plain = parse_institutions({"version": "x", "institutions": [inst]})
     assert not plain.follows_up(code, m.ScreeningKind.STOMACH)  # follow_up defaults to false
+
+
+# --- 転入前の受診履歴 ----------------------------------------------------------------------------------------------
+
+
+def history(kind: m.ScreeningKind, year: int, origin: str = "011002", record: str = "KH1") -> m.ScreeningHistory:
+    return m.ScreeningHistory(
+        event_id=uuid.uuid5(uuid.NAMESPACE_URL, f"{kind}:{year}:{origin}:{record}"),
+        occurred_at=datetime(2025, 5, 1, tzinfo=UTC),
+        tenant=samples.TENANT,
+        source_system="kenshin-hub.connector",
+        atena_no="0000000001",
+        from_tenant=origin,
+        record_id=record,
+        kind=kind,
+        fiscal_year=year,
+    )
+
+
+def test_a_screening_in_the_previous_town_counts_for_the_interval_whatever_the_order() -> None:
+    breast = m.ScreeningKind.BREAST
+    this_year = result(breast, day=date(2025, 6, 1))
+    state = PersonState(log=log_of(MOVE_IN))
+    # the history first: this year's biennial result is a second screening within the interval
+    first, out = apply_history(state, history(breast, 2024), CTX)
+    assert out == []
+    first, out = apply_result(first, this_year, CTX, None)
+    assert [type(e) for e in out] == [m.ScreeningError]
+    assert out[0].reasons == (m.ErrorReason.INTERVAL_NOT_MET,)  # type: ignore[attr-defined]
+    # the result first: its entry stands, then the history withdraws it and the same error stands
+    later, out = apply_result(state, this_year, CTX, None)
+    assert [e.kind for e in later.book.entries] == [breast]
+    later, out = apply_history(later, history(breast, 2024), CTX)
+    assert later.book.entries == ()
+    assert {type(e).__name__ for e in out} >= {"EntryWithdrawn", "ScreeningError"}
+    assert later.book.errors == first.book.errors
+    # the same screening again (another delivery) changes nothing; another kind or a yearly kind is not concerned
+    again, out = apply_history(later, history(breast, 2024), CTX)
+    assert (again, out) == (later, [])
+    yearly, out = apply_history(state, history(m.ScreeningKind.COLORECTAL, 2024), CTX)
+    _, out = apply_result(yearly, result(m.ScreeningKind.COLORECTAL, day=date(2025, 6, 1)), CTX, None)
+    assert [type(e) for e in out if isinstance(e, m.LedgerEntry | m.ScreeningError)] == [m.LedgerEntry]
+
+
+def test_the_year_start_skips_a_kind_screened_last_year_in_the_previous_town() -> None:
+    born = change(m.ResidentChangeType.MOVE_IN, date(2024, 4, 1), 1, person=samples.person(birth_date=date(1975, 6, 1)))
+    state = PersonState(log=log_of(born))  # 50 at the end of fiscal 2025: a biennial target this year
+    kinds = {n.kind for n in year_start_notices(state, 2025, CTX)}
+    assert m.ScreeningKind.BREAST in kinds
+    state, _ = apply_history(state, history(m.ScreeningKind.BREAST, 2024), CTX)
+    kinds = {n.kind for n in year_start_notices(state, 2025, CTX)}
+    assert m.ScreeningKind.BREAST not in kinds
+    assert m.ScreeningKind.COLORECTAL in kinds
+
+
+def test_the_book_keeps_its_history_when_stored() -> None:
+    state, _ = apply_history(PersonState(log=log_of(MOVE_IN)), history(m.ScreeningKind.STOMACH, 2023, "012025"), CTX)
+    stored = decode_state_book(encode_state_book(state.book))
+    assert stored.elsewhere == (("STOMACH", 2023, "012025"),)
+    assert stored == state.book
+    assert decode_state_book(encode_state_book(LedgerBook())).elsewhere == ()
