@@ -62,7 +62,7 @@ INST = "0110100011"  # performs every kind (1次 only: not registered for 精検
 FOLLOW_INST = "0110100078"  # performs every kind and is registered for 精検
 RESULTS_TOPIC = "institution.results.v1"
 
-Input = tuple[m.ResidentChange | m.ScreeningResult, m.SourcePointer | None]
+Input = tuple[m.ResidentChange | m.ScreeningResult | m.ScreeningHistory, m.SourcePointer | None]
 
 
 # --- what the sinks end with ---------------------------------------------------------------------------------
@@ -172,6 +172,8 @@ def run(inputs: Iterable[Input], *, started_year: int = YEAR) -> tuple[dict[str,
             states[event.atena_no], out = steps.apply_change(
                 states[event.atena_no], event, CTX, started_year=started_year
             )
+        elif isinstance(event, m.ScreeningHistory):
+            states[event.atena_no], out = steps.apply_history(states[event.atena_no], event, CTX)
         else:
             states[event.atena_no], out = steps.apply_result(states[event.atena_no], event, CTX, source)
         for output in out:
@@ -180,12 +182,15 @@ def run(inputs: Iterable[Input], *, started_year: int = YEAR) -> tuple[dict[str,
 
 
 def in_order(inputs: Sequence[Input]) -> list[Input]:
-    """The canonical order: 住基 changes in fold order, then results by (発生日時, イベントID)."""
+    """The canonical order: 住基 changes in fold order, the previous town's history, then results by (発生日時,
+    イベントID)."""
     changes = [i for i in inputs if isinstance(i[0], m.ResidentChange)]
+    history = [i for i in inputs if isinstance(i[0], m.ScreeningHistory)]
     results = [i for i in inputs if isinstance(i[0], m.ScreeningResult)]
     changes.sort(key=lambda i: order_key(i[0]))  # type: ignore[arg-type]
+    history.sort(key=lambda i: str(i[0].event_id))
     results.sort(key=lambda i: (i[0].occurred_at, str(i[0].event_id)))
-    return changes + results
+    return changes + history + results
 
 
 def assert_same(got: dict[str, Any], want: dict[str, Any]) -> None:
@@ -395,7 +400,16 @@ def person_workload(draw: st.DrawFn) -> list[Input]:
             )
             primaries.append(result)
         results.append((result, m.SourcePointer(topic=RESULTS_TOPIC, partition=0, offset=offset)))
-    return [(c, None) for c in changes] + results
+    history: list[Input] = []
+    for n in range(draw(st.integers(0, 2))):  # screenings in the town the person came from (転入前の受診履歴)
+        kind, year = draw(st.sampled_from(KINDS)), draw(st.sampled_from([2023, 2024]))
+        record = m.ScreeningHistory(
+            event_id=_uuid(draw, ids), occurred_at=_at(date(2025, 5, 1), n), tenant=samples.TENANT,
+            source_system="kenshin-hub.connector", atena_no=ATENA, from_tenant="011002", record_id=f"KH{n}",
+            kind=kind, fiscal_year=year,
+        )  # fmt: skip
+        history.append((record, None))
+    return [(c, None) for c in changes] + history + results
 
 
 @settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
