@@ -359,6 +359,7 @@ def bench_hub(
             dead_letter_topic=dlq,
             engine=engine,
             source_system="kenshin-hub.bench",
+            batch_size=settings.stream_batch_size,  # as the processors and the sinks run
         ) as runner:
             deadline = time.monotonic() + RUN_TIMEOUT_S
             letters = failed = 0
@@ -495,6 +496,7 @@ def bench_runtime(
         "messages": float(messages),
         "partitions": float(partitions),
         "rounds": float(rounds),
+        "batch_size": float(settings.stream_batch_size),
         "value_bytes": float(size),
         "load_average": max(load),
         **{f"{kind}_msgs_s": statistics.median(rates[kind]) for kind in KINDS},
@@ -545,7 +547,8 @@ def report(results: dict[str, float], command: str) -> str:
         "- raw: per message the bytes consumed and produced again (idempotent acks=all zstd producer); nothing "
         "decoded, no state, no commits\n"
         "- hub: per message an Avro decode into the typed model (registry wire format, model invariants checked) "
-        "and an Avro encode of its output; per batch (≤500) ONE SQLite transaction: the stored offsets read "
+        f"and an Avro encode of its output; per batch (≤{int(results.get('batch_size', 500))}, "
+        "`KENSHIN_STREAM_BATCH_SIZE` as the processors and sinks run) ONE SQLite transaction: the stored offsets read "
         "(fenced) and written, the keys' counters read in one `SELECT … IN` and upserted, every encoded output "
         "written to the outbox (and deleted once its commit is confirmed); then the outputs produced, their "
         "acknowledgements awaited after the next batch's transaction, then the offsets committed to Kafka "

@@ -53,13 +53,6 @@ def produce(o: Office, outputs: Sequence[Output]) -> None:
         raise CommandError("the answer could not be sent to the broker; run the same command again to re-send it")
 
 
-def _token(o: Office) -> str:
-    try:
-        return o.session_file().read_text().strip()
-    except OSError:
-        return ""  # no session file: the attempt is recorded DENIED ("no session")
-
-
 @contextmanager
 def staff_operation(o: Office, role: str, operation: StaffOperationType,
                     target: str | None = None) -> Iterator[Session]:  # fmt: skip
@@ -69,7 +62,7 @@ def staff_operation(o: Office, role: str, operation: StaffOperationType,
     expired one, a locked or disabled account, or a missing role: recorded DENIED, and a :class:`CommandError`.
     """
     try:
-        with o.staff.operation(_token(o), role, operation, target) as session:
+        with o.staff.operation(o.token(), role, operation, target) as session:
             yield session
     except StaffError as exc:
         raise CommandError(str(exc)) from None
@@ -160,7 +153,7 @@ def cmd_retention(settings: Settings, args: argparse.Namespace) -> int:
     target = "retention run --dry-run" if dry_run else "retention run"
     with office(settings) as o:
         try:
-            session = o.staff.session(_token(o), operation, target)  # no valid session: recorded DENIED
+            session = o.staff.session(o.token(), operation, target)  # no valid session: recorded DENIED
         except StaffError as exc:
             raise CommandError(str(exc)) from None
         if "admin" not in session.roles:
@@ -227,7 +220,7 @@ def _read_password(args: argparse.Namespace, prompt: str, *, confirm: bool = Tru
 
 def _by(o: Office, operation: StaffOperationType, target: str | None) -> Session:
     try:
-        return o.staff.session(_token(o), operation, target)
+        return o.staff.session(o.token(), operation, target)
     except StaffError as exc:
         raise CommandError(str(exc)) from None
 
