@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from hub.audit import add_parsers as audit_parsers
 from hub.counter import add_parsers as counter_parsers
 from hub.errors import CommandError
 from hub.office import add_parsers as office_parsers
@@ -363,6 +364,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     office_parsers(sub)
     counter_parsers(sub)
+    audit_parsers(sub)
     review_parsers(sub)
 
     config = sub.add_parser("config", help="settings")

@@ -29,6 +29,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from hub.audit import add_person_export
 from hub.errors import CommandError
 from hub.office import office
 from hub.settings import Settings
@@ -293,6 +294,10 @@ def _searched(args: argparse.Namespace) -> str:
 def cmd_person(settings: Settings, args: argparse.Namespace) -> int:
     from hub.review import staff_operation  # hub.review imports hub.office
 
+    if args.action == "export":
+        from hub.audit import cmd_person_export
+
+        return cmd_person_export(settings, args)
     with office(settings) as o:
         if args.action == "find":
             if not (args.name or args.kana or args.birth):
@@ -326,4 +331,5 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     found.add_argument("--name", default=None)
     found.add_argument("--kana", default=None)
     found.add_argument("--birth", type=date.fromisoformat, default=None, help="YYYY-MM-DD")
+    add_person_export(person_sub)
     person.set_defaults(func=cmd_person)

@@ -21,7 +21,7 @@ import argparse
 import getpass
 import json
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
@@ -54,15 +54,15 @@ def produce(o: Office, outputs: Sequence[Output]) -> None:
 
 
 @contextmanager
-def staff_operation(o: Office, role: str, operation: StaffOperationType,
-                    target: str | None = None) -> Iterator[Session]:  # fmt: skip
+def staff_operation(o: Office, role: str, operation: StaffOperationType, target: str | None = None,
+                    detail: Callable[[], str | None] | None = None) -> Iterator[Session]:  # fmt: skip
     """The logged-in staff member, if they hold ``role``, for the work in the ``with`` block.
 
     Recorded after the block with its real outcome: SUCCESS, or FAILED with the error. No session, an unknown or an
     expired one, a locked or disabled account, or a missing role: recorded DENIED, and a :class:`CommandError`.
     """
     try:
-        with o.staff.operation(o.token(), role, operation, target) as session:
+        with o.staff.operation(o.token(), role, operation, target, detail) as session:
             yield session
     except StaffError as exc:
         raise CommandError(str(exc)) from None

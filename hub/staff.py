@@ -411,10 +411,11 @@ class StaffService:
         return session
 
     @contextmanager
-    def operation(self, token: str, role: str, operation: StaffOperationType,
-                  target: str | None = None) -> Iterator[Session]:  # fmt: skip
+    def operation(self, token: str, role: str, operation: StaffOperationType, target: str | None = None,
+                  detail: Callable[[], str | None] | None = None) -> Iterator[Session]:  # fmt: skip
         """The session if it holds ``role``, for the work in the ``with`` block, recorded after it as it went:
-        SUCCESS, or FAILED (with the error) if the block raised. No valid session or no role: DENIED, no work.
+        SUCCESS (with ``detail()``, what the work reports of itself), or FAILED (with the error) if the block raised.
+        No valid session or no role: DENIED, no work.
         """
         session = self._require(token, role, operation, target)
         try:
@@ -422,7 +423,7 @@ class StaffService:
         except BaseException as exc:
             self.record(session.staff_id, operation, OperationOutcome.FAILED, target, _failure_detail(exc))
             raise
-        self.record(session.staff_id, operation, OperationOutcome.SUCCESS, target)
+        self.record(session.staff_id, operation, OperationOutcome.SUCCESS, target, detail() if detail else None)
 
     # -- internals -------------------------------------------------------------------------------------------
 

@@ -227,6 +227,7 @@ class StaffOperationType(enum.StrEnum):
     ROLE_CHANGE = "ROLE_CHANGE"
     PASSWORD_CHANGE = "PASSWORD_CHANGE"  # noqa: S105 - an operation's name, not a password
     FISCAL_YEAR_START = "FISCAL_YEAR_START"
+    DATA_EXPORT = "DATA_EXPORT"  # 開示請求 (one person) or an auditor's export (a period), to a 0600 file
 
 
 class OperationOutcome(enum.StrEnum):

@@ -1,12 +1,13 @@
 """The whole path on the real broker: 住基 and results in, exact ledger, errors and invitations out in SQL; and the
 same tables whatever order the two input topics arrive in (withdrawals through Kafka, the runtime and the sinks)."""
 
+import json
 import re
 import time
 import uuid
 from collections import Counter
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,7 @@ from connectors.simulators.institution import ResultTruth
 from hub.counter import KIND_LABEL
 from hub.kafka import producer_config
 from hub.lag import wait_drained
+from hub.pii import key_file_of
 from hub.scenario import PROCESSOR_INPUTS, SINK_INPUTS, build, run_scenario
 from processors.app import APP_ID
 from processors.rules.eligibility import load_rules
@@ -26,7 +28,7 @@ from schemas.serde import TopicSerde, registry_client
 from sinks.runner import GROUP_ID as SINKS_GROUP
 from tests.integration.conftest import Endpoints
 from tests.integration.oracle import expected
-from tests.integration.pipeline import Pipeline, running_pipeline, tenant_code
+from tests.integration.pipeline import STAFF_ADMIN, STAFF_PASSWORD, Pipeline, running_pipeline, tenant_code
 from topics import catalog
 
 pytestmark = pytest.mark.integration
@@ -116,6 +118,17 @@ def test_known_population_through_the_pipeline(endpoints: Endpoints, tmp_path: P
     assert counter["find"].startswith(atena)
     assert f"('SHOW', 'person {atena}', 'SUCCESS')" in counter["operations"]
     assert "('LIST', 'person find kana birth=" in counter["operations"]
+    export = json.loads(Path(counter["person_file"]).read_text())
+    assert export["resident"]["atena_no"] == atena
+    assert {(e["kind"], e["fiscal_year"]) for e in export["ledger_entries"]} == {
+        (r["kind"], r["fiscal_year"]) for r in ledger if r["atena_no"] == atena
+    }
+    assert export["processor_state"]["log"]  # the processors' 住基 change log of the person, opened
+    audit_rows = [json.loads(line) for line in Path(counter["audit_file"]).read_text().splitlines()]
+    assert {a["row"]["operation"] for a in audit_rows if a["table"] == "staff_operations"} >= {"LOGIN", "SHOW"}
+    for file in (counter["person_file"], counter["audit_file"]):
+        assert Path(file).stat().st_mode & 0o777 == 0o600
+    assert f"('DATA_EXPORT', 'person {atena}', 'SUCCESS')" in counter["operations"]
 
     # Residents: every person with their final status; nobody who left or died was invited after leaving.
     got_residents = {r["atena_no"]: r for r in residents if r["tenant"] == tenant}
@@ -165,12 +178,23 @@ def _counter_view(
     open_error = {str(e["atena_no"]) for e in errors if e["status"] == m.ErrorStatus.OPEN.value}
     atena = sorted({str(r["atena_no"]) for r in ledger} & open_error)[0]
     env = {"KENSHIN_STATE_DIR": str(pipeline.workdir / "staff-state"), **pipeline.env}
+    env["KENSHIN_PII_KEY_FILE"] = str(key_file_of(pipeline.settings))  # the staff tools open what the processes seal
     [person] = [r for r in pipeline.rows("residents") if r["atena_no"] == atena]
     show = pipeline.cli("person", "show", atena, "--year", str(YEAR), env=env).stdout
     found = pipeline.cli("person", "find", "--kana", str(person["name_kana"]), "--birth", str(person["birth_date"]),
                          env=env).stdout  # fmt: skip
+    # 開示請求 and the auditor's export, by the admin
+    pipeline.cli("login", STAFF_ADMIN, "--password-stdin", stdin=STAFF_PASSWORD, env=env)
+    person_file, audit_file = pipeline.workdir / "person.json", pipeline.workdir / "audit.jsonl"
+    pipeline.cli("person", "export", atena, "--out", str(person_file), env=env)
+    today = datetime.now(UTC).date()
+    pipeline.cli("audit", "export", "--from", str(today - timedelta(days=1)), "--to", str(today + timedelta(days=1)),
+                 "--out", str(audit_file), env=env)  # fmt: skip
     operations = [(r["operation"], r["target"], r["outcome"]) for r in pipeline.rows("staff_operations")]
-    return {"atena": atena, "show": show, "find": found, "operations": repr(operations)}
+    return {
+        "atena": atena, "show": show, "find": found, "operations": repr(operations),
+        "person_file": str(person_file), "audit_file": str(audit_file),
+    }  # fmt: skip
 
 
 def _fukuhon(endpoints: Endpoints, registry_url: str, tenant: str) -> list[m.FukuhonRegistration]:
