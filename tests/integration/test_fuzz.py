@@ -98,6 +98,7 @@ SINKS_STEP = "sinks.decode"
 PROCESSOR_STEPS = {
     catalog.RESIDENT_CHANGES.name: "residents.apply",
     catalog.INSTITUTION_RESULTS.name: "results.match",
+    catalog.LEDGER_HISTORY.name: "history.apply",
     catalog.HUB_COMMANDS.name: "commands.apply",
 }
 
@@ -173,6 +174,7 @@ def _copy(topic: Topic, unique: str, dlq: bool = False) -> Topic:
 class Wiring:
     juki: Topic
     results: Topic
+    history: Topic
     commands: Topic
     residents: Topic
     ledger: Topic
@@ -185,7 +187,12 @@ class Wiring:
     @property
     def processor_inputs(self) -> dict[Topic, Topic]:
         c = catalog
-        return {self.juki: c.RESIDENT_CHANGES, self.results: c.INSTITUTION_RESULTS, self.commands: c.HUB_COMMANDS}
+        return {
+            self.juki: c.RESIDENT_CHANGES,
+            self.results: c.INSTITUTION_RESULTS,
+            self.history: c.LEDGER_HISTORY,
+            self.commands: c.HUB_COMMANDS,
+        }
 
     @property
     def processor_outputs(self) -> dict[Topic, Topic]:
@@ -224,6 +231,7 @@ def wiring(endpoints: Endpoints, admin: AdminClient, unique: str) -> Wiring:
     w = Wiring(
         juki=_copy(catalog.RESIDENT_CHANGES, unique, dlq=True),
         results=_copy(catalog.INSTITUTION_RESULTS, unique, dlq=True),
+        history=_copy(catalog.LEDGER_HISTORY, unique, dlq=True),
         commands=_copy(catalog.HUB_COMMANDS, unique),
         residents=_copy(catalog.RESIDENTS, unique),
         ledger=_copy(catalog.LEDGER_ENTRIES, unique),
@@ -339,6 +347,17 @@ def invitation(rng: random.Random, atena_no: str) -> m.Invitation:
     )
 
 
+def screening_history(rng: random.Random, atena_no: str) -> m.ScreeningHistory:
+    return m.ScreeningHistory(
+        **_header("kenshin-hub.connector"),
+        atena_no=atena_no,
+        from_tenant="011002",
+        record_id=f"KH{_digits(rng, 10)}",
+        kind=rng.choice(list(m.ScreeningKind)),
+        fiscal_year=2025,
+    )
+
+
 TABLES: dict[type[m.Event], tuple[sa.Table, Callable[[Any], dict[str, Any]]]] = {
     # the fuzz's states carry their 個人番号 in clear (records from before the processors sealed it): no key opens them
     m.ResidentState: (residents, lambda state: resident_row(state, PiiKeys.generate())),
@@ -384,6 +403,12 @@ PLANS: dict[str, Plan] = {
             (("reception_no",), "", "reception_no (受付番号) is empty"),
             (("stage",), "FOLLOW_UP", "a FOLLOW_UP result carries 'follow_up' and no 'primary'"),
         ),
+    ),
+    "history": Plan(
+        screening_history,
+        {("kind",): "ScreeningKind"},
+        tenant_codes=(("tenant",), ("from_tenant",)),
+        invariants=((("record_id",), "", "needs its 宛名番号 and record id"),),
     ),
     "commands": Plan(command, {("command",): "CommandType"}, unknown_symbol=("unknown command", "ValueError")),
     # a bad 個人番号 on a ResidentState: test_a_resident_state_with_a_bad_my_number_is_not_valid
@@ -877,6 +902,7 @@ def test_100k_malformed_messages_crash_nothing_and_each_gets_one_dead_letter(
     roles = {
         "juki": wiring.juki,
         "results": wiring.results,
+        "history": wiring.history,
         "commands": wiring.commands,
         "residents": wiring.residents,
         "ledger": wiring.ledger,
