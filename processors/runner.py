@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 
+from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 from prometheus_client import CollectorRegistry
 from sqlalchemy.engine import Engine
 
 from hub.access import load_access
+from hub.engine.retry import Backoff, describe_error
 from hub.engine.runner import Runner
 from hub.engine.serve import serve_runner
 from hub.errors import CommandError
@@ -62,11 +65,27 @@ def build(
     )
 
 
+def cluster_topics(settings: Settings, backoff: Backoff | None = None) -> set[str]:
+    """The topics the cluster shows this principal. A broker that does not answer (down, electing, overloaded) is an
+    outage, not a reason to exit: asked again with back-off until it answers (CI lost a run of the processors to a
+    metadata timeout while a broker of three was down).
+    """
+    backoff = backoff if backoff is not None else Backoff()
+    admin = AdminClient(dict(settings.kafka_config()))
+    while True:
+        try:
+            return set(admin.list_topics(timeout=30).topics)
+        except KafkaException as exc:
+            delay = backoff.failed()
+            log.warning("the cluster's metadata did not come (%s); asking again in %.1fs", describe_error(exc), delay)
+            time.sleep(delay)
+
+
 def run_processors(settings: Settings) -> int:
     # The topics they read and write (topics/access.toml): on a secured cluster they see no others.
     grant = load_access()["processors"]
-    metadata = AdminClient(dict(settings.kafka_config())).list_topics(timeout=30)
-    missing = [name for name in (*grant.read, *grant.writes()) if name not in metadata.topics]
+    topics = cluster_topics(settings)
+    missing = [name for name in (*grant.read, *grant.writes()) if name not in topics]
     if missing:
         raise CommandError(f"topics missing on the cluster: {', '.join(missing)} (run `kenshin-hub setup`)")
     return serve_runner(settings, "processors", lambda metrics, beat: build(settings, metrics, beat))

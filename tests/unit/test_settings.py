@@ -179,3 +179,28 @@ def test_the_stream_processes_take_their_batch_size_from_the_settings(tmp_path: 
             assert runner.batch_size == 321
         finally:
             runner.close()
+
+
+def test_the_processors_wait_for_the_clusters_metadata_instead_of_exiting(monkeypatch: pytest.MonkeyPatch) -> None:
+    from confluent_kafka import KafkaError, KafkaException
+
+    import processors.runner as processors_runner
+    from hub.engine.retry import Backoff
+
+    asked: list[float] = []
+
+    class SlowCluster:  # times out twice (a broker of three down, the controller electing), then answers
+        def __init__(self, conf: dict[str, str]) -> None:
+            pass
+
+        def list_topics(self, timeout: float) -> object:
+            asked.append(timeout)
+            if len(asked) < 3:
+                raise KafkaException(KafkaError(KafkaError._TIMED_OUT, "Failed to get metadata: Local: Timed out"))
+            return type("Metadata", (), {"topics": {"juki.resident-changes.v1": None}})()
+
+    monkeypatch.setattr(processors_runner, "AdminClient", SlowCluster)
+    backoff = Backoff(initial_s=0.0, max_s=0.0)
+    settings = load_settings({"KENSHIN_KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1"})
+    assert processors_runner.cluster_topics(settings, backoff) == {"juki.resident-changes.v1"}
+    assert (len(asked), backoff.failures) == (3, 2)
