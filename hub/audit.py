@@ -28,6 +28,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from hub.counter import rows
 from hub.errors import CommandError
 from hub.office import office
 from hub.pii import default_keys
@@ -61,7 +62,7 @@ def _jsonable(value: Any) -> Any:
 
 
 def _rows(conn: Connection, query: sa.Select[Any]) -> list[dict[str, Any]]:
-    return [{k: _jsonable(v) for k, v in r._mapping.items()} for r in conn.execute(query)]
+    return [{k: _jsonable(v) for k, v in r.items()} for r in rows(conn, query)]
 
 
 def person_document(conn: Connection, processors: Connection | None, tenant: str, atena_no: str) -> dict[str, Any]:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -29,7 +30,6 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from hub.audit import add_person_export
 from hub.errors import CommandError
 from hub.office import office
 from hub.settings import Settings
@@ -68,7 +68,7 @@ class PersonView:
     invitations: list[dict[str, Any]]
 
 
-def _rows(conn: Connection, query: sa.Select[Any]) -> list[dict[str, Any]]:
+def rows(conn: Connection, query: sa.Select[Any]) -> list[dict[str, Any]]:
     return [dict(r._mapping) for r in conn.execute(query)]
 
 
@@ -128,14 +128,14 @@ def _origin(where: str) -> str:
 def person_view(conn: Connection, tenant: str, atena_no: str, year: int, rules: EligibilityRules) -> PersonView:
     """Everything the counter shows of one resident of ``tenant`` (a :class:`CommandError` if there is none)."""
     r = residents
-    found = _rows(conn, sa.select(r).where(r.c.tenant == tenant, r.c.atena_no == atena_no))
+    found = rows(conn, sa.select(r).where(r.c.tenant == tenant, r.c.atena_no == atena_no))
     if not found:
         raise CommandError(f"no resident {atena_no} in {tenant}")
     resident = {k: v for k, v in found[0].items() if k not in ("my_number_enc", "my_number_hash")}
     le, lv, lh = ledger_entries, ledger_versions, ledger_history
     mine = (le.c.tenant == tenant) & (le.c.atena_no == atena_no)
-    ledger = _rows(conn, sa.select(le).where(mine).order_by(le.c.fiscal_year.desc(), le.c.kind))
-    versions = _rows(
+    ledger = rows(conn, sa.select(le).where(mine).order_by(le.c.fiscal_year.desc(), le.c.kind))
+    versions = rows(
         conn,
         sa.select(lv)
         .where(lv.c.tenant == tenant, lv.c.atena_no == atena_no)
@@ -153,21 +153,21 @@ def person_view(conn: Connection, tenant: str, atena_no: str, year: int, rules: 
         for (k, fy), vs in sorted(by_entry.items(), key=lambda item: (-item[0][1], item[0][0]))
         if (k, fy) not in standing
     ]
-    history = _rows(
+    history = rows(
         conn,
         sa.select(lh)
         .where(lh.c.tenant == tenant, lh.c.atena_no == atena_no)
         .order_by(lh.c.fiscal_year.desc(), lh.c.record_id),
     )
     se = screening_errors
-    errors = _rows(
+    errors = rows(
         conn,
         sa.select(se)
         .where(se.c.tenant == tenant, se.c.atena_no == atena_no, se.c.status == ErrorStatus.OPEN.value)
         .order_by(se.c.detected_at),
     )
     inv = invitations
-    sent = _rows(
+    sent = rows(
         conn,
         sa.select(inv)
         .where(inv.c.tenant == tenant, inv.c.atena_no == atena_no)
@@ -217,9 +217,7 @@ def render(view: PersonView) -> str:
     for e in view.eligibility:
         verdict = ("対象" + (f": {e.reason}" if e.reason else "")) if e.eligible else f"対象外: {e.reason}"
         lines.append(f"  {_pad(KIND_LABEL[e.kind], 14)}{verdict}")
-    lines += ["", "台帳:"]
-    if not view.ledger:
-        lines.append("  (なし)")
+    lines += ["", "台帳:"] + ([] if view.ledger else ["  (なし)"])
     for entry in view.ledger:
         if "version" in entry:
             follow = f", 精検 {entry['followup_judgement']}" if entry["followup_judgement"] else ""
@@ -239,31 +237,35 @@ def render(view: PersonView) -> str:
                 f"      v{v['version']} {v['recorded_at']:%Y-%m-%d %H:%M} 受付 {v['reception_no']} "
                 f"{v['exam_date'].isoformat()} {v['institution_code']}{follow}{mark}"
             )
-    lines += ["", "転入前の受診履歴:"]
-    if not view.history:
-        lines.append("  (なし)")
-    for h in view.history:
-        lines.append(
+    lines += _section(
+        "転入前の受診履歴:",
+        view.history,
+        lambda h: (
             f"  {h['fiscal_year'] or '-'} {_kind(h['kind'])} from {h['from_tenant']} (記録 {h['record_id']}, "
             f"{h['received_at']:%Y-%m-%d} 受信)"
-        )
-    lines += ["", "未処理のエラー:"]
-    if not view.errors:
-        lines.append("  (なし)")
-    for err in view.errors:
-        lines.append(
-            f"  {err['reception_no']} {_kind(err['kind'])}{err['stage']} {err['reasons']} "
-            f"({err['detected_at']:%Y-%m-%d} 検出)"
-        )
-    lines += ["", "勧奨・通知:"]
-    if not view.invitations:
-        lines.append("  (なし)")
-    for i in view.invitations:
-        lines.append(
+        ),
+    )
+    lines += _section(
+        "未処理のエラー:",
+        view.errors,
+        lambda e: (
+            f"  {e['reception_no']} {_kind(e['kind'])}{e['stage']} {e['reasons']} ({e['detected_at']:%Y-%m-%d} 検出)"
+        ),
+    )
+    lines += _section(
+        "勧奨・通知:",
+        view.invitations,
+        lambda i: (
             f"  {i['fiscal_year']} {_kind(i['kind'])} {i['invitation_type']} ({i['trigger']}, "
             f"{i['issued_at']:%Y-%m-%d})"
-        )
+        ),
+    )
     return "\n".join(lines)
+
+
+def _section(title: str, rows: list[dict[str, Any]], line: Callable[[dict[str, Any]], str]) -> list[str]:
+    """A titled block of the view: one line per row, or (なし)."""
+    return ["", title, *([line(r) for r in rows] or ["  (なし)"])]
 
 
 def find(
@@ -280,7 +282,7 @@ def find(
         query = query.where(r.c.name_kana.contains(kana, autoescape=True))
     if birth is not None:
         query = query.where(r.c.birth_date == birth)
-    return _rows(conn, query.order_by(r.c.name_kana, r.c.atena_no).limit(FIND_LIMIT + 1))
+    return rows(conn, query.order_by(r.c.name_kana, r.c.atena_no).limit(FIND_LIMIT + 1))
 
 
 def _searched(args: argparse.Namespace) -> str:
@@ -322,6 +324,8 @@ def cmd_person(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from hub.audit import add_person_export  # hub.audit reads through this module's rows
+
     person = sub.add_parser("person", help="窓口: one resident's record, eligibility and history (health role)")
     person_sub = person.add_subparsers(dest="action", required=True)
     show = person_sub.add_parser("show", help="one resident: eligibility this year, 台帳 with versions, history")

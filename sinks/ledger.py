@@ -81,23 +81,24 @@ def ledger_row(entry: LedgerEntry) -> Row:
 VERSION_KEY = ("tenant", "atena_no", "kind", "fiscal_year", "version")
 
 
+_VERSION_COLUMNS = (
+    *VERSION_KEY,
+    "reception_no",
+    "exam_date",
+    "institution_code",
+    "follow_up_required",
+    "followup_judgement",
+    "source_event_id",
+)
+
+
 def version_row(entry: LedgerEntry) -> Row:
     """One version of an entry as ``ledger_versions`` keeps it (a withdrawal too: the entry no longer stands)."""
-    follow_up = entry.follow_up
+    row = ledger_row(entry)
     return {
-        "tenant": entry.tenant,
-        "atena_no": entry.atena_no,
-        "kind": entry.kind.value,
-        "fiscal_year": entry.fiscal_year,
-        "version": entry.version,
+        **{c: row[c] for c in _VERSION_COLUMNS},
         "withdrawn": entry.withdrawn,
-        "reception_no": entry.reception_no,
-        "exam_date": entry.exam_date,
-        "institution_code": entry.institution_code,
-        "follow_up_required": entry.primary.follow_up_required,
-        "followup_judgement": follow_up.findings.judgement.value if follow_up is not None else None,
-        "source_event_id": str(entry.source_event_id),
-        "recorded_at": entry.occurred_at,
+        "recorded_at": row["updated_at"],
     }
 
 
