@@ -90,9 +90,13 @@ def run_scenario(
     echo: Callable[[str], None] = lambda line: print(line, file=sys.stderr),
     chunks: int = 1,
     on_chunk: Callable[[str, int], None] | None = None,
+    check: Callable[[], None] | None = None,
 ) -> ScenarioRun:
     """Publish the scenario stage by stage; ``on_chunk(stage, i)`` runs after each of ``chunks`` parts of a stage
     (the fault tests kill processes there).
+
+    ``check`` runs at every turn of every drain wait: a caller that runs the processes itself raises there when one
+    has died, so the scenario fails at once instead of waiting ``timeout_s`` on a dead child.
     """
     city, plan = build(seed, size, settings.tenant, fiscal_year, dirty_share)
     run = ScenarioRun(city, plan)
@@ -110,18 +114,18 @@ def run_scenario(
                 run.published[name] += publish(producer, serde, part, progress=progress, label=name)
                 if on_chunk is not None:
                     on_chunk(name, i)
-            wait_drained(conf, APP_ID, PROCESSOR_INPUTS, timeout_s=timeout_s)
+            wait_drained(conf, APP_ID, PROCESSOR_INPUTS, timeout_s=timeout_s, check=check)
             run.timings[name] = time.monotonic() - started
             echo(f"  {name}: {run.published[name]} events in {run.timings[name]:.1f}s")
 
         stage("住基 population", catalog.RESIDENT_CHANGES, city.initial)
         started = time.monotonic()
         start_fiscal_year()
-        wait_drained(conf, APP_ID, PROCESSOR_INPUTS, timeout_s=timeout_s)
+        wait_drained(conf, APP_ID, PROCESSOR_INPUTS, timeout_s=timeout_s, check=check)
         run.timings["年度開始"] = time.monotonic() - started
         stage("住基異動", catalog.RESIDENT_CHANGES, city.changes)
         stage("検診結果", catalog.INSTITUTION_RESULTS, plan.results)
         started = time.monotonic()
-        wait_drained(conf, SINKS_GROUP, SINK_INPUTS, timeout_s=timeout_s)
+        wait_drained(conf, SINKS_GROUP, SINK_INPUTS, timeout_s=timeout_s, check=check)
         run.timings["SQL sinks"] = time.monotonic() - started
     return run

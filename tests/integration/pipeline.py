@@ -108,6 +108,11 @@ class Pipeline:
         """Workers that ended on their own (a crash), with their exit codes."""
         return {name: code for name, proc in self.procs.items() if (code := proc.poll()) is not None}
 
+    def check(self) -> None:
+        """Fail at once when a worker has died on its own (run_scenario's drain waits call it at every turn)."""
+        if dead := self.exited():
+            raise AssertionError(f"workers exited on their own: {dead}\n{self.log_tails()}")
+
     def log_tails(self, lines: int = 25) -> str:
         """The last lines of every worker's log (kept or killed), for a failure's message: what each was doing."""
         out = []

@@ -29,7 +29,7 @@ def _run(endpoints: Endpoints, workdir: Path, tenant: str, kills: dict[tuple[str
 
         run = run_scenario(
             pipeline.settings, seed=SEED, size=SIZE, fiscal_year=YEAR, dirty_share=0.1, progress=False, chunks=4,
-            on_chunk=on_chunk, start_fiscal_year=lambda: pipeline.start_year(YEAR),
+            on_chunk=on_chunk, start_fiscal_year=lambda: pipeline.start_year(YEAR), check=pipeline.check,
             timeout_s=600,
         )  # fmt: skip
         assert sum(run.published.values()) > 4000

@@ -98,7 +98,7 @@ def _run_pipeline(
         run = run_scenario(
             pipeline.settings, seed=SEED, size=SIZE, fiscal_year=YEAR, dirty_share=0.1, progress=False, chunks=CHUNKS,
             on_chunk=None if fault is None else lambda stage, i: fault(pipeline, stage, i),
-            start_fiscal_year=lambda: pipeline.start_year(YEAR), timeout_s=600,
+            start_fiscal_year=lambda: pipeline.start_year(YEAR), check=pipeline.check, timeout_s=600,
         )  # fmt: skip
         assert sum(run.published.values()) > 4000
         exited = {what: proc.returncode for what, proc in pipeline.procs.items() if proc.poll() is not None}

@@ -50,7 +50,7 @@ def test_known_population_through_the_pipeline(endpoints: Endpoints, tmp_path: P
     with running_pipeline(endpoints, tmp_path, tenant) as pipeline:
         run = run_scenario(
             pipeline.settings, seed=SEED, size=SIZE, fiscal_year=YEAR, dirty_share=0.2, progress=False,
-            start_fiscal_year=lambda: pipeline.start_year(YEAR), timeout_s=300,
+            start_fiscal_year=lambda: pipeline.start_year(YEAR), check=pipeline.check, timeout_s=300,
         )  # fmt: skip
         ledger = pipeline.rows("ledger_entries")
         errors = pipeline.rows("screening_errors")

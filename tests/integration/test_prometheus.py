@@ -163,7 +163,7 @@ def test_prometheus_scrapes_the_hub_during_a_load(
     # --- the load: a small city through the pipeline, garbage on the 住基 topic, staff logins -------------------
     run = run_scenario(
         pipeline.settings, seed=SEED, size=SIZE, fiscal_year=YEAR, dirty_share=0.3, progress=False,
-        start_fiscal_year=lambda: pipeline.start_year(YEAR), timeout_s=180,
+        start_fiscal_year=lambda: pipeline.start_year(YEAR), check=pipeline.check, timeout_s=180,
         echo=lambda _line: None,
     )  # fmt: skip
     garbage_key = f"{pipeline.settings.tenant}:0000000000".encode()

@@ -63,7 +63,7 @@ def _run(endpoints: Endpoints, workdir: Path, tenant: str, url: str, stormy: boo
             run = run_scenario(
                 pipeline.settings, seed=SEED, size=SIZE, fiscal_year=YEAR, dirty_share=0.1, progress=False,
                 chunks=CHUNKS if stormy else 1, on_chunk=storm,
-                start_fiscal_year=lambda: pipeline.start_year(YEAR), timeout_s=900,
+                start_fiscal_year=lambda: pipeline.start_year(YEAR), check=pipeline.check, timeout_s=900,
             )  # fmt: skip
         except TimeoutError as exc:  # a stall: say what every worker was doing, and what the storm did
             actions = storm.actions if storm is not None else []

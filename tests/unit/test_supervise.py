@@ -11,6 +11,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -236,3 +237,32 @@ def test_run_all_stops_its_children_on_sigterm(tmp_path: Path) -> None:
 def test_stopped_is_a_keyboard_interrupt() -> None:
     """The CLI's KeyboardInterrupt branch (exit 130) covers SIGTERM/SIGHUP in the demo as well."""
     assert isinstance(Stopped(signal.SIGTERM), KeyboardInterrupt)
+
+
+def test_the_scenario_checks_its_processes_at_every_drain_wait(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A caller that runs the processes itself (the integration tests' Pipeline) hands run_scenario a check: a dead
+    worker then fails the first drain wait at once, before Kafka is asked anything, instead of costing timeout_s."""
+    import contextlib
+
+    from hub import scenario
+    from hub.settings import load_settings
+
+    city = SimpleNamespace(initial=["a", "b"], changes=["c"])
+    plan = SimpleNamespace(results=["d"])
+    monkeypatch.setattr(scenario, "build", lambda *_args: (city, plan))
+    monkeypatch.setattr(scenario, "registry_client", lambda _conf: contextlib.nullcontext(None))
+    monkeypatch.setattr(scenario, "Producer", lambda _conf: None)
+    monkeypatch.setattr(scenario, "TopicSerde", lambda _topic, _registry: None)
+    monkeypatch.setattr(scenario, "publish", lambda _p, _s, events, **_kw: len(events))
+    calls: list[str] = []
+
+    def dead() -> None:
+        calls.append("check")
+        raise RuntimeError("processors exited with code 1")
+
+    began = time.monotonic()
+    with pytest.raises(RuntimeError, match="processors exited"):
+        scenario.run_scenario(load_settings({"KENSHIN_STATE_DIR": str(tmp_path)}), seed=1, size=2, fiscal_year=2026,
+                              start_fiscal_year=lambda: None, progress=False, timeout_s=600, check=dead)  # fmt: skip
+    assert calls == ["check"]
+    assert time.monotonic() - began < BOUND_S
