@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 
@@ -76,6 +77,9 @@ _OUTPUT_TOPICS: dict[type[m.Event], Topic] = {
     m.ResidentState: catalog.RESIDENTS,
 }
 _CHUNK = 500  # keys per SELECT … IN
+# People whose decoded state is kept between batches (_Decoded). A state is a few KiB; this bounds the memory, and
+# a city larger than this is decoded from the store for its people not among the last this many.
+DECODED_PEOPLE = 20_000
 COMMAND_SLICE = 2_000  # residents per slice of a 年度開始 (the rest follows in a continuation command)
 
 
@@ -115,11 +119,47 @@ _NEW, _UPDATED = 1, 2
 
 @dataclass
 class _Person:
+    """A person of the batch: the state acted on, and the state and texts as they stand in the store.
+
+    ``stored`` is the state ``log_text`` / ``book_text`` (the columns, the log sealed) decode to. A half of the
+    state that a step did not replace is written back as the text it was read as: a result changes the book only,
+    a 住基 change the log (and the book only when matching again changes it).
+    """
+
     key: str
     state: PersonState
     partition: int
     tenant: str
     dirty: bool = False
+    stored: PersonState | None = None
+    log_text: str | None = None
+    book_text: str | None = None
+
+
+class _Decoded(OrderedDict[str, tuple[str | None, str | None, PersonState, int]]):
+    """The states last read or written, with the texts they were stored as; least recently used first, bounded.
+
+    A state is taken from here only when the row now holds exactly those texts (the sealed log's nonce makes each
+    write's text unique), so a batch rolled back, a partition that another worker moved on, or a store changed
+    behind the process's back is decoded from the row again: the store stays the only truth.
+    """
+
+    def __init__(self, bound: int) -> None:
+        super().__init__()
+        self.bound = bound
+
+    def get_state(self, key: str, log_text: str | None, book_text: str | None) -> PersonState | None:
+        hit = self.get(key)
+        if hit is None or hit[0] != log_text or hit[1] != book_text:
+            return None
+        self.move_to_end(key)
+        return hit[2]
+
+    def put(self, key: str, log_text: str | None, book_text: str | None, state: PersonState, partition: int) -> None:
+        self[key] = (log_text, book_text, state, partition)
+        self.move_to_end(key)
+        while len(self) > self.bound:
+            self.popitem(last=False)
 
 
 class Processors(Handler):
@@ -132,6 +172,7 @@ class Processors(Handler):
         self.metrics = metrics
         self.ctx = ctx if ctx is not None else Context(load_rules(), load_institutions(), load_fukuhon_policy())
         self.pii = pii  # the keys of the sealed change logs (default: hub.pii.default_keys, the settings' key file)
+        self._decoded = _Decoded(DECODED_PEOPLE)
 
     def setup(self, engine: Engine) -> None:
         require_head(engine, PROCESSORS_MIGRATIONS)
@@ -218,14 +259,12 @@ class Processors(Handler):
             query = query.where(people.c.key > command.after_key)
         rows = conn.execute(query.order_by(people.c.key).limit(COMMAND_SLICE)).all()
         out: list[Output] = []
-        keys = self._pii()
         for key, log_text, book_text in rows:
             known = persons.get(key)
             if known is not None:
                 state = known.state
             else:
-                opened = open_log(log_text, keys, command.tenant, key)
-                state = PersonState(decode_log(opened), decode_state_book(book_text))
+                state = self._state(command.tenant, key, command.partition, log_text, book_text)
             out.extend((catalog.INVITATIONS, n) for n in year_start_notices(state, command.fiscal_year, self.ctx))
         if len(rows) == COMMAND_SLICE:
             last = str(rows[-1][0])
@@ -265,15 +304,23 @@ class Processors(Handler):
     def _load(self, conn: Connection, deliveries: Sequence[Delivery]) -> dict[str, _Person]:
         keys = sorted({d.topic.key_of(d.event) for d in deliveries if not isinstance(d.event, m.HubCommand)})
         persons: dict[str, _Person] = {}
-        pii = self._pii()
         for i in range(0, len(keys), _CHUNK):
             query = sa.select(people.c.key, people.c.tenant, people.c.partition, people.c.log, people.c.book).where(
                 people.c.key.in_(keys[i : i + _CHUNK])
             )
             for key, tenant, partition, log_text, book_text in conn.execute(query):
-                state = PersonState(decode_log(open_log(log_text, pii, tenant, key)), decode_state_book(book_text))
-                persons[key] = _Person(key, state, int(partition), tenant)
+                state = self._state(tenant, key, int(partition), log_text, book_text)
+                persons[key] = _Person(key, state, int(partition), tenant, False, state, log_text, book_text)
         return persons
+
+    def _state(self, tenant: str, key: str, partition: int, log_text: str | None, book_text: str | None) -> PersonState:
+        """The state a row's texts stand for: the one decoded or written last when the row still holds its texts."""
+        state = self._decoded.get_state(key, log_text, book_text)
+        if state is None:
+            opened = open_log(log_text, self._pii(), tenant, key)
+            state = PersonState(decode_log(opened), decode_state_book(book_text))
+            self._decoded.put(key, log_text, book_text, state, partition)
+        return state
 
     def _store(self, conn: Connection, persons: Iterable[_Person]) -> None:
         rows = []
@@ -281,17 +328,26 @@ class Processors(Handler):
         for p in persons:
             if not p.dirty:
                 continue
+            stored = p.stored
+            if stored is None or p.state.log is not stored.log:
+                p.log_text = seal_log(encode_log(p.state.log), pii, p.tenant, p.key)
+            if stored is None or p.state.book is not stored.book:
+                p.book_text = encode_state_book(p.state.book)
             rows.append(
-                {
-                    "key": p.key,
-                    "tenant": p.tenant,
-                    "partition": p.partition,
-                    "log": seal_log(encode_log(p.state.log), pii, p.tenant, p.key),
-                    "book": encode_state_book(p.state.book),
-                }
+                {"key": p.key, "tenant": p.tenant, "partition": p.partition, "log": p.log_text, "book": p.book_text}
             )
-            p.dirty = False
+            p.stored, p.dirty = p.state, False
+            self._decoded.put(p.key, p.log_text, p.book_text, p.state, p.partition)
         upsert(conn, people, rows, ["key"])
+
+    def revoked(self, partitions: Sequence[tuple[str, int]]) -> None:
+        """Another worker acts on these partitions now: the states decoded for them are let go.
+
+        They would not be taken anyway once that worker writes their rows; this frees the memory.
+        """
+        gone = {p for topic, p in partitions if topic in STEPS}
+        for key in [k for k, (*_texts, partition) in self._decoded.items() if partition in gone]:
+            del self._decoded[key]
 
     def committed(self, deliveries: Sequence[Delivery], outcomes: Sequence[Outcome]) -> None:
         """Count what the batch changed, not the records it emitted (re-emissions, versions that only count inputs):

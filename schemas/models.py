@@ -308,6 +308,9 @@ class HPyloriFindings(AvroRecord):
     test_result: HPyloriResult
 
 
+_KIND_BLOCKS = tuple(k.block for k in ScreeningKind)  # PrimaryFindings' blocks in kind order (checked per result)
+
+
 @dataclass(frozen=True, kw_only=True)
 class PrimaryFindings(AvroRecord):
     follow_up_required: bool
@@ -323,7 +326,7 @@ class PrimaryFindings(AvroRecord):
 
     def blocks(self) -> list[str]:
         """Names of the kind-specific blocks that are present."""
-        return [k.block for k in ScreeningKind if getattr(self, k.block) is not None]
+        return [block for block in _KIND_BLOCKS if getattr(self, block) is not None]
 
     def check_kind(self, kind: ScreeningKind) -> None:
         if self.blocks() != [kind.block]:

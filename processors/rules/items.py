@@ -61,13 +61,21 @@ def primary_items(kind: ScreeningKind) -> tuple[str, ...]:
     return (*_SHARED, *(f"{kind.block}.{f.name}" for f in dataclasses.fields(_BLOCKS[kind])))
 
 
+# Each kind's block of PrimaryFindings: its attribute, and its fields with their names in ``items.toml`` (made once:
+# every result's items are checked, once per result each time its person's book is derived).
+_BLOCK_ITEMS: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = tuple(
+    (kind.block, tuple((f.name, f"{kind.block}.{f.name}") for f in dataclasses.fields(_BLOCKS[kind])))
+    for kind in ScreeningKind
+)
+
+
 def carried_primary(findings: PrimaryFindings) -> set[str]:
     """The items a 1次 carries (not null), named as in ``items.toml``; a block of any kind counts."""
     out = {name for name in _SHARED if getattr(findings, name) is not None}
-    for kind in ScreeningKind:
-        block = getattr(findings, kind.block)
+    for attribute, items in _BLOCK_ITEMS:
+        block = getattr(findings, attribute)
         if block is not None:
-            out |= {f"{kind.block}.{f.name}" for f in dataclasses.fields(block) if getattr(block, f.name) is not None}
+            out.update(item for name, item in items if getattr(block, name) is not None)
     return out
 
 

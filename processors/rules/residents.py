@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field
 from datetime import date, datetime
+from typing import Any
 
 from schemas.models import (
     PersonIdentity,
@@ -35,9 +36,14 @@ def order_key(change: ResidentChange) -> tuple[date, datetime, str]:
 
 @dataclass(frozen=True)
 class PersonLog:
-    """Every distinct change of one person, in fold order."""
+    """Every distinct change of one person, in fold order.
+
+    The folds it answers (:meth:`state`, :meth:`identity_on`) are remembered on the instance: a log never changes
+    (a new change makes a new log), and one event asks them again for every result of the person's book.
+    """
 
     changes: tuple[ResidentChange, ...] = ()
+    _folds: dict[date | None, ResidentState | None] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def add(self, change: ResidentChange) -> tuple[PersonLog, bool]:
         """The log with ``change`` added, and whether it was new (False for a duplicate イベントID)."""
@@ -46,7 +52,7 @@ class PersonLog:
         return PersonLog(tuple(sorted((*self.changes, change), key=order_key))), True
 
     def state(self) -> ResidentState | None:
-        return fold(self.changes)
+        return self._fold_until(None)
 
     def resident_on(self, day: date) -> bool:
         """Was the person a resident on ``day``? Walks every period (a person may leave and come back)."""
@@ -62,35 +68,47 @@ class PersonLog:
 
     def identity_on(self, day: date) -> PersonIdentity | None:
         """基本5情報 as registered at the end of ``day`` (None when not yet known)."""
-        state = fold(c for c in self.changes if c.change_date <= day)
+        state = self._fold_until(day)
         return state.person if state else None
 
+    def _fold_until(self, day: date | None) -> ResidentState | None:
+        """The fold of the changes dated up to ``day`` (None: all of them), remembered."""
+        if day is not None and (not self.changes or day >= self.changes[-1].change_date):
+            day = None  # every change counts: the same fold as the whole log's
+        try:
+            return self._folds[day]
+        except KeyError:
+            folded = self._folds[day] = fold(c for c in self.changes if day is None or c.change_date <= day)
+            return folded
 
-def _apply(state: ResidentState | None, c: ResidentChange) -> ResidentState | None:
-    if state is None:
+
+def _apply(
+    fields: dict[str, Any] | None, history: list[ResidentHistoryItem], c: ResidentChange
+) -> dict[str, Any] | None:
+    """One change applied to the fields of the state being folded (None: nothing known yet)."""
+    if fields is None:
         if c.person is None:
             return None  # nothing known yet: the change stays in the log and is folded once the person is
-        state = ResidentState(
-            event_id=c.event_id,
-            occurred_at=c.occurred_at,
-            tenant=c.tenant,
-            source_system=SOURCE_SYSTEM,
-            atena_no=c.atena_no,
-            person=c.person,
-            status=ResidentStatus.RESIDENT,
-            support_measure=False,
-            version=0,
-        )
+        fields = {
+            "event_id": c.event_id,
+            "occurred_at": c.occurred_at,
+            "tenant": c.tenant,
+            "source_system": SOURCE_SYSTEM,
+            "atena_no": c.atena_no,
+            "person": c.person,
+            "status": ResidentStatus.RESIDENT,
+            "support_measure": False,
+            "version": 0,
+        }
     t = c.change_type
-    updates: dict[str, object] = {}
     if c.person is not None:
-        updates["person"] = c.person
+        fields["person"] = c.person
     if c.my_number is not None:
-        updates["my_number"] = c.my_number
+        fields["my_number"] = c.my_number
     if c.household_no is not None:
-        updates["household_no"] = c.household_no
+        fields["household_no"] = c.household_no
     if t in _INCREASE:
-        updates.update(
+        fields.update(
             status=ResidentStatus.RESIDENT,
             resident_since=c.change_date,
             increase_reason=t,
@@ -100,28 +118,33 @@ def _apply(state: ResidentState | None, c: ResidentChange) -> ResidentState | No
             next_municipality=None,
         )
     elif t in _DECREASE:
-        updates.update(
+        fields.update(
             status=_DECREASE[t], ceased_on=c.change_date, decrease_reason=t, next_municipality=c.next_municipality
         )
     elif t is ResidentChangeType.SUPPORT_MEASURE_SET:
-        updates["support_measure"] = True
+        fields["support_measure"] = True
     elif t is ResidentChangeType.SUPPORT_MEASURE_CLEARED:
-        updates["support_measure"] = False
-    item = ResidentHistoryItem(event_id=c.event_id, change_type=t, change_date=c.change_date, occurred_at=c.occurred_at)
-    return replace(
-        state,
-        **updates,  # type: ignore[arg-type]
-        occurred_at=max(state.occurred_at, c.occurred_at),
-        version=state.version + 1,
-        history=(*state.history, item),
+        fields["support_measure"] = False
+    history.append(
+        ResidentHistoryItem(event_id=c.event_id, change_type=t, change_date=c.change_date, occurred_at=c.occurred_at)
     )
+    fields["occurred_at"] = max(fields["occurred_at"], c.occurred_at)
+    fields["version"] += 1
+    return fields
 
 
 def fold(changes: Iterable[ResidentChange]) -> ResidentState | None:
-    state: ResidentState | None = None
+    """The state the changes add up to, in fold order (None until a change names the person).
+
+    The state is built once, from the fields the changes left: each change was checked as it came in, and the
+    state's own invariants are checked on the result.
+    """
+    fields: dict[str, Any] | None = None
+    history: list[ResidentHistoryItem] = []
     for change in sorted(changes, key=order_key):
-        state = _apply(state, change)
-    if state is None:
+        fields = _apply(fields, history, change)
+    if fields is None:
         return None
-    key = f"{state.tenant}:{state.atena_no}:{state.version}"
-    return replace(state, event_id=uuid.uuid5(STATE_NAMESPACE, key))
+    key = f"{fields['tenant']}:{fields['atena_no']}:{fields['version']}"
+    fields["event_id"] = uuid.uuid5(STATE_NAMESPACE, key)
+    return ResidentState(**fields, history=tuple(history))

@@ -32,6 +32,7 @@ from hypothesis import strategies as st
 
 from connectors.simulators.city import generate_city
 from connectors.simulators.institution import ResultTruth, generate_results
+from hub.engine.handler import Delivery
 from processors.app import output_for
 from processors.rules import steps
 from processors.rules.eligibility import load_rules
@@ -53,6 +54,7 @@ from sinks.ledger import LedgerSink
 from sinks.residents import ResidentsSink
 from sinks.tables import ledger_entries, screening_errors
 from tests import samples
+from topics import catalog
 
 pytestmark = pytest.mark.unit
 
@@ -719,3 +721,69 @@ def test_the_sql_sinks_end_with_the_same_rows(tmp_path: Path) -> None:
         r["reception_no"]: (r["status"], r["reasons"], r["resolved_by"], r["result_event_id"])
         for r in want["errors"].values()
     }
+
+
+def _processors_handler() -> Any:
+    from prometheus_client import CollectorRegistry
+
+    from hub.pii import PiiKeys
+    from monitoring.metrics import HubMetrics
+    from processors.app import Processors
+
+    return Processors(HubMetrics(CollectorRegistry(), process="processors", runtime=False), CTX, pii=PiiKeys.generate())
+
+
+def _handle(engine: sa.Engine, handler: Any, event: m.ResidentChange | m.ScreeningResult, offset: int) -> list[Any]:
+    """One event through the processors' handler in its own transaction; its outputs."""
+    topic = catalog.RESIDENT_CHANGES if isinstance(event, m.ResidentChange) else catalog.INSTITUTION_RESULTS
+    with engine.begin() as conn:
+        (outcome,) = handler.handle(conn, [Delivery(topic, 0, offset, topic.key_of(event).encode(), event)])
+    return [record for _topic, record in outcome if not isinstance(record, m.ResidentState)]
+
+
+def _processors_store(path: Path) -> sa.Engine:
+    from processors.store import PROCESSORS_MIGRATIONS
+
+    engine = make_engine(f"sqlite:///{path}")
+    upgrade(engine, script_location=PROCESSORS_MIGRATIONS)
+    return engine
+
+
+def test_a_state_kept_between_batches_is_not_used_once_the_store_holds_another(tmp_path: Path) -> None:
+    """The processors keep the states they decoded or wrote between batches, and take one only while its row still
+    holds the texts it was stored as. Two cases where the row moved on must read the row: a batch whose transaction
+    rolled back (the kept state is the rolled-back one), and a second worker that acted on the person in between
+    (a rebalance, or a worker that lost its partition without knowing yet)."""
+    events: list[m.ResidentChange | m.ScreeningResult] = [_move_in(), _result(1), _result(2, "R2", date(2025, 9, 1))]
+
+    calm = _processors_store(tmp_path / "calm.db")
+    one = _processors_handler()
+    expected = [_handle(calm, one, e, i) for i, e in enumerate(events)]
+    assert expected[1]
+    assert any(isinstance(r, m.ScreeningError) for r in expected[2])  # the second exam of the year is an error
+
+    # a rolled-back batch: the handler acted on the result, its transaction did not commit
+    store = _processors_store(tmp_path / "rolled-back.db")
+    handler = _processors_handler()
+    handler.pii = one.pii
+    assert _handle(store, handler, events[0], 0) == expected[0]
+    topic = catalog.INSTITUTION_RESULTS
+    conn = store.connect()
+    rollback = conn.begin()
+    handler.handle(conn, [Delivery(topic, 0, 1, topic.key_of(events[1]).encode(), events[1])])
+    rollback.rollback()
+    conn.close()
+    assert [_handle(store, handler, e, i) for i, e in enumerate(events[1:], 1)] == expected[1:]
+
+    # a second worker acts on the person between two batches of the first
+    shared = _processors_store(tmp_path / "shared.db")
+    first, second = _processors_handler(), _processors_handler()
+    second.pii = first.pii = one.pii
+    got = [
+        _handle(shared, first, events[0], 0),
+        _handle(shared, second, events[1], 1),
+        _handle(shared, first, events[2], 2),
+    ]
+    assert got == expected
+    for engine in (calm, store, shared):
+        engine.dispose()
