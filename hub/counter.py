@@ -36,7 +36,15 @@ from hub.settings import Settings
 from hub.validation import age_at_fiscal_year_end, fiscal_year
 from processors.rules.eligibility import EligibilityRules, load_rules
 from schemas.models import ErrorReason, ErrorStatus, ResidentStatus, ScreeningKind, Sex, StaffOperationType
-from sinks.tables import invitations, ledger_entries, ledger_history, ledger_versions, residents, screening_errors
+from sinks.tables import (
+    invitations,
+    ledger_entries,
+    ledger_history,
+    ledger_versions,
+    notice_decisions,
+    residents,
+    screening_errors,
+)
 
 KIND_LABEL = {
     ScreeningKind.STOMACH: "胃がん",
@@ -66,6 +74,7 @@ class PersonView:
     history: list[dict[str, Any]]
     errors: list[dict[str, Any]]
     invitations: list[dict[str, Any]]
+    requests: list[dict[str, Any]]  # 繰越受診通知の申出 with the processors' decisions, newest first
 
 
 def rows(conn: Connection, query: sa.Select[Any]) -> list[dict[str, Any]]:
@@ -173,6 +182,11 @@ def person_view(conn: Connection, tenant: str, atena_no: str, year: int, rules: 
         .where(inv.c.tenant == tenant, inv.c.atena_no == atena_no)
         .order_by(inv.c.fiscal_year.desc(), inv.c.kind, inv.c.invitation_type),
     )
+    nd = notice_decisions
+    requests = rows(
+        conn,
+        sa.select(nd).where(nd.c.tenant == tenant, nd.c.atena_no == atena_no).order_by(nd.c.requested_at.desc()),
+    )
     attended: dict[ScreeningKind, dict[int, str]] = {}
     for h in history:
         if h["kind"] is not None and h["fiscal_year"] is not None:
@@ -187,6 +201,7 @@ def person_view(conn: Connection, tenant: str, atena_no: str, year: int, rules: 
         history=history,
         errors=errors,
         invitations=sent,
+        requests=requests,
     )
 
 
@@ -258,6 +273,14 @@ def render(view: PersonView) -> str:
         lambda i: (
             f"  {i['fiscal_year']} {_kind(i['kind'])} {i['invitation_type']} ({i['trigger']}, "
             f"{i['issued_at']:%Y-%m-%d})"
+        ),
+    )
+    lines += _section(
+        "繰越受診通知の申出:",
+        view.requests,
+        lambda r: (
+            f"  {r['fiscal_year']} {_kind(r['kind'])} {r['requested_at']:%Y-%m-%d} {r['channel']} "
+            f"受付 {r['staff_id']}: " + ("発行" if r["issued"] else f"発行しない ({r['refusals']})")
         ),
     )
     return "\n".join(lines)

@@ -4,13 +4,13 @@ One function per store, each acting in ONE transaction of that store and returni
 (with ``dry_run``, the rows it would delete; nothing is written):
 
 * :func:`retain_sinks` — the hub's database (``sinks/tables.py``): residents who moved out or died more than
-  ``ceased_resident_years`` ago, with everything of theirs (ledger, history, errors, invitations, 統合宛名番号, the
-  connector's queued 副本 and queries); ledger entries and history older than ``ledger_fiscal_years`` fiscal years,
-  invitations older than ``invitation_fiscal_years``, errors resolved or withdrawn ``resolved_error_years`` ago (open
-  errors stay), forwarded 副本 copies, the hub's 情報提供等記録 and the connector's query log past
-  ``provision_record_years``, 操作記録 past ``staff_operation_years``. ``statistics`` (counts, no person),
-  ``staff_accounts`` / ``staff_sessions`` (no tenant) and ``integrated_atena_seq`` (a counter) are not personal data
-  of the tenant's residents and are kept;
+  ``ceased_resident_years`` ago, with everything of theirs (ledger, history, errors, invitations, 繰越 requests,
+  統合宛名番号, the connector's queued 副本 and queries); ledger entries and history older than
+  ``ledger_fiscal_years`` fiscal years, invitations and 繰越受診通知の申出 older than ``invitation_fiscal_years``,
+  errors resolved or withdrawn ``resolved_error_years`` ago (open errors stay), forwarded 副本 copies, the hub's
+  情報提供等記録 and the connector's query log past ``provision_record_years``, 操作記録 past
+  ``staff_operation_years``. ``statistics`` (counts, no person), ``staff_accounts`` / ``staff_sessions`` (no tenant)
+  and ``integrated_atena_seq`` (a counter) are not personal data of the tenant's residents and are kept;
 * :func:`retain_processors` — the processors' store (``processors/store.py``): the state (sealed 住基 change log and
   ledger book) of persons whose log says they moved out or died more than ``ceased_resident_years`` ago;
 * :func:`retain_chukan` — the 中間サーバー (``connectors/stores.py``): 情報提供等記録 past ``provision_record_years``
@@ -470,13 +470,14 @@ def retain_sinks(
             lh.c.fiscal_year < cut.ledger_fiscal_year_from,
             sa.and_(lh.c.fiscal_year.is_(None), lh.c.received_at < cut.ledger_received_before),
         )
-        cq = t.connector_queries
+        cq, nd = t.connector_queries, t.notice_decisions
         periods: list[tuple[sa.Table, sa.ColumnElement[bool] | None]] = [
             (le, le.c.fiscal_year < cut.ledger_fiscal_year_from),
             (lv, lv.c.fiscal_year < cut.ledger_fiscal_year_from),
             (lh, old_history),
             (se, sa.and_(closed, resolved_long_ago)),
             (inv, inv.c.fiscal_year < cut.invitation_fiscal_year_from),
+            (nd, nd.c.fiscal_year < cut.invitation_fiscal_year_from),  # a request is kept as long as its notice
             (ia, None),
             (cq, cq.c.requested_at < cut.records_before),
         ]

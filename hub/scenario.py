@@ -36,12 +36,14 @@ PROCESSOR_INPUTS = (
     catalog.INSTITUTION_RESULTS.name,
     catalog.LEDGER_HISTORY.name,
     catalog.HUB_COMMANDS.name,
+    catalog.NOTICE_REQUESTS.name,
 )
 SINK_INPUTS = (
     catalog.RESIDENTS.name,
     catalog.LEDGER_ENTRIES.name,
     catalog.SCREENING_ERRORS.name,
     catalog.INVITATIONS.name,
+    catalog.NOTICE_DECISIONS.name,
 )
 
 

@@ -8,7 +8,9 @@ Four inputs, co-partitioned on ``tenant:宛名番号`` (6 partitions, murmur2 ev
   ``screening.errors.v1``, ``fukuhon.registrations.v1``;
 * ``history.apply`` — 転入前の受診履歴 (from the connector) → the person's book: they count for the interval rule
   (a result within the interval is an error again) and the year's notices;
-* ``commands.apply`` — 年度開始 → 受診勧奨 / 繰越受診通知 for the residents of the command's partition.
+* ``commands.apply`` — 年度開始 → 受診勧奨 for the residents of the command's partition;
+* ``notices.request`` — 繰越受診通知の申出 (recorded by staff) → the notice on ``invitations.v1`` and the decision on
+  ``notice.decisions.v1``, or the decision refused with its reasons.
 
 Per batch, inside the runtime's transaction: lock the batch's partitions (``processor_years``), load the batch's
 people in one query, run the steps in offset order, write the changed people back in one upsert. The runtime stores
@@ -39,6 +41,7 @@ from processors.rules.steps import (
     PersonState,
     apply_change,
     apply_history,
+    apply_notice_request,
     apply_result,
     changes,
     decode_log,
@@ -62,12 +65,14 @@ INPUT_TOPICS: tuple[Topic, ...] = (
     catalog.INSTITUTION_RESULTS,
     catalog.LEDGER_HISTORY,
     catalog.HUB_COMMANDS,
+    catalog.NOTICE_REQUESTS,
 )
 STEPS = {
     catalog.RESIDENT_CHANGES.name: "residents.apply",
     catalog.INSTITUTION_RESULTS.name: "results.match",
     catalog.LEDGER_HISTORY.name: "history.apply",
     catalog.HUB_COMMANDS.name: "commands.apply",
+    catalog.NOTICE_REQUESTS.name: "notices.request",
 }
 _OUTPUT_TOPICS: dict[type[m.Event], Topic] = {
     m.LedgerEntry: catalog.LEDGER_ENTRIES,
@@ -75,6 +80,7 @@ _OUTPUT_TOPICS: dict[type[m.Event], Topic] = {
     m.FukuhonRegistration: catalog.FUKUHON_REGISTRATIONS,
     m.Invitation: catalog.INVITATIONS,
     m.ResidentState: catalog.RESIDENTS,
+    m.NoticeDecision: catalog.NOTICE_DECISIONS,
 }
 _CHUNK = 500  # keys per SELECT … IN
 # People whose decoded state is kept between batches (_Decoded). A state is a few KiB; this bounds the memory, and
@@ -227,6 +233,8 @@ class Processors(Handler):
             state, out = apply_result(person.state, event, self.ctx, source)
         elif isinstance(event, m.ScreeningHistory):
             state, out = apply_history(person.state, event, self.ctx)
+        elif isinstance(event, m.NoticeRequest):
+            state, out = person.state, apply_notice_request(person.state, event, self.ctx)
         else:
             raise ValueError(f"{type(event).__name__} is not a processor input")
         changed = BookChanges() if state.book is person.state.book else changes(person.state, state)

@@ -175,6 +175,26 @@ class InvitationTrigger(enum.StrEnum):
     FISCAL_YEAR_START = "FISCAL_YEAR_START"
     MOVE_IN = "MOVE_IN"
     AGE_THRESHOLD = "AGE_THRESHOLD"
+    REQUEST = "REQUEST"  # 繰越受診通知, issued when the resident asks (not at the 年度開始)
+
+
+class RequestChannel(enum.StrEnum):
+    COUNTER = "COUNTER"  # 窓口
+    PHONE = "PHONE"  # 電話
+    MAIL = "MAIL"  # 郵送
+    ONLINE = "ONLINE"  # 電子申請
+    OTHER = "OTHER"
+
+
+class NoticeRefusal(enum.StrEnum):
+    UNKNOWN_PERSON = "UNKNOWN_PERSON"  # 住基 does not know the 宛名番号
+    NOT_RESIDENT = "NOT_RESIDENT"
+    NO_CARRY_OVER_FOR_KIND = "NO_CARRY_OVER_FOR_KIND"  # not a biennial kind with 繰越 (eligibility.toml)
+    NOT_TARGET = "NOT_TARGET"  # not of the kind's age or sex this year
+    DUE_THIS_YEAR = "DUE_THIS_YEAR"  # this is the person's regular year: the 受診勧奨 covers it
+    ATTENDED_LAST_YEAR = "ATTENDED_LAST_YEAR"
+    ATTENDED_THIS_YEAR = "ATTENDED_THIS_YEAR"
+    OTHER = "OTHER"
 
 
 class FukuhonOperation(enum.StrEnum):
@@ -228,6 +248,7 @@ class StaffOperationType(enum.StrEnum):
     PASSWORD_CHANGE = "PASSWORD_CHANGE"  # noqa: S105 - an operation's name, not a password
     FISCAL_YEAR_START = "FISCAL_YEAR_START"
     DATA_EXPORT = "DATA_EXPORT"  # 開示請求 (one person) or an auditor's export (a period), to a 0600 file
+    NOTICE_REQUEST = "NOTICE_REQUEST"  # 繰越受診通知の申出, recorded by staff for the processors to decide
 
 
 class OperationOutcome(enum.StrEnum):
@@ -763,6 +784,43 @@ class HubCommand(Event):
 
 
 @dataclass(frozen=True, kw_only=True)
+class NoticeRequest(Event):
+    SCHEMA_FILE: ClassVar[str] = "notice_request.avsc"
+
+    atena_no: str
+    kind: ScreeningKind
+    fiscal_year: int
+    channel: RequestChannel
+    staff_id: str
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not self.atena_no or not self.staff_id:
+            raise ModelError("a notice request needs its 宛名番号 and the staff member who recorded it")
+        if not 1900 <= self.fiscal_year <= 2200:
+            raise ModelError("fiscal_year is out of range")
+
+
+@dataclass(frozen=True, kw_only=True)
+class NoticeDecision(Event):
+    SCHEMA_FILE: ClassVar[str] = "notice_decision.avsc"
+
+    request_event_id: uuid.UUID
+    atena_no: str
+    kind: ScreeningKind
+    fiscal_year: int
+    channel: RequestChannel
+    staff_id: str
+    issued: bool
+    refusals: tuple[NoticeRefusal, ...] = ()
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.issued == bool(self.refusals):
+            raise ModelError("a notice decision is issued without reasons, or refused with them")
+
+
+@dataclass(frozen=True, kw_only=True)
 class ScreeningHistory(Event):
     SCHEMA_FILE: ClassVar[str] = "screening_history.avsc"
 
@@ -783,6 +841,8 @@ class ScreeningHistory(Event):
 
 EVENT_TYPES: tuple[type[Event], ...] = (
     HubCommand,
+    NoticeRequest,
+    NoticeDecision,
     ResidentChange,
     ScreeningResult,
     ResidentState,

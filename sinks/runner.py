@@ -16,6 +16,7 @@ from sinks.db import make_engine, upgrade
 from sinks.errors import ErrorsSink
 from sinks.invitations import InvitationsSink
 from sinks.ledger import LedgerSink
+from sinks.notices import NoticeDecisionsSink
 from sinks.provision_records import ProvisionRecordsSink
 from sinks.residents import ResidentsSink
 from sinks.staff import StaffActivitySink
@@ -39,6 +40,7 @@ def build_runner(
             LedgerSink(),
             ErrorsSink(),
             InvitationsSink(),
+            NoticeDecisionsSink(),
             ProvisionRecordsSink(),
             StaffActivitySink(runner_metrics),
         ],

@@ -166,6 +166,24 @@ invitations = sa.Table(
     sa.Index("ix_invitations_fiscal_year_kind", "tenant", "fiscal_year", "kind"),
 )
 
+# 繰越受診通知の申出 and the processors' decision on each (notice.decisions.v1): one row per request.
+notice_decisions = sa.Table(
+    "notice_decisions",
+    metadata,
+    sa.Column("tenant", TENANT, primary_key=True),
+    sa.Column("request_event_id", sa.String(36), primary_key=True),
+    sa.Column("atena_no", ATENA_NO, nullable=False),
+    sa.Column("kind", KIND, nullable=False),
+    sa.Column("fiscal_year", sa.Integer, nullable=False),
+    sa.Column("channel", sa.String(16), nullable=False),
+    sa.Column("staff_id", sa.String(64), nullable=False),
+    sa.Column("issued", sa.Boolean, nullable=False),
+    sa.Column("refusals", sa.String(256), nullable=False),  # comma-separated NoticeRefusal symbols ("" when issued)
+    sa.Column("requested_at", UtcDateTime, nullable=False),
+    sa.PrimaryKeyConstraint("tenant", "request_event_id", name="pk_notice_decisions"),
+    sa.Index("ix_notice_decisions_person", "tenant", "atena_no"),
+)
+
 statistics = sa.Table(
     "statistics",
     metadata,

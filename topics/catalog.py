@@ -283,6 +283,24 @@ HUB_COMMANDS = Topic(
     doc="operator commands to the processors (年度開始), one copy per partition",
 )
 
+NOTICE_REQUESTS = _input(
+    "hub.notice-requests.v1",
+    models.NoticeRequest,
+    PERSON_KEY,
+    6,  # co-partitioned with the person's other inputs: the processors decide from the person's book
+    400,
+    "繰越受診通知の申出 recorded by staff (the resident's request, with its 受付 channel) for the processors to decide",
+)
+NOTICE_DECISIONS = Topic(
+    name="notice.decisions.v1",
+    value_type=models.NoticeDecision,
+    key_fields=PERSON_KEY,
+    partitions=3,
+    cleanup_policy="delete",
+    retention_ms=400 * DAY_MS,
+    doc="the processors' decision on each 繰越受診通知の申出: issued (the notice is on invitations.v1) or refused, why",
+)
+
 SINKS_DLQ = _dlq(
     "sinks.v1", 3, "dead letters of the SQL sinks (records of the hub's own topics that could not be written)"
 )
@@ -309,6 +327,8 @@ PRIMARY_TOPICS: tuple[Topic, ...] = (
     FUGO_ISSUED,
     NETWORK_QUERIES,
     LEDGER_HISTORY,
+    NOTICE_REQUESTS,
+    NOTICE_DECISIONS,
 )
 
 ALL_TOPICS: tuple[Topic, ...] = (

@@ -13,7 +13,7 @@ import json
 from dataclasses import dataclass, field, replace
 
 from hub.validation import fiscal_year
-from processors.rules.invitations import invitations_for
+from processors.rules.invitations import invitations_for, notice_decision
 from processors.rules.ledger import (
     BookChanges,
     Context,
@@ -96,6 +96,11 @@ def apply_history(state: PersonState, history: m.ScreeningHistory, ctx: Context)
     person_log = state.log if state.log.changes else None
     book, out = add_history(state.book, history, person_log, ctx)
     return replace(state, book=book), out
+
+
+def apply_notice_request(state: PersonState, request: m.NoticeRequest, ctx: Context) -> list[m.Event]:
+    """繰越受診通知の申出: the notice and the decision, or the decision refused (the state does not change)."""
+    return list(notice_decision(request, state.log.state(), state.book.entries, state.book.elsewhere, ctx.rules))
 
 
 def waiting(state: PersonState) -> tuple[m.ScreeningError, ...]:

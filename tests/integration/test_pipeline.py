@@ -9,6 +9,7 @@ from collections import Counter
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
@@ -28,7 +29,14 @@ from schemas.serde import TopicSerde, registry_client
 from sinks.runner import GROUP_ID as SINKS_GROUP
 from tests.integration.conftest import Endpoints
 from tests.integration.oracle import expected
-from tests.integration.pipeline import STAFF_ADMIN, STAFF_PASSWORD, Pipeline, running_pipeline, tenant_code
+from tests.integration.pipeline import (
+    STAFF_ADMIN,
+    STAFF_HEALTH,
+    STAFF_PASSWORD,
+    Pipeline,
+    running_pipeline,
+    tenant_code,
+)
 from topics import catalog
 
 pytestmark = pytest.mark.integration
@@ -58,6 +66,7 @@ def test_known_population_through_the_pipeline(endpoints: Endpoints, tmp_path: P
         residents = pipeline.rows("residents")
         counter = _counter_view(pipeline, ledger, errors)
         elsewhere = _history_from_the_previous_town(pipeline, ledger)
+        carry_over = _carry_over_requests(pipeline)
 
     plan = run.plan
     truth = Counter(plan.truth.values())
@@ -93,8 +102,22 @@ def test_known_population_through_the_pipeline(endpoints: Endpoints, tmp_path: P
         if r["tenant"] == tenant
     }
     assert got_invitations == {k: v.trigger.value for k, v in want.invitations.items()}
-    assert {m.InvitationType.CARRY_OVER.value, m.InvitationType.INVITATION.value} <= {k[3] for k in got_invitations}
+    # 繰越受診通知 is issued on request only (I.1 ② (2)): the 年度開始 and the 転入 send 受診勧奨 alone.
+    assert {k[3] for k in got_invitations} == {m.InvitationType.INVITATION.value}
     assert {m.InvitationTrigger.MOVE_IN.value} <= set(got_invitations.values())
+
+    # A resident the candidate list names asks at the counter: the processors issue the notice. The same resident
+    # asking for a yearly kind is refused, with the reason; both requests are recorded operations.
+    atena, kind = carry_over["atena"], m.ScreeningKind.BREAST.value
+    assert "繰越受診通知を発行しました" in carry_over["issued"]
+    assert "発行しません: NO_CARRY_OVER_FOR_KIND" in carry_over["refused"]
+    assert [(r["invitation_type"], r["trigger"]) for r in carry_over["invitations"]
+            if r["atena_no"] == atena and r["kind"] == kind] == [("CARRY_OVER", "REQUEST")]  # fmt: skip
+    decisions = {(r["kind"], r["issued"], r["refusals"], r["channel"]) for r in carry_over["decisions"]}
+    assert decisions == {(kind, True, "", "COUNTER"), ("COLORECTAL", False, "NO_CARRY_OVER_FOR_KIND", "PHONE")}
+    for target in (f"person {atena} {kind} {YEAR}", f"person {atena} COLORECTAL {YEAR}"):
+        assert ("NOTICE_REQUEST", target, "SUCCESS") in carry_over["operations"]
+    assert "繰越受診通知の申出:" in carry_over["show"]
 
     # A screening last year in the previous town makes this year's biennial one a second screening within the interval.
     assert elsewhere["error"]["reasons"] == m.ErrorReason.INTERVAL_NOT_MET.value
@@ -112,7 +135,8 @@ def test_known_population_through_the_pipeline(endpoints: Endpoints, tmp_path: P
     for e in errors:
         if e["atena_no"] == atena and e["status"] == m.ErrorStatus.OPEN.value:
             assert re.search(rf"{re.escape(str(e['reception_no']))} .* {re.escape(str(e['reasons']))} ", show)
-    sent = [line for line in show.split("勧奨・通知:")[1].splitlines() if line.strip() not in ("", "(なし)")]
+    notices = show.split("勧奨・通知:")[1].split("繰越受診通知の申出:")[0]
+    sent = [line for line in notices.splitlines() if line.strip() not in ("", "(なし)")]
     assert len(sent) == sum(1 for r in invitations if r["atena_no"] == atena)
     assert f"{YEAR}年度の対象:" in show
     assert counter["find"].startswith(atena)
@@ -194,6 +218,30 @@ def _counter_view(
     return {
         "atena": atena, "show": show, "find": found, "operations": repr(operations),
         "person_file": str(person_file), "audit_file": str(audit_file),
+    }  # fmt: skip
+
+
+def _carry_over_requests(pipeline: Pipeline) -> dict[str, Any]:
+    """`notice candidates` and two `notice request`s, as the health staff member runs them at the counter."""
+    env = {"KENSHIN_STATE_DIR": str(pipeline.workdir / "staff-state"), **pipeline.env}
+    env["KENSHIN_PII_KEY_FILE"] = str(key_file_of(pipeline.settings))
+    pipeline.cli("login", STAFF_HEALTH, "--password-stdin", stdin=STAFF_PASSWORD, env=env)
+    listed = pipeline.cli("notice", "candidates", "--kind", "BREAST", "--year", str(YEAR), env=env).stdout
+    atena = listed.split()[0]
+    assert re.fullmatch(r"\d+", atena), listed
+    notice = ("notice", "request", atena, "--year", str(YEAR), "--wait", "120")
+    issued = pipeline.cli(*notice, "--kind", "BREAST", "--channel", "COUNTER", env=env).stdout
+    refused = pipeline.cli(*notice, "--kind", "COLORECTAL", "--channel", "PHONE", env=env).stdout
+    deadline = time.monotonic() + 120  # the notice reaches its table beside the decision, not necessarily before it
+    while not any(r["atena_no"] == atena and r["trigger"] == "REQUEST" for r in pipeline.rows("invitations")):
+        assert time.monotonic() < deadline, "the 繰越受診通知 did not reach the invitations table"
+        time.sleep(0.5)
+    return {
+        "atena": atena, "issued": issued, "refused": refused,
+        "invitations": pipeline.rows("invitations"),
+        "decisions": [r for r in pipeline.rows("notice_decisions") if r["atena_no"] == atena],
+        "operations": [(r["operation"], r["target"], r["outcome"]) for r in pipeline.rows("staff_operations")],
+        "show": pipeline.cli("person", "show", atena, "--year", str(YEAR), env=env).stdout,
     }  # fmt: skip
 
 

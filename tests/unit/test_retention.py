@@ -305,6 +305,21 @@ def seed_tenant(s: Stores, t: str) -> None:
         invitation_type="CARRY_OVER",
         **invitation,
     )
+    request = {"kind": "BREAST", "channel": "COUNTER", "staff_id": "s1", "requested_at": ago(1)}
+    for n, (expired, atena, fy, issued) in enumerate(
+        [(True, "live", old_fy, True), (False, "live", new_fy, False), (True, "dead", new_fy, True)]
+    ):
+        x.add(
+            "sinks",
+            st.notice_decisions,
+            expired,
+            request_event_id=str(uuid.UUID(int=900 + n)),
+            atena_no=atena,
+            fiscal_year=fy,
+            issued=issued,
+            refusals="" if issued else "ATTENDED_LAST_YEAR",
+            **request,
+        )
     x.add(
         "sinks",
         st.statistics,
@@ -740,7 +755,7 @@ def test_retention_deletes_exactly_the_expired_rows_of_one_tenant_in_every_store
     assert all(v is None for _, _, v in producer.sent)
     assert {t for t, _, _ in producer.sent} == {t.name for t in catalog.ALL_TOPICS if t.cleanup_policy == "compact"}
     assert report.tombstones_sent == len(stores.tombstones)
-    assert (len(report.results), report.tables_checked) == (4, 27)
+    assert (len(report.results), report.tables_checked) == (4, 28)
     print(f"\nstores checked by retention: {len(report.results)} stores, {report.tables_checked} tables")
     # a second run finds nothing
     again = run_retention(
@@ -1026,7 +1041,7 @@ def test_the_command_runs_for_the_callers_tenant_and_records_the_counts(
     assert stores.snapshot() == before
     assert cli("retention", "run") == 0
     out = capsys.readouterr().out
-    assert "4 store(s), 27 table(s) checked" in out
+    assert "4 store(s), 28 table(s) checked" in out
     assert "residents" in out
     assert "processor_people" in out
     assert "network_fugo" in out

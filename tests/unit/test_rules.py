@@ -6,9 +6,10 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
+from processors.rules import steps
 from processors.rules.eligibility import RulesError, load_rules, parse_rules
 from processors.rules.institutions import load_institutions
-from processors.rules.invitations import invitations_for
+from processors.rules.invitations import invitations_for, notice_decision
 from processors.rules.ledger import (
     Context,
     LedgerBook,
@@ -258,7 +259,7 @@ def _state(birth: date, sex: m.Sex = m.Sex.FEMALE) -> m.ResidentState:
     return state
 
 
-def test_invitations_by_age_and_parity_with_carry_over() -> None:
+def test_invitations_by_age_and_parity_and_no_carry_over_at_the_year_start() -> None:
     kinds = lambda notices: {(n.kind, n.invitation_type) for n in notices}  # noqa: E731
     # 50 at the end of fiscal 2025 (born 1975-06-01): every kind of her age; biennial ones at even distance.
     fifty = invitations_for(
@@ -271,12 +272,15 @@ def test_invitations_by_age_and_parity_with_carry_over() -> None:
         (m.ScreeningKind.BREAST, m.InvitationType.INVITATION),
         (m.ScreeningKind.CERVICAL, m.InvitationType.INVITATION),
     }
-    # 51: last year's biennial targets who did not attend get 繰越受診通知.
+    # 51: the yearly kinds only. 繰越受診通知 is issued when the resident asks (I.1 ② (2)), never mailed at the
+    # 年度開始, although she was due last year and did not attend.
     fifty_one = invitations_for(
         _state(date(1974, 6, 1)), [], fiscal_year=2025, trigger=m.InvitationTrigger.FISCAL_YEAR_START, rules=RULES
     )
-    assert (m.ScreeningKind.BREAST, m.InvitationType.CARRY_OVER) in kinds(fifty_one)
-    assert (m.ScreeningKind.STOMACH, m.InvitationType.CARRY_OVER) in kinds(fifty_one)
+    assert kinds(fifty_one) == {
+        (m.ScreeningKind.COLORECTAL, m.InvitationType.INVITATION),
+        (m.ScreeningKind.LUNG, m.InvitationType.INVITATION),
+    }
     # A man of 39 is nobody's target.
     assert (
         invitations_for(
@@ -288,6 +292,88 @@ def test_invitations_by_age_and_parity_with_carry_over() -> None:
         )
         == []
     )
+
+
+ATENA_NO = "0000000001"  # the 宛名番号 of _state
+
+
+def _request(kind: m.ScreeningKind, year: int = 2025, seq: int = 1) -> m.NoticeRequest:
+    return m.NoticeRequest(
+        event_id=uuid.UUID(int=7000 + seq),
+        occurred_at=datetime(2025, 7, 1, 10, tzinfo=UTC),
+        tenant=samples.TENANT,
+        source_system="kenshin-hub.staff",
+        atena_no=ATENA_NO,
+        kind=kind,
+        fiscal_year=year,
+        channel=m.RequestChannel.COUNTER,
+        staff_id="health-1",
+    )
+
+
+def _entry_of(kind: m.ScreeningKind, year: int) -> m.LedgerEntry:
+    return dataclasses.replace(samples.ledger_entry(ATENA_NO, kind), fiscal_year=year)
+
+
+R = m.NoticeRefusal
+
+
+@pytest.mark.parametrize(
+    ("birth", "kind", "entries", "elsewhere", "refusals"),
+    [
+        (date(1974, 6, 1), m.ScreeningKind.BREAST, [], [], []),  # 51, due at 50 last year, not screened: issued
+        (date(1974, 6, 1), m.ScreeningKind.STOMACH, [], [], []),
+        (date(1975, 6, 1), m.ScreeningKind.BREAST, [], [], [R.DUE_THIS_YEAR]),  # 50: the 受診勧奨 covers her
+        (date(1974, 6, 1), m.ScreeningKind.COLORECTAL, [], [], [R.NO_CARRY_OVER_FOR_KIND]),  # yearly
+        (date(1974, 6, 1), m.ScreeningKind.H_PYLORI, [], [], [R.NO_CARRY_OVER_FOR_KIND]),
+        (date(1990, 6, 1), m.ScreeningKind.BREAST, [], [], [R.NOT_TARGET]),  # 35
+        (date(1984, 6, 1), m.ScreeningKind.BREAST, [], [], []),  # 41: due at 40, her first year, last year
+        (date(2004, 6, 1), m.ScreeningKind.CERVICAL, [], [], []),  # 21: due at 20 last year
+        (date(1974, 6, 1), m.ScreeningKind.BREAST, [(m.ScreeningKind.BREAST, 2024)], [], [R.ATTENDED_LAST_YEAR]),
+        (date(1974, 6, 1), m.ScreeningKind.BREAST, [(m.ScreeningKind.BREAST, 2025)], [], [R.ATTENDED_THIS_YEAR]),
+        (date(1974, 6, 1), m.ScreeningKind.BREAST, [(m.ScreeningKind.LUNG, 2024)], [], []),  # another kind
+        (date(1974, 6, 1), m.ScreeningKind.BREAST, [], [("BREAST", 2024, "012025")], [R.ATTENDED_LAST_YEAR]),
+    ],
+)
+def test_a_carry_over_request_is_issued_or_refused_with_its_reasons(
+    birth: date,
+    kind: m.ScreeningKind,
+    entries: list[tuple[m.ScreeningKind, int]],
+    elsewhere: list[tuple[str, int, str]],
+    refusals: list[m.NoticeRefusal],
+) -> None:
+    """The rule of I.1 ② (2): a biennial target in her off year who was due last year and attended neither last
+    year nor this one (here or, by the 転入前の受診履歴, in the town she came from) gets the notice she asks for."""
+    request = _request(kind)
+    out = notice_decision(request, _state(birth), [_entry_of(k, y) for k, y in entries], elsewhere, RULES)
+    decision = out[-1]
+    assert isinstance(decision, m.NoticeDecision)
+    assert (decision.issued, list(decision.refusals)) == (not refusals, refusals)
+    assert (decision.request_event_id, decision.channel, decision.staff_id) == (request.event_id, request.channel,
+                                                                                 "health-1")  # fmt: skip
+    notices = [n for n in out if isinstance(n, m.Invitation)]
+    if refusals:
+        assert notices == []
+    else:
+        (notice,) = notices
+        assert (notice.kind, notice.fiscal_year, notice.invitation_type, notice.trigger) == (
+            kind, 2025, m.InvitationType.CARRY_OVER, m.InvitationTrigger.REQUEST
+        )  # fmt: skip
+    assert notice_decision(request, _state(birth), [_entry_of(k, y) for k, y in entries], elsewhere, RULES) == out
+
+
+def test_a_carry_over_request_for_someone_unknown_or_gone_is_refused() -> None:
+    request = _request(m.ScreeningKind.BREAST)
+    (unknown,) = notice_decision(request, None, [], [], RULES)
+    assert isinstance(unknown, m.NoticeDecision)
+    assert unknown.refusals == (R.UNKNOWN_PERSON,)
+    moved = dataclasses.replace(_state(date(1974, 6, 1)), status=m.ResidentStatus.MOVED_OUT)
+    (gone,) = notice_decision(request, moved, [], [], RULES)
+    assert isinstance(gone, m.NoticeDecision)
+    assert gone.refusals == (R.NOT_RESIDENT,)
+    # the processors' step: the person's state is not changed by a request
+    state = steps.PersonState()
+    assert [type(e) for e in steps.apply_notice_request(state, request, CTX)] == [m.NoticeDecision]
 
 
 def test_nobody_who_moved_out_is_invited() -> None:
