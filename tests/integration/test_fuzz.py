@@ -15,7 +15,7 @@ Each runs in a background thread with a stop event. Dead letters go where they g
 results topics have dead-letter topics of their own, every other topic uses the sinks' one (the processors'
 ``dead_letter_topic`` is the sinks' DLQ too).
 
-The fuzz, spread over the seven input topics and shuffled with valid events: random bytes; empty, null and short
+The fuzz, spread over the nine input topics and shuffled with valid events: random bytes; empty, null and short
 values; the Confluent magic byte with a thousand junk schema ids; known schema ids of another event type; garbage
 bodies; truncated valid events; valid Avro written with fastavro against the real schema with a 団体コード or a
 個人番号 whose check digit is wrong, or another broken invariant; enum indexes past the schema's symbols (own schema
@@ -64,7 +64,7 @@ from processors.app import APP_ID, Processors, topic_for
 from processors.rules.eligibility import load_rules
 from processors.rules.institutions import load_institutions
 from processors.rules.ledger import Context, load_fukuhon_policy
-from processors.rules.steps import PersonState, apply_change, apply_result
+from processors.rules.steps import PersonState, apply_change, apply_notice_request, apply_result
 from processors.store import PROCESSORS_MIGRATIONS, STORE_PREFIX
 from schemas import models as m
 from schemas.serde import HEADER, MAGIC_BYTE, UNKNOWN_IDS_MAX, DecodeError, TopicSerde
@@ -73,8 +73,9 @@ from sinks.db import make_engine, upgrade
 from sinks.errors import ErrorsSink, error_row
 from sinks.invitations import InvitationsSink, invitation_row
 from sinks.ledger import LedgerSink, ledger_row
+from sinks.notices import NoticeDecisionsSink, decision_row
 from sinks.residents import ResidentsSink, readable_row, resident_row
-from sinks.tables import invitations, ledger_entries, residents, screening_errors
+from sinks.tables import invitations, ledger_entries, notice_decisions, residents, screening_errors
 from tests import samples
 from tests.integration.conftest import Endpoints
 from tests.integration.helpers import create, private_topic
@@ -100,6 +101,7 @@ PROCESSOR_STEPS = {
     catalog.INSTITUTION_RESULTS.name: "results.match",
     catalog.LEDGER_HISTORY.name: "history.apply",
     catalog.HUB_COMMANDS.name: "commands.apply",
+    catalog.NOTICE_REQUESTS.name: "notices.request",
 }
 
 
@@ -176,11 +178,13 @@ class Wiring:
     results: Topic
     history: Topic
     commands: Topic
+    notices: Topic
     residents: Topic
     ledger: Topic
     errors: Topic
     invitations: Topic
     fukuhon: Topic
+    decisions: Topic
     sinks_dlq: Topic
     unique: str
 
@@ -192,6 +196,7 @@ class Wiring:
             self.results: c.INSTITUTION_RESULTS,
             self.history: c.LEDGER_HISTORY,
             self.commands: c.HUB_COMMANDS,
+            self.notices: c.NOTICE_REQUESTS,
         }
 
     @property
@@ -203,11 +208,12 @@ class Wiring:
             c.SCREENING_ERRORS: self.errors,
             c.INVITATIONS: self.invitations,
             c.FUKUHON_REGISTRATIONS: self.fukuhon,
+            c.NOTICE_DECISIONS: self.decisions,
         }
 
     @property
     def sink_inputs(self) -> tuple[Topic, ...]:
-        return (self.residents, self.ledger, self.errors, self.invitations)
+        return (self.residents, self.ledger, self.errors, self.invitations, self.decisions)
 
     @property
     def sources(self) -> tuple[Topic, ...]:
@@ -233,11 +239,13 @@ def wiring(endpoints: Endpoints, admin: AdminClient, unique: str) -> Wiring:
         results=_copy(catalog.INSTITUTION_RESULTS, unique, dlq=True),
         history=_copy(catalog.LEDGER_HISTORY, unique, dlq=True),
         commands=_copy(catalog.HUB_COMMANDS, unique),
+        notices=_copy(catalog.NOTICE_REQUESTS, unique, dlq=True),
         residents=_copy(catalog.RESIDENTS, unique),
         ledger=_copy(catalog.LEDGER_ENTRIES, unique),
         errors=_copy(catalog.SCREENING_ERRORS, unique),
         invitations=_copy(catalog.INVITATIONS, unique),
         fukuhon=_copy(catalog.FUKUHON_REGISTRATIONS, unique),
+        decisions=_copy(catalog.NOTICE_DECISIONS, unique),
         sinks_dlq=_copy(catalog.SINKS_DLQ, unique),
         unique=unique,
     )
@@ -347,6 +355,31 @@ def invitation(rng: random.Random, atena_no: str) -> m.Invitation:
     )
 
 
+def notice_request(rng: random.Random, atena_no: str) -> m.NoticeRequest:
+    return m.NoticeRequest(
+        **_header("kenshin-hub.staff"),
+        atena_no=atena_no,
+        kind=rng.choice(list(m.ScreeningKind)),
+        fiscal_year=2026,
+        channel=rng.choice(list(m.RequestChannel)),
+        staff_id="health-1",
+    )
+
+
+def notice_decision(rng: random.Random, atena_no: str) -> m.NoticeDecision:
+    return m.NoticeDecision(
+        **_header("kenshin-hub.invitations"),
+        request_event_id=uuid.UUID(int=rng.getrandbits(128)),
+        atena_no=atena_no,
+        kind=rng.choice(list(m.ScreeningKind)),
+        fiscal_year=2026,
+        channel=rng.choice(list(m.RequestChannel)),
+        staff_id="health-1",
+        issued=False,
+        refusals=(rng.choice(list(m.NoticeRefusal)),),
+    )
+
+
 def screening_history(rng: random.Random, atena_no: str) -> m.ScreeningHistory:
     return m.ScreeningHistory(
         **_header("kenshin-hub.connector"),
@@ -364,6 +397,7 @@ TABLES: dict[type[m.Event], tuple[sa.Table, Callable[[Any], dict[str, Any]]]] = 
     m.LedgerEntry: (ledger_entries, ledger_row),
     m.ScreeningError: (screening_errors, error_row),
     m.Invitation: (invitations, invitation_row),
+    m.NoticeDecision: (notice_decisions, decision_row),
 }
 
 
@@ -411,12 +445,23 @@ PLANS: dict[str, Plan] = {
         invariants=((("record_id",), "", "needs its 宛名番号 and record id"),),
     ),
     "commands": Plan(command, {("command",): "CommandType"}, unknown_symbol=("unknown command", "ValueError")),
+    # not RequestChannel: an unknown symbol reads as its default, OTHER, which is a valid request
+    "notices": Plan(
+        notice_request,
+        {("kind",): "ScreeningKind"},
+        invariants=((("staff_id",), "", "needs its 宛名番号 and the staff member"),),
+    ),
     # a bad 個人番号 on a ResidentState: test_a_resident_state_with_a_bad_my_number_is_not_valid
     "residents": Plan(resident_state, {("status",): "ResidentStatus", ("person", "sex"): "Sex"}),
     "ledger": Plan(ledger_entry, {("kind",): "ScreeningKind", ("person", "sex"): "Sex"}),
     # not ErrorReason: an unknown symbol reads as its default, INVALID_RESULT, which is a valid event
     "errors": Plan(screening_error, {("status",): "ErrorStatus", ("stage",): "ResultStage"}),
     "invitations": Plan(invitation, {("invitation_type",): "InvitationType", ("trigger",): "InvitationTrigger"}),
+    "decisions": Plan(
+        notice_decision,
+        {("kind",): "ScreeningKind"},
+        invariants=((("issued",), True, "issued without reasons, or refused with them"),),
+    ),
 }
 FUZZ_SYMBOLS = [f"FUZZ_{i:03d}" for i in range(EXTRA_SYMBOLS)]
 
@@ -875,6 +920,8 @@ def expected_outputs(inputs: Sequence[Input]) -> list[m.Event]:
                 topic=catalog.INSTITUTION_RESULTS.name, partition=i.position[0], offset=i.position[1]
             )
             out += apply_result(PersonState(), i.event, ctx, source)[1]
+        elif isinstance(i.event, m.NoticeRequest):  # nobody known: refused as UNKNOWN_PERSON
+            out += apply_notice_request(PersonState(), i.event, ctx)
     return out
 
 
@@ -904,10 +951,12 @@ def test_100k_malformed_messages_crash_nothing_and_each_gets_one_dead_letter(
         "results": wiring.results,
         "history": wiring.history,
         "commands": wiring.commands,
+        "notices": wiring.notices,
         "residents": wiring.residents,
         "ledger": wiring.ledger,
         "errors": wiring.errors,
         "invitations": wiring.invitations,
+        "decisions": wiring.decisions,
     }
     shapes = [make_shape(registry, role, topic, rng, wiring.unique) for role, topic in roles.items()]
     valid: list[Input] = []
@@ -957,6 +1006,7 @@ def test_100k_malformed_messages_crash_nothing_and_each_gets_one_dead_letter(
             LedgerSink(wiring.ledger),
             ErrorsSink(wiring.errors),
             InvitationsSink(wiring.invitations),
+            NoticeDecisionsSink(wiring.decisions),
         ],
         group_id=f"it-{wiring.unique}-sinks",
         registry_client=registries["sinks"],
