@@ -113,6 +113,41 @@ def print_counter_example(settings: Settings, year: int) -> None:
         engine.dispose()
 
 
+def print_carry_over_example(settings: Settings, year: int) -> None:
+    """繰越受診通知 on request: who could ask this year, and one of them asking at the counter, decided by the
+    processors (as `kenshin-hub notice candidates` / `notice request` do under a health login).
+    """
+    from hub.notices import (
+        CHANNEL_LABEL,
+        await_decision,
+        candidates,
+        carry_over_kinds,
+        describe_decision,
+        new_request,
+        send_request,
+    )
+    from hub.office import office
+    from processors.rules.eligibility import load_rules
+    from schemas.models import RequestChannel
+
+    rules = load_rules()
+    with office(settings) as o:
+        with o.engine.connect() as conn:
+            found = candidates(conn, settings.tenant, year, rules, carry_over_kinds(rules))
+        print(f"\n繰越受診通知: {len(found)} resident × kind could ask this year "
+              "(`kenshin-hub notice candidates`)")  # fmt: skip
+        if not found:
+            return
+        first = found[0]
+        channel = RequestChannel.COUNTER
+        request = new_request(settings.tenant, first.atena_no, first.kind, year, channel, "demo")
+        send_request(o, request)
+        decided = await_decision(o.engine, request, 120)
+    print(f"  {first.atena_no} asks at the {CHANNEL_LABEL[channel]} for {first.kind.value} "
+          f"(`kenshin-hub notice request {first.atena_no} --kind {first.kind.value} --channel {channel.value}`): "
+          + (describe_decision(decided) if decided is not None else "no decision within 120 s"))  # fmt: skip
+
+
 def cmd_demo(settings: Settings, args: argparse.Namespace, prepare: Callable[[], int],
              start_year: Callable[[int], None]) -> int:  # fmt: skip
     """The main job on the local stack: stack + topics + schemas, a synthetic city and a year of results."""
@@ -136,6 +171,7 @@ def cmd_demo(settings: Settings, args: argparse.Namespace, prepare: Callable[[],
 
         run_provision_demo(settings, run.city, args.seed, fiscal_year_start(args.year))
         print_counter_example(settings, args.year)
+        print_carry_over_example(settings, args.year)
     print("\nThe stack keeps running (`kenshin-hub stack down` stops it); the tables are in", end=" ")
     print(settings.describe()[[k for k, _ in settings.describe()].index("KENSHIN_DATABASE_URL")][1])
     return 0

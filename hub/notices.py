@@ -21,11 +21,11 @@ from datetime import date
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Engine
 
 from hub.counter import KIND_LABEL, SEX_LABEL, rows
 from hub.errors import CommandError
-from hub.office import office
+from hub.office import Office, office
 from hub.settings import Settings
 from hub.validation import age_at_fiscal_year_end, fiscal_year
 from processors.rules.eligibility import EligibilityRules, load_rules
@@ -103,10 +103,47 @@ def candidates(
     return out
 
 
-def _decision(conn: Connection, tenant: str, request_id: uuid.UUID) -> dict[str, Any] | None:
+def new_request(
+    tenant: str, atena_no: str, kind: ScreeningKind, year: int, channel: RequestChannel, staff_id: str
+) -> NoticeRequest:
+    return NoticeRequest(
+        event_id=uuid.uuid4(),
+        occurred_at=now_utc(),
+        tenant=tenant,
+        source_system=SOURCE,
+        atena_no=atena_no,
+        kind=kind,
+        fiscal_year=year,
+        channel=channel,
+        staff_id=staff_id,
+    )
+
+
+def send_request(o: Office, request: NoticeRequest) -> None:
+    """Publish ``request`` for the processors (a :class:`CommandError` when the broker did not take it)."""
+    serde: TopicSerde[NoticeRequest] = TopicSerde(NOTICE_REQUESTS, o.registry)
+    o.producer.produce(NOTICE_REQUESTS.name, key=serde.key(request), value=serde.value(request))
+    if o.producer.flush(30):
+        raise CommandError("the request was not delivered to the broker; record it again")
+
+
+def await_decision(engine: Engine, request: NoticeRequest, wait_s: float) -> dict[str, Any] | None:
+    """The decision on ``request`` once the sinks have written it; None if it is not there within ``wait_s``."""
     nd = notice_decisions
-    found = rows(conn, sa.select(nd).where(nd.c.tenant == tenant, nd.c.request_event_id == str(request_id)))
-    return found[0] if found else None
+    query = sa.select(nd).where(nd.c.tenant == request.tenant, nd.c.request_event_id == str(request.event_id))
+    deadline = time.monotonic() + wait_s
+    while True:
+        with engine.connect() as conn:
+            found = rows(conn, query)
+        if found or time.monotonic() >= deadline:
+            return found[0] if found else None
+        time.sleep(0.2)
+
+
+def describe_decision(decided: dict[str, Any]) -> str:
+    if decided["issued"]:
+        return "繰越受診通知を発行しました (invitations: CARRY_OVER, trigger REQUEST)"
+    return f"発行しません: {decided['refusals']}"
 
 
 def cmd_notice(settings: Settings, args: argparse.Namespace) -> int:
@@ -133,38 +170,16 @@ def cmd_notice(settings: Settings, args: argparse.Namespace) -> int:
         kind, channel = ScreeningKind(args.kind), RequestChannel(args.channel)
         target = f"person {args.atena_no} {kind.value} {year}"
         with staff_operation(o, "health", StaffOperationType.NOTICE_REQUEST, target) as session:
-            request = NoticeRequest(
-                event_id=uuid.uuid4(),
-                occurred_at=now_utc(),
-                tenant=settings.tenant,
-                source_system=SOURCE,
-                atena_no=args.atena_no,
-                kind=kind,
-                fiscal_year=year,
-                channel=channel,
-                staff_id=session.staff_id,
-            )
-            serde: TopicSerde[NoticeRequest] = TopicSerde(NOTICE_REQUESTS, o.registry)
-            o.producer.produce(NOTICE_REQUESTS.name, key=serde.key(request), value=serde.value(request))
-            if o.producer.flush(30):
-                raise CommandError("the request was not delivered to the broker; record it again")
+            request = new_request(settings.tenant, args.atena_no, kind, year, channel, session.staff_id)
+            send_request(o, request)
         print(f"{args.atena_no} {KIND_LABEL[kind]} {year}年度: 申出を受け付けました ({CHANNEL_LABEL[channel]}, "
               f"request {request.event_id})")  # fmt: skip
-        deadline = time.monotonic() + args.wait
-        while True:
-            with o.engine.connect() as conn:
-                decided = _decision(conn, settings.tenant, request.event_id)
-            if decided is not None or time.monotonic() >= deadline:
-                break
-            time.sleep(0.2)
+        decided = await_decision(o.engine, request, args.wait)
     if decided is None:
         print(f"  no decision yet after {args.wait:.0f}s: the processors decide it when they reach it; "
               f"`kenshin-hub person show {args.atena_no}` shows it")  # fmt: skip
         return 0
-    if decided["issued"]:
-        print("  繰越受診通知を発行しました (invitations: CARRY_OVER, trigger REQUEST)")
-    else:
-        print(f"  発行しません: {decided['refusals']}")
+    print(f"  {describe_decision(decided)}")
     return 0
 
 
