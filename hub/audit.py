@@ -126,8 +126,10 @@ def person_document(conn: Connection, processors: Connection | None, tenant: str
     return document
 
 
-def write_private(path: Path, chunks: Iterable[str]) -> str:
-    """Write ``chunks`` to a new file (0600, never overwriting one); the SHA-256 of what was written."""
+def write_private(path: Path, chunks: Iterable[str | bytes]) -> str:
+    """Write ``chunks`` (text as UTF-8, or bytes) to a new file (0600, never overwriting one); the SHA-256 of what
+    was written.
+    """
     digest = hashlib.sha256()
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -135,10 +137,11 @@ def write_private(path: Path, chunks: Iterable[str]) -> str:
         raise CommandError(f"{path} exists: an export never overwrites a file") from None
     except OSError as exc:
         raise CommandError(f"cannot create {path}: {exc.strerror}") from None
-    with os.fdopen(fd, "w", encoding="utf-8") as out:
+    with os.fdopen(fd, "wb") as out:
         for chunk in chunks:
-            out.write(chunk)
-            digest.update(chunk.encode())
+            data = chunk.encode() if isinstance(chunk, str) else chunk
+            out.write(data)
+            digest.update(data)
     return digest.hexdigest()
 
 

@@ -23,6 +23,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from hub import mailing
 from hub.counter import KIND_LABEL, SEX_LABEL, rows
 from hub.errors import CommandError
 from hub.office import Office, office
@@ -198,3 +199,4 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     listing.add_argument("--year", type=int, default=None, help="fiscal year (default: the current one)")
     listing.add_argument("--limit", type=int, default=CANDIDATES_SHOWN, help="how many to show")
     notice.set_defaults(func=cmd_notice)
+    mailing.add_parsers(notice_sub)

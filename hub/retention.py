@@ -470,7 +470,7 @@ def retain_sinks(
             lh.c.fiscal_year < cut.ledger_fiscal_year_from,
             sa.and_(lh.c.fiscal_year.is_(None), lh.c.received_at < cut.ledger_received_before),
         )
-        cq, nd = t.connector_queries, t.notice_decisions
+        cq, nd, nm, md = t.connector_queries, t.notice_decisions, t.notice_mailings, t.mailing_decisions
         periods: list[tuple[sa.Table, sa.ColumnElement[bool] | None]] = [
             (le, le.c.fiscal_year < cut.ledger_fiscal_year_from),
             (lv, lv.c.fiscal_year < cut.ledger_fiscal_year_from),
@@ -478,6 +478,8 @@ def retain_sinks(
             (se, sa.and_(closed, resolved_long_ago)),
             (inv, inv.c.fiscal_year < cut.invitation_fiscal_year_from),
             (nd, nd.c.fiscal_year < cut.invitation_fiscal_year_from),  # a request is kept as long as its notice
+            (nm, nm.c.fiscal_year < cut.invitation_fiscal_year_from),  # the mailing, as long as its notice
+            (md, None),  # where a 支援措置 person's notices may go: kept while the person is
             (ia, None),
             (cq, cq.c.requested_at < cut.records_before),
         ]

@@ -49,6 +49,12 @@ def tenant_check_digit(first_five: str) -> int:
     return (11 - s % 11) % 10
 
 
+def is_valid_postcode(value: str) -> bool:
+    """True when ``value`` is a 郵便番号 written NNN-NNNN (e.g. 070-8525)."""
+    digits = value[:3] + value[4:]
+    return len(value) == 8 and value[3] == "-" and digits.isascii() and digits.isdigit()
+
+
 @functools.lru_cache(maxsize=4096)  # every decoded event checks its tenant; there are 1,741 municipalities
 def is_valid_tenant_code(value: str) -> bool:
     """True when ``value`` is a 6-digit 団体コード with a correct check digit (e.g. 旭川市 012041)."""

@@ -85,8 +85,8 @@ _OUTPUT_TOPICS: dict[type[m.Event], Topic] = {
 _CHUNK = 500  # keys per SELECT … IN
 # People whose decoded state is kept between batches (_Decoded): the people of about the last two batches (the
 # runtime's default batch is 2,000), which is where a person's events meet again (a 1次 and its 精検, a 転入 and its
-# history, the slices of a 年度開始). Larger is not better: with 20,000 a 200k city ran 14 % slower (probably the cyclic GC
-# walks every cached object) at twice the RSS, while only a city that fits whole gained (BENCHMARKS.md, 2026-12-03).
+# history, the slices of a 年度開始). Larger is not better: with 20,000 a 200k city ran 14 % slower (probably the
+# cyclic GC walking every cached object) at twice the RSS; only a city that fits whole gained (BENCHMARKS.md).
 DECODED_PEOPLE = 4_000
 COMMAND_SLICE = 2_000  # residents per slice of a 年度開始 (the rest follows in a continuation command)
 

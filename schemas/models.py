@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import ClassVar
 
-from hub.validation import is_valid_my_number, is_valid_tenant_code
+from hub.validation import is_valid_my_number, is_valid_postcode, is_valid_tenant_code
 from schemas.record import AvroRecord, ModelError
 
 # --- enums ---------------------------------------------------------------------------------------------------
@@ -249,6 +249,8 @@ class StaffOperationType(enum.StrEnum):
     FISCAL_YEAR_START = "FISCAL_YEAR_START"
     DATA_EXPORT = "DATA_EXPORT"  # 開示請求 (one person) or an auditor's export (a period), to a 0600 file
     NOTICE_REQUEST = "NOTICE_REQUEST"  # 繰越受診通知の申出, recorded by staff for the processors to decide
+    NOTICE_MAILING = "NOTICE_MAILING"  # one batch of notices printed for the post (mailing list and letters)
+    MAILING_DECISION = "MAILING_DECISION"  # where a 支援措置 person's notices may be sent
 
 
 class OperationOutcome(enum.StrEnum):
@@ -263,6 +265,11 @@ class OperationOutcome(enum.StrEnum):
 def _check_tenant(value: str | None, what: str) -> None:
     if value is not None and not is_valid_tenant_code(value):
         raise ModelError(f"{what} is not a valid 団体コード")
+
+
+def _check_postcode(value: str | None) -> None:
+    if value is not None and not is_valid_postcode(value):
+        raise ModelError("postcode (郵便番号) is not NNN-NNNN")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -390,6 +397,7 @@ class ResidentChange(Event):
     household_no: str | None = None
     previous_municipality: str | None = None
     next_municipality: str | None = None
+    postcode: str | None = None  # 郵便番号 of the 住所 the change carries
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -401,6 +409,7 @@ class ResidentChange(Event):
             raise ModelError(f"a {self.change_type} change must carry the person's 基本5情報")
         _check_tenant(self.previous_municipality, "previous_municipality")
         _check_tenant(self.next_municipality, "next_municipality")
+        _check_postcode(self.postcode)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -462,6 +471,7 @@ class ResidentState(Event):
     support_measure: bool
     version: int
     history: tuple[ResidentHistoryItem, ...] = ()
+    postcode: str | None = None  # 郵便番号 of the 住所 (from the last change carrying the 基本5情報)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -475,6 +485,7 @@ class ResidentState(Event):
                 raise ModelError("my_number_sealed is not a sealed value (pii1.<key id>.<data>)")
         _check_tenant(self.previous_municipality, "previous_municipality")
         _check_tenant(self.next_municipality, "next_municipality")
+        _check_postcode(self.postcode)
 
 
 @dataclass(frozen=True, kw_only=True)

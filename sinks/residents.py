@@ -41,6 +41,7 @@ def resident_row(state: ResidentState, keys: PiiKeys) -> Row:
         "sex": person.sex.value,
         "birth_date": person.birth_date,
         "address": person.address,
+        "postcode": state.postcode,
         "status": state.status.value,
         "resident_since": state.resident_since,
         "ceased_on": state.ceased_on,

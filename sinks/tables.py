@@ -64,6 +64,7 @@ residents = sa.Table(
     sa.Column("sex", sa.String(8), nullable=False),
     sa.Column("birth_date", sa.Date, nullable=False),
     sa.Column("address", sa.Text, nullable=False),
+    sa.Column("postcode", sa.String(8), nullable=True),  # 郵便番号 (NNN-NNNN) of the 住所; NULL: not known
     sa.Column("status", sa.String(16), nullable=False),
     sa.Column("resident_since", sa.Date, nullable=True),
     sa.Column("ceased_on", sa.Date, nullable=True),
@@ -182,6 +183,40 @@ notice_decisions = sa.Table(
     sa.Column("requested_at", UtcDateTime, nullable=False),
     sa.PrimaryKeyConstraint("tenant", "request_event_id", name="pk_notice_decisions"),
     sa.Index("ix_notice_decisions_person", "tenant", "atena_no"),
+)
+
+# The notices that went out (`notice mail`, hub/mailing.py): one row per notice, written by the staff tool with the
+# batch that printed it; a notice is mailed once. Kept as long as its invitation (retention).
+notice_mailings = sa.Table(
+    "notice_mailings",
+    metadata,
+    sa.Column("tenant", TENANT, primary_key=True),
+    sa.Column("atena_no", ATENA_NO, primary_key=True),
+    sa.Column("kind", KIND, primary_key=True),
+    sa.Column("fiscal_year", sa.Integer, primary_key=True),
+    sa.Column("invitation_type", sa.String(16), primary_key=True),
+    sa.Column("batch_id", sa.String(36), nullable=False),
+    sa.Column("sent_to", sa.String(16), nullable=False),  # REGISTERED / DECIDED_REGISTERED / DECIDED_OTHER
+    sa.Column("staff_id", sa.String(64), nullable=False),
+    sa.Column("mailed_at", UtcDateTime, nullable=False),
+    sa.PrimaryKeyConstraint("tenant", "atena_no", "kind", "fiscal_year", "invitation_type", name="pk_notice_mailings"),
+    sa.Index("ix_notice_mailings_batch", "tenant", "batch_id"),
+)
+
+# Where a person under 支援措置 may be sent notices (`notice mail-decide`): REGISTERED (the registered address, by a
+# staff decision), OTHER (the address given here) or WITHHOLD. Without a row, nothing is mailed to such a person.
+mailing_decisions = sa.Table(
+    "mailing_decisions",
+    metadata,
+    sa.Column("tenant", TENANT, primary_key=True),
+    sa.Column("atena_no", ATENA_NO, primary_key=True),
+    sa.Column("decision", sa.String(16), nullable=False),
+    sa.Column("postcode", sa.String(8), nullable=True),
+    sa.Column("address", sa.Text, nullable=True),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("staff_id", sa.String(64), nullable=False),
+    sa.Column("decided_at", UtcDateTime, nullable=False),
+    sa.PrimaryKeyConstraint("tenant", "atena_no", name="pk_mailing_decisions"),
 )
 
 statistics = sa.Table(

@@ -318,6 +318,7 @@ class _Builder:
                 "notified_date": notified,
                 "person": identity,
                 "household_no": p.household_no,
+                "postcode": names.postcode(identity.address),
                 **extra,
             }
         )
@@ -528,6 +529,7 @@ class _Builder:
                     person=p.identities[0][1],
                     household_no=p.household_no,
                     previous_municipality=p.previous_municipality,
+                    postcode=names.postcode(p.identities[0][1].address),
                 )
             )
         return events

@@ -8,6 +8,7 @@ resemblance of a generated person to a real one is chance. Addresses follow real
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass
 
 NAME_SEPARATOR = " "
@@ -115,23 +116,39 @@ class AddressPattern:
     ban: tuple[int, int]
     go: tuple[int, int]
     weight: int
+    postcode: str = "070-00"  # the first five digits of the town's simulated 郵便番号 (:func:`postcode`)
+
+    @property
+    def town(self) -> str:
+        return self.template.split("{", 1)[0]
 
 
 ADDRESS_PATTERNS: tuple[AddressPattern, ...] = (
-    AddressPattern("北海道旭川市{jo}条通{chome}丁目{ban}番地", (1, 10), (1, 24), (1, 300), (0, 0), 14),
-    AddressPattern("北海道旭川市神楽{jo}条{chome}丁目{ban}番{go}号", (1, 7), (1, 14), (1, 20), (1, 25), 8),
-    AddressPattern("北海道旭川市神楽岡{jo}条{chome}丁目{ban}番{go}号", (1, 16), (1, 8), (1, 15), (1, 20), 7),
-    AddressPattern("北海道旭川市永山{jo}条{chome}丁目{ban}番{go}号", (1, 14), (1, 24), (1, 20), (1, 25), 12),
-    AddressPattern("北海道旭川市豊岡{jo}条{chome}丁目{ban}番{go}号", (1, 16), (1, 12), (1, 18), (1, 22), 10),
-    AddressPattern("北海道旭川市末広{jo}条{chome}丁目{ban}番{go}号", (1, 8), (1, 13), (1, 18), (1, 22), 8),
-    AddressPattern("北海道旭川市末広東{jo}条{chome}丁目{ban}番{go}号", (1, 3), (1, 9), (1, 15), (1, 20), 3),
-    AddressPattern("北海道旭川市東光{jo}条{chome}丁目{ban}番{go}号", (1, 27), (1, 8), (1, 15), (1, 20), 9),
-    AddressPattern("北海道旭川市春光{jo}条{chome}丁目{ban}番{go}号", (1, 10), (1, 7), (1, 15), (1, 20), 5),
-    AddressPattern("北海道旭川市緑が丘東{jo}条{chome}丁目{ban}番{go}号", (1, 5), (1, 4), (1, 12), (1, 18), 3),
-    AddressPattern("北海道旭川市旭町{jo}条{chome}丁目{ban}番{go}号", (1, 2), (1, 23), (1, 12), (1, 18), 4),
-    AddressPattern("北海道旭川市忠和{jo}条{chome}丁目{ban}番{go}号", (1, 8), (1, 7), (1, 12), (1, 18), 3),
-    AddressPattern("北海道旭川市錦町{chome}丁目{ban}番地", (0, 0), (1, 23), (1, 250), (0, 0), 2),
+    AddressPattern("北海道旭川市{jo}条通{chome}丁目{ban}番地", (1, 10), (1, 24), (1, 300), (0, 0), 14, "070-80"),
+    AddressPattern("北海道旭川市神楽{jo}条{chome}丁目{ban}番{go}号", (1, 7), (1, 14), (1, 20), (1, 25), 8, "071-81"),
+    AddressPattern("北海道旭川市神楽岡{jo}条{chome}丁目{ban}番{go}号", (1, 16), (1, 8), (1, 15), (1, 20), 7, "072-82"),
+    AddressPattern("北海道旭川市永山{jo}条{chome}丁目{ban}番{go}号", (1, 14), (1, 24), (1, 20), (1, 25), 12, "073-83"),
+    AddressPattern("北海道旭川市豊岡{jo}条{chome}丁目{ban}番{go}号", (1, 16), (1, 12), (1, 18), (1, 22), 10, "074-84"),
+    AddressPattern("北海道旭川市末広{jo}条{chome}丁目{ban}番{go}号", (1, 8), (1, 13), (1, 18), (1, 22), 8, "075-85"),
+    AddressPattern("北海道旭川市末広東{jo}条{chome}丁目{ban}番{go}号", (1, 3), (1, 9), (1, 15), (1, 20), 3, "076-86"),
+    AddressPattern("北海道旭川市東光{jo}条{chome}丁目{ban}番{go}号", (1, 27), (1, 8), (1, 15), (1, 20), 9, "077-87"),
+    AddressPattern("北海道旭川市春光{jo}条{chome}丁目{ban}番{go}号", (1, 10), (1, 7), (1, 15), (1, 20), 5, "078-88"),
+    AddressPattern("北海道旭川市緑が丘東{jo}条{chome}丁目{ban}番{go}号", (1, 5), (1, 4), (1, 12), (1, 18), 3, "079-89"),
+    AddressPattern("北海道旭川市旭町{jo}条{chome}丁目{ban}番{go}号", (1, 2), (1, 23), (1, 12), (1, 18), 4, "070-90"),
+    AddressPattern("北海道旭川市忠和{jo}条{chome}丁目{ban}番{go}号", (1, 8), (1, 7), (1, 12), (1, 18), 3, "071-91"),
+    AddressPattern("北海道旭川市錦町{chome}丁目{ban}番地", (0, 0), (1, 23), (1, 250), (0, 0), 2, "072-92"),
 )
+
+
+def postcode(address: str) -> str:
+    """The simulated 郵便番号 (NNN-NNNN) of an address made from :data:`ADDRESS_PATTERNS`: the town's five digits
+    and two from the address itself (stable, and drawing nothing from the simulator's random stream). Simulated:
+    not Japan Post's table. An address of no pattern gets the first pattern's town prefix.
+    """
+    town = next((p for p in sorted(ADDRESS_PATTERNS, key=lambda p: -len(p.town)) if address.startswith(p.town)),
+                ADDRESS_PATTERNS[0])  # fmt: skip
+    return f"{town.postcode}{zlib.crc32(address.encode()) % 100:02d}"
+
 
 # (団体コード, name, weight): where 転入 residents come from and 転出 residents go to (all check digits valid).
 OTHER_MUNICIPALITIES: tuple[tuple[str, str, int], ...] = (

@@ -103,6 +103,7 @@ def _apply(
     t = c.change_type
     if c.person is not None:
         fields["person"] = c.person
+        fields["postcode"] = c.postcode  # the 郵便番号 goes with the 住所 it came with (None: not known)
     if c.my_number is not None:
         fields["my_number"] = c.my_number
     if c.household_no is not None:

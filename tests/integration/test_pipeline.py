@@ -1,6 +1,8 @@
 """The whole path on the real broker: 住基 and results in, exact ledger, errors and invitations out in SQL; and the
 same tables whatever order the two input topics arrive in (withdrawals through Kafka, the runtime and the sinks)."""
 
+import csv
+import io
 import json
 import re
 import time
@@ -13,6 +15,7 @@ from typing import Any
 
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
+from pypdf import PdfReader
 
 from connectors.simulators import publish
 from connectors.simulators.institution import ResultTruth
@@ -67,6 +70,7 @@ def test_known_population_through_the_pipeline(endpoints: Endpoints, tmp_path: P
         counter = _counter_view(pipeline, ledger, errors)
         elsewhere = _history_from_the_previous_town(pipeline, ledger)
         carry_over = _carry_over_requests(pipeline)
+        mailing = _mailing(pipeline)
 
     plan = run.plan
     truth = Counter(plan.truth.values())
@@ -118,6 +122,33 @@ def test_known_population_through_the_pipeline(endpoints: Endpoints, tmp_path: P
     for target in (f"person {atena} {kind} {YEAR}", f"person {atena} COLORECTAL {YEAR}"):
         assert ("NOTICE_REQUEST", target, "SUCCESS") in carry_over["operations"]
     assert "繰越受診通知の申出:" in carry_over["show"]
+
+    # The 受診勧奨 go out in batches: a mailing list with the 住基's postcode and address, and one letter per person;
+    # every batch is a recorded operation, and no one under 支援措置 is mailed without a staff decision.
+    people = {str(r["atena_no"]): r for r in mailing["residents"] if r["tenant"] == tenant}
+    invited = {a for (a, _, fy, t) in got_invitations if fy == YEAR and t == "INVITATION"}
+    resident = {a for a in invited if people[a]["status"] == m.ResidentStatus.RESIDENT.value}
+    flagged = {a for a in resident if people[a]["support_measure"]}
+    assert flagged, "the scenario has a 支援措置 resident with a notice"
+    first = mailing["first"]
+    assert {row[4] for row in first["rows"]} == resident - flagged
+    for row in first["rows"]:
+        person = people[row[4]]
+        assert (row[0], row[1], row[2]) == (person["postcode"], person["address"], person["name"]), row
+        assert re.fullmatch(r"\d{3}-\d{4}", row[0]), row  # the 住基's postcode came through the pipeline
+    assert first["pages"] == len(first["rows"])
+    batches = -(-len(first["rows"]) // MAIL_BATCH)
+    assert (len(first["csv"]), len(first["pdf"])) == (batches, batches)
+    assert set(mailing["held"]) == flagged
+    assert all(mode == 0o600 for mode in mailing["modes"])
+    # the decided person alone, at the decided address, in the second run
+    [(atena_decided, row)] = [(row[4], row) for row in mailing["second"]["rows"]]
+    assert atena_decided == mailing["decided"]
+    assert (row[0], row[1], row[8]) == ("070-0001", "小樽市花園1丁目1番1号", "DECIDED_OTHER")
+    ops = [o for o in mailing["operations"] if o[0] == "NOTICE_MAILING"]
+    assert len(ops) == batches + 1
+    assert all(outcome == "SUCCESS" and "sha256:" in (detail or "") for _, _, outcome, detail in ops)
+    assert ("MAILING_DECISION", f"person {atena_decided} mailing OTHER", "SUCCESS", None) in mailing["operations"]
 
     # A screening last year in the previous town makes this year's biennial one a second screening within the interval.
     assert elsewhere["error"]["reasons"] == m.ErrorReason.INTERVAL_NOT_MET.value
@@ -242,6 +273,59 @@ def _carry_over_requests(pipeline: Pipeline) -> dict[str, Any]:
         "decisions": [r for r in pipeline.rows("notice_decisions") if r["atena_no"] == atena],
         "operations": [(r["operation"], r["target"], r["outcome"]) for r in pipeline.rows("staff_operations")],
         "show": pipeline.cli("person", "show", atena, "--year", str(YEAR), env=env).stdout,
+    }  # fmt: skip
+
+
+MAIL_BATCH = 40
+
+
+def _mailing(pipeline: Pipeline) -> dict[str, Any]:
+    """`notice mail` in batches, `notice held` and `notice mail-decide`, as the health staff member runs them."""
+    env = {"KENSHIN_STATE_DIR": str(pipeline.workdir / "staff-state"), **pipeline.env}
+    pipeline.cli("login", STAFF_HEALTH, "--password-stdin", stdin=STAFF_PASSWORD, env=env)
+    mail = ("notice", "mail", "--type", "INVITATION", "--year", str(YEAR), "--batch-size", str(MAIL_BATCH))
+
+    def run(out: Path) -> dict[str, Any]:
+        out.mkdir(mode=0o700)
+        pipeline.cli(*mail, "--out", str(out), env=env)
+        csvs, pdfs = sorted(out.glob("*.csv")), sorted(out.glob("*.pdf"))
+        rows = [row for f in csvs for row in list(csv.reader(io.StringIO(f.read_text(encoding="utf-8-sig"))))[1:]]
+        pages = sum(len(PdfReader(f).pages) for f in pdfs)
+        return {"csv": csvs, "pdf": pdfs, "rows": rows, "pages": pages,
+                "modes": [f.stat().st_mode & 0o777 for f in (*csvs, *pdfs)]}  # fmt: skip
+
+    # A resident put under 支援措置 after the notice was issued (a 住基 change, as the 住基 system sends it)
+    invited = sorted({str(r["atena_no"]) for r in pipeline.rows("invitations")
+                      if r["fiscal_year"] == YEAR and r["invitation_type"] == "INVITATION"})  # fmt: skip
+    plain = {str(r["atena_no"]) for r in pipeline.rows("residents")
+             if r["status"] == "RESIDENT" and not r["support_measure"]}  # fmt: skip
+    target = next(a for a in invited if a in plain)
+    change = m.ResidentChange(
+        event_id=uuid.uuid4(), occurred_at=datetime.now(UTC), tenant=pipeline.tenant, source_system="juki",
+        atena_no=target, change_type=m.ResidentChangeType.SUPPORT_MEASURE_SET, change_date=datetime.now(UTC).date(),
+    )  # fmt: skip
+    settings = pipeline.settings
+    with registry_client(settings.schema_registry_config()) as registry:
+        serde: TopicSerde[m.ResidentChange] = TopicSerde(catalog.RESIDENT_CHANGES, registry)
+        producer = Producer(producer_config(settings))
+        producer.produce(catalog.RESIDENT_CHANGES.name, key=serde.key(change), value=serde.value(change))
+        assert producer.flush(30) == 0
+    deadline = time.monotonic() + 120
+    while not any(r["atena_no"] == target and r["support_measure"] for r in pipeline.rows("residents")):
+        assert time.monotonic() < deadline, f"the 支援措置 of {target} did not reach the residents table"
+        time.sleep(0.5)
+    first = run(pipeline.workdir / "mail-1")
+    held = pipeline.cli("notice", "held", "--type", "INVITATION", "--year", str(YEAR), env=env).stdout
+    held_atena = [line.split()[0] for line in held.splitlines() if re.match(r"\d+ ", line)]
+    decided = held_atena[0]
+    pipeline.cli("notice", "mail-decide", decided, "--address", "小樽市花園1丁目1番1号", "--postcode", "070-0001",
+                 "--reason", "本人の申出による送付先", env=env)  # fmt: skip
+    second = run(pipeline.workdir / "mail-2")
+    return {
+        "first": first, "second": second, "held": held_atena, "decided": decided,
+        "modes": first["modes"] + second["modes"], "residents": pipeline.rows("residents"),
+        "operations": [(r["operation"], r["target"], r["outcome"], r["detail"])
+                       for r in pipeline.rows("staff_operations")],
     }  # fmt: skip
 
 

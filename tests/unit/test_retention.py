@@ -320,6 +320,13 @@ def seed_tenant(s: Stores, t: str) -> None:
             refusals="" if issued else "ATTENDED_LAST_YEAR",
             **request,
         )
+    mailed = {"kind": "STOMACH", "invitation_type": "INVITATION", "batch_id": "b1", "sent_to": "REGISTERED",
+              "staff_id": "s1", "mailed_at": ago(1)}  # fmt: skip
+    for expired, atena, fy in [(True, "live", old_fy), (False, "live", new_fy), (True, "dead", new_fy)]:
+        x.add("sinks", st.notice_mailings, expired, atena_no=atena, fiscal_year=fy, **mailed)
+    decided = {"decision": "WITHHOLD", "reason": "支援措置", "staff_id": "s1", "decided_at": ago(4000)}
+    x.add("sinks", st.mailing_decisions, False, atena_no="live", **decided)
+    x.add("sinks", st.mailing_decisions, True, atena_no="dead", **decided)
     x.add(
         "sinks",
         st.statistics,
@@ -755,7 +762,7 @@ def test_retention_deletes_exactly_the_expired_rows_of_one_tenant_in_every_store
     assert all(v is None for _, _, v in producer.sent)
     assert {t for t, _, _ in producer.sent} == {t.name for t in catalog.ALL_TOPICS if t.cleanup_policy == "compact"}
     assert report.tombstones_sent == len(stores.tombstones)
-    assert (len(report.results), report.tables_checked) == (4, 28)
+    assert (len(report.results), report.tables_checked) == (4, 30)
     print(f"\nstores checked by retention: {len(report.results)} stores, {report.tables_checked} tables")
     # a second run finds nothing
     again = run_retention(
@@ -1041,7 +1048,7 @@ def test_the_command_runs_for_the_callers_tenant_and_records_the_counts(
     assert stores.snapshot() == before
     assert cli("retention", "run") == 0
     out = capsys.readouterr().out
-    assert "4 store(s), 28 table(s) checked" in out
+    assert "4 store(s), 30 table(s) checked" in out
     assert "residents" in out
     assert "processor_people" in out
     assert "network_fugo" in out
