@@ -148,6 +148,31 @@ def print_carry_over_example(settings: Settings, year: int) -> None:
           + (describe_decision(decided) if decided is not None else "no decision within 120 s"))  # fmt: skip
 
 
+def print_mailing_example(settings: Settings, year: int) -> None:
+    """The 受診勧奨 as they would go out: a preview batch (mailing list and letters) of the first few, and how many
+    are held for 支援措置. Staff print the real batches with `kenshin-hub notice mail` (recorded, marked mailed).
+    """
+    from hub.mailing import TYPE_LABEL, pending, preview
+    from schemas.models import InvitationType
+
+    notice = InvitationType.INVITATION
+    out = settings.state_dir / "demo-mail" / time.strftime("%Y%m%d-%H%M%S")
+    out.mkdir(parents=True, mode=0o700)
+    engine = make_engine(settings.database_url.reveal())
+    try:
+        with engine.connect() as conn:
+            letters, held = pending(conn, settings.tenant, year, notice)
+            batch = preview(conn, settings.tenant, year, notice, out, 20)
+    finally:
+        engine.dispose()
+    print(f"\n郵送: {len(letters)} {TYPE_LABEL[notice]} letter(s) to print for {year}, {len(held)} held for 支援措置 "
+          f"until staff decide (`kenshin-hub notice held`, `notice mail-decide`)")  # fmt: skip
+    if batch is not None:
+        print(f"  a preview of the first {len(batch.letters)} (not marked mailed): {batch.csv_path}, "
+              f"{batch.pdf_path}")  # fmt: skip
+        print(f"  staff print them all with `kenshin-hub notice mail --type {notice.value} --year {year} --out DIR`")
+
+
 def cmd_demo(settings: Settings, args: argparse.Namespace, prepare: Callable[[], int],
              start_year: Callable[[int], None]) -> int:  # fmt: skip
     """The main job on the local stack: stack + topics + schemas, a synthetic city and a year of results."""
@@ -172,6 +197,7 @@ def cmd_demo(settings: Settings, args: argparse.Namespace, prepare: Callable[[],
         run_provision_demo(settings, run.city, args.seed, fiscal_year_start(args.year))
         print_counter_example(settings, args.year)
         print_carry_over_example(settings, args.year)
+        print_mailing_example(settings, args.year)
     print("\nThe stack keeps running (`kenshin-hub stack down` stops it); the tables are in", end=" ")
     print(settings.describe()[[k for k, _ in settings.describe()].index("KENSHIN_DATABASE_URL")][1])
     return 0

@@ -65,6 +65,7 @@ class Decision:
     WITHHOLD = "WITHHOLD"  # nothing is mailed
 
 
+_KIND_ORDER = list(ScreeningKind)  # the order of 別添1 (胃, 大腸, 肺, 乳, 子宮頸, ピロリ)
 SENT_TO = {None: "REGISTERED", Decision.REGISTERED: "DECIDED_REGISTERED", Decision.OTHER: "DECIDED_OTHER"}
 
 
@@ -200,7 +201,7 @@ def pending(
     held: list[Held] = []
     for atena, (row, found) in people.items():
         _, _, name, kana, postcode, address, support, decision, decided_postcode, decided_address = row
-        person_kinds = tuple(found)
+        person_kinds = tuple(sorted(found, key=_KIND_ORDER.index))
         if support and decision not in (Decision.REGISTERED, Decision.OTHER):
             held.append(Held(atena, name, person_kinds, withheld=decision == Decision.WITHHOLD))
             continue
@@ -297,6 +298,26 @@ def batches(letters: Sequence[Letter], size: int, out: Path, notice: InvitationT
         yield Batch(batch_id, tuple(letters[start : start + size]), stem.with_suffix(".csv"), stem.with_suffix(".pdf"))
 
 
+def write_batch(batch: Batch, notice: InvitationType, year: int, wording: Letters, today: date,
+                digests: dict[str, str]) -> None:  # fmt: skip
+    """The batch's mailing list and letters as new 0600 files; each file's SHA-256 into ``digests`` once written."""
+    digests[batch.csv_path.name] = write_private(batch.csv_path, [mailing_csv(batch.letters, notice, year)])
+    pdf = letters_pdf(batch.letters, notice, year, wording, today)
+    digests[batch.pdf_path.name] = write_private(batch.pdf_path, [pdf])
+
+
+def preview(conn: Connection, tenant: str, year: int, notice: InvitationType, out: Path, limit: int) -> Batch | None:
+    """The first ``limit`` letters still to be mailed, written as one batch to look at (the demo): not marked
+    mailed and not recorded, so `notice mail` still prints them. None when there is nothing to mail.
+    """
+    letters, _ = pending(conn, tenant, year, notice)
+    if not letters:
+        return None
+    batch = next(batches(letters[:limit], limit, out, notice, year))
+    write_batch(batch, notice, year, load_letters(tenant), date.today(), {})
+    return batch
+
+
 def mark_mailed(conn: Connection, tenant: str, year: int, notice: InvitationType, batch: Batch, staff_id: str) -> None:
     now = now_utc()
     conn.execute(
@@ -351,10 +372,7 @@ def mail(o: Office, args: argparse.Namespace, year: int) -> int:
 
             with staff_operation(o, "health", StaffOperationType.NOTICE_MAILING, target, detail) as session:
                 try:
-                    csv_text = mailing_csv(batch.letters, notice, year)
-                    digests[batch.csv_path.name] = write_private(batch.csv_path, [csv_text])
-                    pdf = letters_pdf(batch.letters, notice, year, wording, today)
-                    digests[batch.pdf_path.name] = write_private(batch.pdf_path, [pdf])
+                    write_batch(batch, notice, year, wording, today, digests)
                     with o.engine.begin() as conn:
                         mark_mailed(conn, tenant, year, notice, batch, session.staff_id)
                 except BaseException:

@@ -96,7 +96,7 @@ def test_residents_are_mailed_once_in_postcode_order_and_a_support_measure_perso
     order, seen = _pending(engine)
     assert order == ["A2", "A1"]  # by postcode; the one who moved out is not mailed
     assert seen["letter:A1"] == ("070-8099", "北海道旭川市6条通9丁目46番地",
-                                 (m.ScreeningKind.COLORECTAL, m.ScreeningKind.STOMACH), "REGISTERED")  # fmt: skip
+                                 (m.ScreeningKind.STOMACH, m.ScreeningKind.COLORECTAL), "REGISTERED")  # fmt: skip
     assert seen["DV"] == (False, (m.ScreeningKind.STOMACH,))  # held: no decision yet, never the registered address
 
     _decide(engine, "DV", "WITHHOLD")
