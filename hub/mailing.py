@@ -353,7 +353,8 @@ def mail(o: Office, args: argparse.Namespace, year: int) -> int:
     out = Path(args.out)
     if not out.is_dir():
         raise CommandError(f"{out} is not a directory")
-    with o.engine.connect() as conn:
+    selection = f"notices to mail {year} {notice.value}" + (f" {kinds[0].value}" if kinds else "")
+    with staff_operation(o, "health", StaffOperationType.LIST, selection), o.engine.connect() as conn:
         letters, held = pending(conn, tenant, year, notice, kinds)
     letters = letters[: args.limit] if args.limit is not None else letters
     font_path()  # before the first batch: a machine without the font fails at once, not half-way
