@@ -173,6 +173,26 @@ def print_mailing_example(settings: Settings, year: int) -> None:
         print(f"  staff print them all with `kenshin-hub notice mail --type {notice.value} --year {year} --out DIR`")
 
 
+def print_reports_example(settings: Settings, year: int) -> None:
+    """The three reports of the year as files (what `kenshin-hub report performance|national|expenses` writes and
+    records under a health login), in a folder of the state directory.
+    """
+    from hub.reports import REPORTS, write_report
+
+    out = settings.state_dir / "demo-reports" / time.strftime("%Y%m%d-%H%M%S")
+    out.mkdir(parents=True, mode=0o700)
+    engine = make_engine(settings.database_url.reveal())
+    print(f"\n帳票 ({year}年度; staff run `kenshin-hub report <name> --year {year} --out DIR`, a recorded export):")
+    try:
+        with engine.connect() as conn:
+            for name in REPORTS:
+                made, paths, counted = write_report(conn, settings.tenant, year, name, out, {})
+                print(f"  {made[0].title}: {counted} entries → {', '.join(p.name for p in paths)}")
+    finally:
+        engine.dispose()
+    print(f"  in {out}")
+
+
 def cmd_demo(settings: Settings, args: argparse.Namespace, prepare: Callable[[], int],
              start_year: Callable[[int], None]) -> int:  # fmt: skip
     """The main job on the local stack: stack + topics + schemas, a synthetic city and a year of results."""
@@ -198,6 +218,7 @@ def cmd_demo(settings: Settings, args: argparse.Namespace, prepare: Callable[[],
         print_counter_example(settings, args.year)
         print_carry_over_example(settings, args.year)
         print_mailing_example(settings, args.year)
+        print_reports_example(settings, args.year)
     print("\nThe stack keeps running (`kenshin-hub stack down` stops it); the tables are in", end=" ")
     print(settings.describe()[[k for k, _ in settings.describe()].index("KENSHIN_DATABASE_URL")][1])
     return 0

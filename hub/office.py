@@ -336,3 +336,6 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     stats = report_sub.add_parser("stats", help="統計: targets, attendees, 要精検, 精検受診, がん発見 per kind")
     stats.add_argument("--year", type=int, required=True, help="fiscal year")
     report.set_defaults(func=cmd_report)
+    from hub import reports  # hub.reports imports this module
+
+    reports.add_parsers(report_sub)

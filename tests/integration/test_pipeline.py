@@ -71,6 +71,7 @@ def test_known_population_through_the_pipeline(endpoints: Endpoints, tmp_path: P
         elsewhere = _history_from_the_previous_town(pipeline, ledger)
         carry_over = _carry_over_requests(pipeline)
         mailing = _mailing(pipeline)
+        reports = _reports(pipeline)
 
     plan = run.plan
     truth = Counter(plan.truth.values())
@@ -149,6 +150,25 @@ def test_known_population_through_the_pipeline(endpoints: Endpoints, tmp_path: P
     assert len(ops) == batches + 1
     assert all(outcome == "SUCCESS" and "sha256:" in (detail or "") for _, _, outcome, detail in ops)
     assert ("MAILING_DECISION", f"person {atena_decided} mailing OTHER", "SUCCESS", None) in mailing["operations"]
+
+    # The three reports, each a CSV and a PDF (the national one with its plot), on one basis: this city's entries.
+    own = [r for r in reports["ledger"]  # as the reports saw it (the history above withdrew an entry)
+           if r["tenant"] == tenant and r["fiscal_year"] == YEAR and r["history_from"] is None]  # fmt: skip
+    assert len(own) > 100
+    [perf_total] = [r for r in reports["performance"] if r and r[0] == "計"]
+    assert int(perf_total[-1]) == len(own)
+    national_rows = [r for r in reports["national"] if len(r) == 11 and r[3].isdigit()]
+    assert sum(int(r[4]) for r in national_rows) == len(own)
+    assert sum(int(r[3]) for r in national_rows) >= len(own)  # every attendee counted is among the targets' cells
+    lines = [r for r in reports["expenses"] if len(r) == 9 and r[6].isdigit() and r[2] != "計" and r[0] != "総計"]
+    assert sum(int(r[6]) for r in lines) == len(own)
+    assert all(int(r[8]) == int(r[6]) * int(r[7]) for r in lines)
+    [total] = [r for r in reports["expenses"] if r[0] == "総計"]
+    assert int(total[8]) == sum(int(r[8]) for r in lines)
+    assert reports["png"].startswith(b"\x89PNG")
+    for name in ("performance", "national", "expenses"):
+        assert reports[f"{name}_pages"] >= 1
+        assert ("DATA_EXPORT", f"report {name} {YEAR}", "SUCCESS") in reports["operations"]
 
     # A screening last year in the previous town makes this year's biennial one a second screening within the interval.
     assert elsewhere["error"]["reasons"] == m.ErrorReason.INTERVAL_NOT_MET.value
@@ -274,6 +294,23 @@ def _carry_over_requests(pipeline: Pipeline) -> dict[str, Any]:
         "operations": [(r["operation"], r["target"], r["outcome"]) for r in pipeline.rows("staff_operations")],
         "show": pipeline.cli("person", "show", atena, "--year", str(YEAR), env=env).stdout,
     }  # fmt: skip
+
+
+def _reports(pipeline: Pipeline) -> dict[str, Any]:
+    """`report performance|national|expenses` as the health staff member runs them: their CSV rows and PDF pages."""
+    env = {"KENSHIN_STATE_DIR": str(pipeline.workdir / "staff-state"), **pipeline.env}
+    out = pipeline.workdir / "reports"
+    out.mkdir(mode=0o700)
+    found: dict[str, Any] = {}
+    for name in ("performance", "national", "expenses"):
+        pipeline.cli("report", name, "--year", str(YEAR), "--out", str(out), env=env)
+        text = (out / f"{YEAR}-{name}.csv").read_text(encoding="utf-8-sig")
+        found[name] = list(csv.reader(io.StringIO(text)))
+        found[f"{name}_pages"] = len(PdfReader(out / f"{YEAR}-{name}.pdf").pages)
+    found["png"] = (out / f"{YEAR}-national.png").read_bytes()
+    found["ledger"] = pipeline.rows("ledger_entries")
+    found["operations"] = [(r["operation"], r["target"], r["outcome"]) for r in pipeline.rows("staff_operations")]
+    return found
 
 
 MAIL_BATCH = 40
