@@ -19,7 +19,7 @@ from hub.errors import CommandError
 from sinks.db import make_engine, upgrade
 from sinks.ledger import LedgerSink
 from sinks.residents import ResidentsSink
-from sinks.tables import integrated_atena, provision_records, staff_operations
+from sinks.tables import integrated_atena, metadata, provision_records, staff_operations
 from tests import samples
 from tests.unit.test_sinks import KEYS, ledger, resident, write
 
@@ -79,6 +79,14 @@ def test_a_person_export_holds_everything_on_them_and_nothing_on_others(engine: 
     assert "0000000009" not in json.dumps(doc)
     with engine.connect() as conn, pytest.raises(CommandError, match="no resident"):
         person_document(conn, None, TENANT, "0000000001")
+
+
+def test_a_person_export_covers_every_table_that_names_a_person(engine: Engine) -> None:
+    write(engine, ResidentsSink(keys=KEYS), [resident(PERSON)])
+    with engine.connect() as conn:
+        doc = person_document(conn, None, TENANT, PERSON)
+    by_person = {t.name for t in metadata.sorted_tables if "atena_no" in t.c} - {"residents"}
+    assert by_person <= set(doc), sorted(by_person - set(doc))
 
 
 def test_an_audit_export_is_the_period_only_and_the_file_is_the_owners_and_new(engine: Engine, tmp_path: Path) -> None:
