@@ -42,6 +42,7 @@ from sinks.tables import (
     ledger_history,
     ledger_versions,
     notice_decisions,
+    notice_mailings,
     residents,
     screening_errors,
 )
@@ -175,10 +176,13 @@ def person_view(conn: Connection, tenant: str, atena_no: str, year: int, rules: 
         .where(se.c.tenant == tenant, se.c.atena_no == atena_no, se.c.status == ErrorStatus.OPEN.value)
         .order_by(se.c.detected_at),
     )
-    inv = invitations
+    inv, nm = invitations, notice_mailings
+    mailed = sa.and_(nm.c.tenant == inv.c.tenant, nm.c.atena_no == inv.c.atena_no, nm.c.kind == inv.c.kind,
+                     nm.c.fiscal_year == inv.c.fiscal_year, nm.c.invitation_type == inv.c.invitation_type)  # fmt: skip
     sent = rows(
         conn,
-        sa.select(inv)
+        sa.select(inv, nm.c.mailed_at, nm.c.sent_to)
+        .select_from(inv.outerjoin(nm, mailed))
         .where(inv.c.tenant == tenant, inv.c.atena_no == atena_no)
         .order_by(inv.c.fiscal_year.desc(), inv.c.kind, inv.c.invitation_type),
     )
@@ -220,7 +224,7 @@ def render(view: PersonView) -> str:
     lines = [
         f"宛名番号 {p['atena_no']}  {p['name']} ({p['name_kana']})  {SEX_LABEL.get(p['sex'], p['sex'])}  "
         f"{p['birth_date'].isoformat()} ({year}年度末 {age_at_fiscal_year_end(p['birth_date'], year)}歳)",
-        f"  住所 {p['address']}",
+        "  住所 " + (f"〒{p['postcode']} " if p.get("postcode") else "") + p["address"],
         f"  {p['status']}"
         + (f" {p['resident_since'].isoformat()} から" if p["resident_since"] else "")
         + (f"  転入前 {p['previous_municipality']}" if p["previous_municipality"] else "")
@@ -272,7 +276,8 @@ def render(view: PersonView) -> str:
         view.invitations,
         lambda i: (
             f"  {i['fiscal_year']} {_kind(i['kind'])} {i['invitation_type']} ({i['trigger']}, "
-            f"{i['issued_at']:%Y-%m-%d})"
+            f"{i['issued_at']:%Y-%m-%d}) "
+            + (f"郵送 {i['mailed_at']:%Y-%m-%d} ({i['sent_to']})" if i["mailed_at"] else "未郵送")
         ),
     )
     lines += _section(

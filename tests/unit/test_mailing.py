@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from pypdf import PdfReader
 from sqlalchemy.engine import Engine
 
+from hub.counter import person_view, render
 from hub.mailing import (
     CSV_HEADER,
     Batch,
@@ -27,6 +28,7 @@ from hub.mailing import (
     pending,
 )
 from hub.validation import is_valid_postcode
+from processors.rules.eligibility import load_rules
 from processors.rules.residents import PersonLog
 from schemas import models as m
 from sinks.db import make_engine, upgrade
@@ -212,3 +214,21 @@ def _fold(changes: list[m.ResidentChange]) -> m.ResidentState:
     state = log.state()
     assert state is not None
     return state
+
+
+def test_the_counter_view_shows_the_postcode_and_whether_each_notice_went_out(engine: Engine, tmp_path: Path) -> None:
+    _person(engine, "A1", postcode="070-8099")
+    _notice(engine, "A1", m.ScreeningKind.STOMACH)
+    _notice(engine, "A1", m.ScreeningKind.STOMACH, m.InvitationType.CARRY_OVER)
+    with engine.connect() as conn:
+        letters, _ = pending(conn, TENANT, FY, INV)
+    with engine.begin() as conn:
+        mark_mailed(conn, TENANT, FY, INV, Batch("b-1", tuple(letters), tmp_path / "x.csv", tmp_path / "x.pdf"), "h1")
+    with engine.connect() as conn:
+        text = render(person_view(conn, TENANT, "A1", FY, load_rules()))
+    assert f"住所 〒070-8099 {ADDRESS}" in text
+    [invitation_line] = [line for line in text.splitlines() if " INVITATION (" in line]
+    [carry_over_line] = [line for line in text.splitlines() if " CARRY_OVER (" in line]
+    assert "郵送 " in invitation_line
+    assert "(REGISTERED)" in invitation_line
+    assert carry_over_line.endswith("未郵送")
