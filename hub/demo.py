@@ -152,7 +152,7 @@ def print_mailing_example(settings: Settings, year: int) -> None:
     """The 受診勧奨 as they would go out: a preview batch (mailing list and letters) of the first few, and how many
     are held for 支援措置. Staff print the real batches with `kenshin-hub notice mail` (recorded, marked mailed).
     """
-    from hub.mailing import TYPE_LABEL, pending, preview
+    from hub.mailing import TYPE_LABEL, LettersError, pending, preview
     from schemas.models import InvitationType
 
     notice = InvitationType.INVITATION
@@ -163,6 +163,9 @@ def print_mailing_example(settings: Settings, year: int) -> None:
         with engine.connect() as conn:
             letters, held = pending(conn, settings.tenant, year, notice)
             batch = preview(conn, settings.tenant, year, notice, out, 20)
+    except LettersError as exc:
+        print(f"\n郵送: no preview: {exc} (hub/letters.toml)")
+        return
     finally:
         engine.dispose()
     print(f"\n郵送: {len(letters)} {TYPE_LABEL[notice]} letter(s) to print for {year}, {len(held)} held for 支援措置 "

@@ -377,9 +377,12 @@ def write_report(conn: Connection, tenant: str, year: int, name: str, out: Path,
 
     try:
         prices = load_prices() if name == "expenses" else []
-        sender = load_letters(tenant).sender
-    except (PricesError, LettersError) as exc:
+    except PricesError as exc:
         raise CommandError(str(exc)) from None
+    try:
+        sender = load_letters(tenant).sender
+    except LettersError:
+        sender = f"団体コード {tenant}"  # a municipality without letters still gets its reports
     font_path()
     made, png, counted = build(conn, tenant, year, name, load_rules(), prices)
     stem = out / f"{year}-{name}"

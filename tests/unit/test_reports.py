@@ -13,6 +13,7 @@ import pytest
 from pypdf import PdfReader
 from sqlalchemy.engine import Engine
 
+from hub.errors import CommandError
 from hub.reports import (
     Entry,
     PricesError,
@@ -24,6 +25,7 @@ from hub.reports import (
     performance,
     tables_csv,
     tables_pdf,
+    write_report,
 )
 from processors.rules.eligibility import load_rules
 from schemas import models as m
@@ -162,3 +164,21 @@ def test_the_files_hold_every_table_with_its_japanese_text(tmp_path: Path) -> No
     flat = page.extract_text().replace(" ", "").replace("\n", "")
     for want in (f"{FY}年度受診実績表", "子宮頸がん", "旭川市保健所"):
         assert want in flat
+
+
+def test_a_municipality_without_letters_still_gets_its_reports_as_private_new_files(
+    engine: Engine, tmp_path: Path
+) -> None:
+    write(engine, LedgerSink(), [dataclasses.replace(ledger("P0", m.ScreeningKind.BREAST, FY), tenant="011002")])
+    digests: dict[str, str] = {}
+    with engine.connect() as conn:
+        made, paths, counted = write_report(conn, "011002", FY, "expenses", tmp_path, digests)
+    assert counted == 1
+    assert [p.name for p in paths] == [f"{FY}-expenses.csv", f"{FY}-expenses.pdf"]
+    assert set(digests) == {p.name for p in paths}
+    assert all(p.stat().st_mode & 0o777 == 0o600 for p in paths)
+    flat = PdfReader(paths[1]).pages[0].extract_text().replace(" ", "")
+    assert "団体コード011002" in flat
+    assert made[0].rows[-1][-1] == 8800  # 乳がん, マンモグラフィ, 個別
+    with engine.connect() as conn, pytest.raises(CommandError, match="never overwrites"):
+        write_report(conn, "011002", FY, "expenses", tmp_path, {})
