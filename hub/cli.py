@@ -16,6 +16,7 @@ from pathlib import Path
 from hub.audit import add_parsers as audit_parsers
 from hub.counter import add_parsers as counter_parsers
 from hub.errors import CommandError
+from hub.institutions import add_parsers as institution_parsers
 from hub.notices import add_parsers as notice_parsers
 from hub.office import add_parsers as office_parsers
 from hub.review import add_parsers as review_parsers
@@ -366,6 +367,7 @@ def build_parser() -> argparse.ArgumentParser:
     office_parsers(sub)
     counter_parsers(sub)
     notice_parsers(sub)
+    institution_parsers(sub)
     audit_parsers(sub)
     review_parsers(sub)
 

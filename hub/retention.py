@@ -10,7 +10,8 @@ One function per store, each acting in ONE transaction of that store and returni
   errors resolved or withdrawn ``resolved_error_years`` ago (open errors stay), forwarded 副本 copies, the hub's
   情報提供等記録 and the connector's query log past ``provision_record_years``, 操作記録 past
   ``staff_operation_years``. ``statistics`` (counts, no person), ``staff_accounts`` / ``staff_sessions`` (no tenant)
-  and ``integrated_atena_seq`` (a counter) are not personal data of the tenant's residents and are kept;
+  and ``integrated_atena_seq`` (a counter) are not personal data of the tenant's residents and are kept, as is
+  ``institution_versions`` (the 実施医療機関 registry, reference data; also ``processor_institutions``);
 * :func:`retain_processors` — the processors' store (``processors/store.py``): the state (sealed 住基 change log and
   ledger book) of persons whose log says they moved out or died more than ``ceased_resident_years`` ago;
 * :func:`retain_chukan` — the 中間サーバー (``connectors/stores.py``): 情報提供等記録 past ``provision_record_years``

@@ -37,6 +37,7 @@ PROCESSOR_INPUTS = (
     catalog.LEDGER_HISTORY.name,
     catalog.HUB_COMMANDS.name,
     catalog.NOTICE_REQUESTS.name,
+    catalog.INSTITUTION_CHANGES.name,
 )
 SINK_INPUTS = (
     catalog.RESIDENTS.name,
@@ -44,6 +45,7 @@ SINK_INPUTS = (
     catalog.SCREENING_ERRORS.name,
     catalog.INVITATIONS.name,
     catalog.NOTICE_DECISIONS.name,
+    catalog.INSTITUTION_CHANGES.name,
 )
 
 

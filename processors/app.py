@@ -35,7 +35,7 @@ from hub.engine.handler import Delivery, Handler, Outcome, Output, Refusal
 from hub.pii import PiiKeys, default_keys, seal_resident_number
 from monitoring.metrics import DeadLetterReason, HubMetrics
 from processors.rules.eligibility import load_rules
-from processors.rules.institutions import load_institutions
+from processors.rules.institutions import Institution, load_institutions
 from processors.rules.ledger import BookChanges, Context, load_fukuhon_policy, published
 from processors.rules.steps import (
     PersonState,
@@ -50,7 +50,7 @@ from processors.rules.steps import (
     encode_state_book,
     year_start_notices,
 )
-from processors.store import PROCESSORS_MIGRATIONS, open_log, people, seal_log, years
+from processors.store import PROCESSORS_MIGRATIONS, institution_versions, open_log, people, seal_log, years
 from schemas import models as m
 from schemas.record import ModelError
 from sinks.db import insert_or_ignore, require_head, upsert
@@ -66,6 +66,7 @@ INPUT_TOPICS: tuple[Topic, ...] = (
     catalog.LEDGER_HISTORY,
     catalog.HUB_COMMANDS,
     catalog.NOTICE_REQUESTS,
+    catalog.INSTITUTION_CHANGES,
 )
 STEPS = {
     catalog.RESIDENT_CHANGES.name: "residents.apply",
@@ -73,6 +74,7 @@ STEPS = {
     catalog.LEDGER_HISTORY.name: "history.apply",
     catalog.HUB_COMMANDS.name: "commands.apply",
     catalog.NOTICE_REQUESTS.name: "notices.request",
+    catalog.INSTITUTION_CHANGES.name: "institutions.apply",
 }
 _OUTPUT_TOPICS: dict[type[m.Event], Topic] = {
     m.LedgerEntry: catalog.LEDGER_ENTRIES,
@@ -181,6 +183,8 @@ class Processors(Handler):
         self.ctx = ctx if ctx is not None else Context(load_rules(), load_institutions(), load_fukuhon_policy())
         self.pii = pii  # the keys of the sealed change logs (default: hub.pii.default_keys, the settings' key file)
         self._decoded = _Decoded(DECODED_PEOPLE)
+        self._seed = self.ctx.institutions  # institutions.toml; the recorded changes are added from the store
+        self._registry_mark: tuple[int, int] | None = None
 
     def setup(self, engine: Engine) -> None:
         require_head(engine, PROCESSORS_MIGRATIONS)
@@ -203,6 +207,7 @@ class Processors(Handler):
     # --- the batch -------------------------------------------------------------------------------------------
 
     def handle(self, conn: Connection, deliveries: Sequence[Delivery]) -> list[Outcome]:
+        self._refresh_institutions(conn)  # another worker may have stored a change since the last batch
         started = self._lock_partitions(conn, deliveries)
         persons = self._load(conn, deliveries)
         outcomes: list[Outcome] = []
@@ -223,6 +228,9 @@ class Processors(Handler):
         event = d.event
         if isinstance(event, m.HubCommand):
             return self._command(conn, event, persons, started)
+        if isinstance(event, m.InstitutionChange):
+            self._record_institution(conn, event)
+            return []
         key = d.topic.key_of(event)
         person = persons.get(key)
         if person is None:
@@ -311,8 +319,41 @@ class Processors(Handler):
             started.update({(tenant, int(p)): int(y) for p, y in conn.execute(query)})
         return started
 
+    # --- the 実施医療機関 registry -------------------------------------------------------------------------------
+
+    def _record_institution(self, conn: Connection, change: m.InstitutionChange) -> None:
+        """A recorded change kept (once: a redelivered one is already there), and in force for the next result."""
+        iv = institution_versions
+        known = conn.execute(sa.select(iv.c.seq).where(iv.c.event_id == str(change.event_id))).first()
+        if known is None:
+            conn.execute(iv.insert().values(
+                event_id=str(change.event_id), tenant=change.tenant, code=change.code, name=change.name,
+                kinds=",".join(k.value for k in change.kinds), group_screening=change.group,
+                follow_up=change.follow_up, valid_from=change.valid_from, valid_to=change.valid_to,
+            ))  # fmt: skip
+        self._refresh_institutions(conn)
+
+    def _refresh_institutions(self, conn: Connection) -> None:
+        """The registry the results are checked against: institutions.toml and every stored change, reread only
+        when the store holds other changes than last time (one small query a batch).
+        """
+        iv = institution_versions
+        mark = conn.execute(sa.select(sa.func.count(), sa.func.coalesce(sa.func.max(iv.c.seq), 0))).one()
+        if (int(mark[0]), int(mark[1])) == self._registry_mark:
+            return
+        versions: dict[tuple[str, str], list[Institution]] = {}
+        for row in conn.execute(sa.select(iv).order_by(iv.c.seq)):
+            kinds = frozenset(m.ScreeningKind(k) for k in row.kinds.split(","))
+            versions.setdefault((row.tenant, row.code), []).append(
+                Institution(row.code, row.name, kinds, row.group_screening, row.follow_up, row.valid_from, row.valid_to)
+            )
+        registry = self._seed.with_changes({k: tuple(v) for k, v in versions.items()})
+        self.ctx = replace(self.ctx, institutions=registry)
+        self._registry_mark = (int(mark[0]), int(mark[1]))
+
     def _load(self, conn: Connection, deliveries: Sequence[Delivery]) -> dict[str, _Person]:
-        keys = sorted({d.topic.key_of(d.event) for d in deliveries if not isinstance(d.event, m.HubCommand)})
+        keys = sorted({d.topic.key_of(d.event) for d in deliveries
+                       if not isinstance(d.event, (m.HubCommand, m.InstitutionChange))})  # fmt: skip
         persons: dict[str, _Person] = {}
         for i in range(0, len(keys), _CHUNK):
             query = sa.select(people.c.key, people.c.tenant, people.c.partition, people.c.log, people.c.book).where(

@@ -43,6 +43,23 @@ years = sa.Table(
     sa.Column("fiscal_year", sa.Integer, nullable=False),
 )
 
+# The 実施医療機関 changes of hub.institutions.v1, every version in the order recorded (seq): with institutions.toml,
+# the registry every worker checks results against (processors.rules.institutions.InstitutionRegistry).
+institution_versions = sa.Table(
+    "processor_institutions",
+    metadata,
+    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("event_id", sa.String(36), nullable=False),
+    sa.Column("tenant", sa.String(6), nullable=False),
+    sa.Column("code", sa.String(10), nullable=False),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("kinds", sa.String(128), nullable=False),  # comma-separated ScreeningKind values
+    sa.Column("group_screening", sa.Boolean, nullable=False),
+    sa.Column("follow_up", sa.Boolean, nullable=False),
+    sa.Column("valid_from", sa.Date, nullable=False),
+    sa.Column("valid_to", sa.Date, nullable=True),
+    sa.UniqueConstraint("event_id", name="uq_processor_institutions_event"),
+)
 STORE_PREFIX = "processor_"  # the runtime's tables: processor_runtime_offsets, processor_runtime_outbox
 VERSION_TABLE = "alembic_version_processors"  # so the processors' store may share a database with the sinks'
 runtime_offsets, runtime_outbox = engine_store.define(metadata, STORE_PREFIX)

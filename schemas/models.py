@@ -251,6 +251,7 @@ class StaffOperationType(enum.StrEnum):
     NOTICE_REQUEST = "NOTICE_REQUEST"  # 繰越受診通知の申出, recorded by staff for the processors to decide
     NOTICE_MAILING = "NOTICE_MAILING"  # one batch of notices printed for the post (mailing list and letters)
     MAILING_DECISION = "MAILING_DECISION"  # where a 支援措置 person's notices may be sent
+    INSTITUTION_CHANGE = "INSTITUTION_CHANGE"  # 実施医療機関の登録・変更
 
 
 class OperationOutcome(enum.StrEnum):
@@ -850,9 +851,43 @@ class ScreeningHistory(Event):
             raise ModelError("fiscal_year is out of range")
 
 
+@dataclass(frozen=True, kw_only=True)
+class InstitutionChange(Event):
+    """実施医療機関の登録・変更 (I.2 ② (4)): one version of an institution's registration, in force for exams from
+    ``valid_from`` to ``valid_to`` (open-ended when None). A later version with the same or a later ``valid_from``
+    supersedes it from its own ``valid_from``; one that ends (``valid_to``) deregisters the institution after it.
+    """
+
+    SCHEMA_FILE: ClassVar[str] = "institution_change.avsc"
+
+    code: str
+    name: str
+    kinds: tuple[ScreeningKind, ...]
+    group: bool
+    follow_up: bool
+    valid_from: date
+    valid_to: date | None = None
+    staff_id: str
+    reason: str
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if len(self.code) != 10 or not self.code.isascii() or not self.code.isdigit():
+            raise ModelError("code must be a 10-digit 医療機関コード")
+        if not self.name.strip():
+            raise ModelError("name (医療機関名) is empty")
+        if not self.kinds or len(set(self.kinds)) != len(self.kinds):
+            raise ModelError("kinds must name each 検診種別 once, and at least one")
+        if self.valid_to is not None and self.valid_to < self.valid_from:
+            raise ModelError("valid_to is before valid_from")
+        if not self.staff_id or not self.reason.strip():
+            raise ModelError("an institution change needs the staff member who recorded it and the reason")
+
+
 EVENT_TYPES: tuple[type[Event], ...] = (
     HubCommand,
     NoticeRequest,
+    InstitutionChange,
     NoticeDecision,
     ResidentChange,
     ScreeningResult,

@@ -14,6 +14,7 @@ from schemas.serde import registry_client
 from sinks.base import SinkRunner
 from sinks.db import make_engine, upgrade
 from sinks.errors import ErrorsSink
+from sinks.institutions import InstitutionsSink
 from sinks.invitations import InvitationsSink
 from sinks.ledger import LedgerSink
 from sinks.notices import NoticeDecisionsSink
@@ -41,6 +42,7 @@ def build_runner(
             ErrorsSink(),
             InvitationsSink(),
             NoticeDecisionsSink(),
+            InstitutionsSink(),
             ProvisionRecordsSink(),
             StaffActivitySink(runner_metrics),
         ],

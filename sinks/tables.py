@@ -185,6 +185,27 @@ notice_decisions = sa.Table(
     sa.Index("ix_notice_decisions_person", "tenant", "atena_no"),
 )
 
+# The 実施医療機関 changes staff recorded (hub.institutions.v1), every version: with institutions.toml, the registry
+# the processors check results against (the processors keep their own copy). Reference data: not personal, kept.
+institution_versions = sa.Table(
+    "institution_versions",
+    metadata,
+    sa.Column("tenant", TENANT, primary_key=True),
+    sa.Column("event_id", sa.String(36), primary_key=True),
+    sa.Column("code", sa.String(10), nullable=False),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("kinds", sa.String(128), nullable=False),  # comma-separated ScreeningKind values
+    sa.Column("group_screening", sa.Boolean, nullable=False),
+    sa.Column("follow_up", sa.Boolean, nullable=False),
+    sa.Column("valid_from", sa.Date, nullable=False),
+    sa.Column("valid_to", sa.Date, nullable=True),
+    sa.Column("staff_id", sa.String(64), nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("recorded_at", UtcDateTime, nullable=False),
+    sa.PrimaryKeyConstraint("tenant", "event_id", name="pk_institution_versions"),
+    sa.Index("ix_institution_versions_code", "tenant", "code"),
+)
+
 # The notices that went out (`notice mail`, hub/mailing.py): one row per notice, written by the staff tool with the
 # batch that printed it; a notice is mailed once. Kept as long as its invitation (retention).
 notice_mailings = sa.Table(

@@ -124,6 +124,18 @@ def every_event() -> list[m.Event]:
             previous_municipality="011002",
         ),
         primary_result(),
+        m.InstitutionChange(
+            **h("kenshin-hub.staff"),  # type: ignore[arg-type]
+            code="0110100110",
+            name="春光台検診クリニック",
+            kinds=(m.ScreeningKind.LUNG, m.ScreeningKind.COLORECTAL),
+            group=True,
+            follow_up=False,
+            valid_from=date(2026, 4, 1),
+            valid_to=date(2027, 3, 31),
+            staff_id="h001",
+            reason="新規委託契約",
+        ),
         m.ScreeningResult(
             **h("institution-sim"),
             reception_no="R2026-000002",  # type: ignore[arg-type]

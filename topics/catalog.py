@@ -291,6 +291,14 @@ NOTICE_REQUESTS = _input(
     400,
     "繰越受診通知の申出 recorded by staff (the resident's request, with its 受付 channel) for the processors to decide",
 )
+INSTITUTION_CHANGES = _input(
+    "hub.institutions.v1",
+    models.InstitutionChange,
+    ("tenant", "code"),
+    1,  # reference data, a few changes a year: one partition keeps every institution's versions in order
+    400,  # the transport, not the archive: the processors' and the sinks' stores keep every version
+    "実施医療機関の登録・変更 recorded by staff: one version of an institution's registration, in force from its date",
+)
 NOTICE_DECISIONS = Topic(
     name="notice.decisions.v1",
     value_type=models.NoticeDecision,
@@ -329,6 +337,7 @@ PRIMARY_TOPICS: tuple[Topic, ...] = (
     LEDGER_HISTORY,
     NOTICE_REQUESTS,
     NOTICE_DECISIONS,
+    INSTITUTION_CHANGES,
 )
 
 ALL_TOPICS: tuple[Topic, ...] = (

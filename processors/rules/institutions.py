@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
+from datetime import date
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from processors.rules.eligibility import RulesError
-from schemas.models import ScreeningKind
+from schemas.models import InstitutionChange, ScreeningKind
 
 
 @dataclass(frozen=True)
@@ -20,20 +21,52 @@ class Institution:
     kinds: frozenset[ScreeningKind]
     group: bool  # also runs 集団 (mass) screenings
     follow_up: bool  # registered for 精密検査: a 精検 result of its kinds may come from it
+    valid_from: date = date.min  # in force for exams on or after this date (the file's entries: from the start)
+    valid_to: date | None = None  # the last exam date it is in force for (None: open-ended)
+
+
+def version_of(change: InstitutionChange) -> Institution:
+    """An institution's registration as one recorded change (``hub.institutions.v1``) describes it."""
+    return Institution(change.code, change.name, frozenset(change.kinds), change.group, change.follow_up,
+                       change.valid_from, change.valid_to)  # fmt: skip
 
 
 @dataclass(frozen=True)
 class InstitutionRegistry:
+    """The registered institutions: ``institutions.toml`` (in force from the start, for every municipality), and
+    the changes staff recorded since, per municipality, in the order they were recorded.
+
+    On an exam date the registration in force is the version with the latest ``valid_from`` on or before that date
+    (a later-recorded version wins a tie), unless it ended (``valid_to``) before it: the registry as it stood on
+    the exam date.
+    """
+
     version: str
     by_code: Mapping[str, Institution]
+    changes: Mapping[tuple[str, str], tuple[Institution, ...]] = field(default_factory=dict)
 
-    def performs(self, code: str, kind: ScreeningKind) -> bool:
-        inst = self.by_code.get(code)
+    def with_changes(self, changes: Mapping[tuple[str, str], tuple[Institution, ...]]) -> InstitutionRegistry:
+        return replace(self, changes=dict(changes))
+
+    def on(self, tenant: str, code: str, day: date) -> Institution | None:
+        """The registration of ``code`` for ``tenant`` in force on ``day`` (None: not registered then)."""
+        seed = self.by_code.get(code)
+        versions = ([seed] if seed is not None else []) + list(self.changes.get((tenant, code), ()))
+        in_force: Institution | None = None
+        for v in versions:  # recorded order: a later one with the same valid_from wins
+            if v.valid_from <= day and (in_force is None or v.valid_from >= in_force.valid_from):
+                in_force = v
+        if in_force is None or (in_force.valid_to is not None and day > in_force.valid_to):
+            return None
+        return in_force
+
+    def performs(self, tenant: str, code: str, kind: ScreeningKind, day: date) -> bool:
+        inst = self.on(tenant, code, day)
         return inst is not None and kind in inst.kinds
 
-    def follows_up(self, code: str, kind: ScreeningKind) -> bool:
+    def follows_up(self, tenant: str, code: str, kind: ScreeningKind, day: date) -> bool:
         """Whether the institution is registered for ``kind`` and for 精密検査 (a 精検 result may come from it)."""
-        inst = self.by_code.get(code)
+        inst = self.on(tenant, code, day)
         return inst is not None and kind in inst.kinds and inst.follow_up
 
 

@@ -117,9 +117,10 @@ def match(
     that primary said 要精検. ``items`` are the item rules of the kinds (default: the packaged ``items.toml``).
     """
     reasons: list[ErrorReason] = []
-    if not institutions.performs(result.institution_code, result.kind):
+    where = (result.tenant, result.institution_code, result.kind, result.exam_date)  # the registry on the exam date
+    if not institutions.performs(*where):
         reasons.append(ErrorReason.UNKNOWN_INSTITUTION)
-    elif result.stage is ResultStage.FOLLOW_UP and not institutions.follows_up(result.institution_code, result.kind):
+    elif result.stage is ResultStage.FOLLOW_UP and not institutions.follows_up(*where):
         reasons.append(ErrorReason.INSTITUTION_NOT_FOR_FOLLOW_UP)
     reasons += (items if items is not None else packaged_items()).reasons(result)
     state = log.state() if log is not None else None

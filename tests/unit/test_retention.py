@@ -67,8 +67,15 @@ GROUP = "kenshin-hub-test"
 
 # Tables retention never deletes from, and why (no tenant's resident data, or needed as they are).
 KEPT: dict[str, set[str]] = {
-    "sinks": {"statistics", "staff_accounts", "staff_sessions", "integrated_atena_seq", "runtime_offsets"},
-    "processors": {"processor_years", "processor_runtime_offsets"},
+    "sinks": {
+        "statistics",
+        "staff_accounts",
+        "staff_sessions",
+        "integrated_atena_seq",
+        "runtime_offsets",
+        "institution_versions",
+    },
+    "processors": {"processor_years", "processor_runtime_offsets", "processor_institutions"},
     "chukan": {"chukan_retention_runs", "runtime_offsets"},
     "network": {"runtime_offsets"},
 }

@@ -529,7 +529,7 @@ def test_a_follow_up_whose_primary_did_not_say_yoseiken_is_an_error_in_either_or
 
 def test_a_follow_up_from_an_institution_not_registered_for_seiken_is_an_error() -> None:
     assert not CTX.institutions.by_code[INST].follow_up  # 旭川中央健診センター screens but does no 精検
-    assert CTX.institutions.follows_up(FOLLOW_INST, m.ScreeningKind.COLORECTAL)
+    assert CTX.institutions.follows_up("012041", FOLLOW_INST, m.ScreeningKind.COLORECTAL, date(2025, 6, 1))
     book, _ = run(LedgerBook(), result())
     book, _ = run(book, seiken(institution=INST))
     [entry] = book.entries
@@ -671,7 +671,7 @@ def test_item_and_institution_files_are_validated() -> None:
     with pytest.raises(RulesError, match="group"):
         parse_institutions({"version": "x", "institutions": [dict(inst, group=1)]})
     plain = parse_institutions({"version": "x", "institutions": [inst]})
-    assert not plain.follows_up(code, m.ScreeningKind.STOMACH)  # follow_up defaults to false
+    assert not plain.follows_up("012041", code, m.ScreeningKind.STOMACH, date(2025, 6, 1))  # false by default
 
 
 # --- 転入前の受診履歴 ----------------------------------------------------------------------------------------------

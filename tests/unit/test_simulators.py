@@ -236,7 +236,7 @@ def test_clean_results_are_for_resident_targets(city: City, plan: ResultPlan) ->
         assert person.resident_on(r.exam_date)
         assert FY_START <= r.exam_date <= FY_END
         assert r.subject == person.identity_on(r.exam_date)
-        assert registry.performs(r.institution_code, r.kind)
+        assert registry.performs(r.tenant, r.institution_code, r.kind, r.exam_date)
         inst = registry.by_code[r.institution_code]
         assert r.setting is m.ExamSetting.INDIVIDUAL or inst.group
         assert (r.atena_no, r.kind) not in seen  # at most once a year, whatever the interval
@@ -341,7 +341,7 @@ def test_follow_ups_reference_a_clean_primary(city: City, plan: ResultPlan) -> N
         assert r.kind is not m.ScreeningKind.H_PYLORI
         assert 2 <= (r.exam_date - primary.exam_date).days <= 60
         assert registry.by_code[r.institution_code].follow_up
-        assert registry.performs(r.institution_code, r.kind)
+        assert registry.performs(r.tenant, r.institution_code, r.kind, r.exam_date)
         assert r.subject == city.residents[r.atena_no].identity_on(r.exam_date)
         assert plan.results.index(primary) < plan.results.index(r)
     required = [
@@ -376,7 +376,7 @@ def test_corrections_fix_a_dirty_result(city: City, plan: ResultPlan) -> None:
 def test_results_with_custom_registries(city: City) -> None:
     rules, registry = load_rules(), load_institutions()
     plan = generate_results(city, seed=5, dirty_share=0.0, rules=rules, institutions=registry)
-    assert all(registry.performs(r.institution_code, r.kind) for r in plan.results)
+    assert all(registry.performs(r.tenant, r.institution_code, r.kind, r.exam_date) for r in plan.results)
     with pytest.raises(ValueError, match="dirty_share"):
         generate_results(city, seed=5, dirty_share=1.5)
     with pytest.raises(ValueError, match="fiscal year 2025"):

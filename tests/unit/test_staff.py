@@ -444,7 +444,8 @@ def test_the_new_operation_symbols_are_appended_and_stay_backward_compatible() -
     schema = json.loads((Path(staff_module.__file__).parents[1] / "schemas/avro/staff_operation.avsc").read_text())
     [operation] = [f["type"] for f in schema["fields"] if f["name"] == "operation"]
     new = ["INIT", "ACCOUNT_UNLOCK", "ACCOUNT_DISABLE", "ACCOUNT_ENABLE", "ROLE_CHANGE", "PASSWORD_CHANGE",
-           "FISCAL_YEAR_START", "DATA_EXPORT", "NOTICE_REQUEST", "NOTICE_MAILING", "MAILING_DECISION"]  # fmt: skip
+           "FISCAL_YEAR_START", "DATA_EXPORT", "NOTICE_REQUEST", "NOTICE_MAILING", "MAILING_DECISION",
+           "INSTITUTION_CHANGE"]  # fmt: skip
     assert operation["symbols"][-len(new) :] == new
     assert operation["default"] == "OTHER"
     old = json.loads(json.dumps(schema))
