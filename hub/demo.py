@@ -176,6 +176,25 @@ def print_mailing_example(settings: Settings, year: int) -> None:
         print(f"  staff print them all with `kenshin-hub notice mail --type {notice.value} --year {year} --out DIR`")
 
 
+def print_institutions_example(settings: Settings, year: int) -> None:
+    """The 実施医療機関 in force at the year's start, as `kenshin-hub institution list --on` shows them."""
+    from hub.institutions import codes, describe, registry
+
+    day = fiscal_year_start(year)
+    engine = make_engine(settings.database_url.reveal())
+    try:
+        with engine.connect() as conn:
+            reg, recorded = registry(conn, settings.tenant)
+    finally:
+        engine.dispose()
+    shown = [i for i in (reg.on(settings.tenant, c, day) for c in codes(reg, settings.tenant)) if i is not None]
+    print(f"\n実施医療機関 on {day} (`kenshin-hub institution list --on {day}`; staff change them with "
+          f"`institution register|modify`, recorded): {len(shown)} registered, "
+          f"{sum(len(v) for v in recorded.values())} change(s) recorded")  # fmt: skip
+    for inst in shown[:3]:
+        print(f"  {describe(inst)}")
+
+
 def print_reports_example(settings: Settings, year: int) -> None:
     """The three reports of the year as files (what `kenshin-hub report performance|national|expenses` writes and
     records under a health login), in a folder of the state directory.
@@ -221,6 +240,7 @@ def cmd_demo(settings: Settings, args: argparse.Namespace, prepare: Callable[[],
         print_counter_example(settings, args.year)
         print_carry_over_example(settings, args.year)
         print_mailing_example(settings, args.year)
+        print_institutions_example(settings, args.year)
         print_reports_example(settings, args.year)
     print("\nThe stack keeps running (`kenshin-hub stack down` stops it); the tables are in", end=" ")
     print(settings.describe()[[k for k, _ in settings.describe()].index("KENSHIN_DATABASE_URL")][1])

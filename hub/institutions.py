@@ -70,7 +70,7 @@ def describe(inst: Institution) -> str:
     return f"{inst.code}  {inst.name}  {kinds}  ({flags})  {since}{until}"
 
 
-def _codes(reg: InstitutionRegistry, tenant: str) -> list[str]:
+def codes(reg: InstitutionRegistry, tenant: str) -> list[str]:
     return sorted(set(reg.by_code) | {code for t, code in reg.changes if t == tenant})
 
 
@@ -121,7 +121,7 @@ def cmd_institution(settings: Settings, args: argparse.Namespace) -> int:
                 reg, recorded = registry(conn, tenant)
             if args.action == "list":
                 day = date.fromisoformat(args.on) if args.on else date.today()
-                shown = [i for i in (reg.on(tenant, c, day) for c in _codes(reg, tenant)) if i is not None]
+                shown = [i for i in (reg.on(tenant, c, day) for c in codes(reg, tenant)) if i is not None]
                 for inst in shown:
                     print(describe(inst))
                 print(f"({len(shown)} registered on {day.isoformat()})")
