@@ -65,7 +65,7 @@ from processors.rules.eligibility import load_rules
 from processors.rules.institutions import load_institutions
 from processors.rules.ledger import Context, load_fukuhon_policy
 from processors.rules.steps import PersonState, apply_change, apply_notice_request, apply_result
-from processors.store import PROCESSORS_MIGRATIONS, STORE_PREFIX
+from processors.store import PROCESSORS_MIGRATIONS, STORE_PREFIX, institution_versions
 from schemas import models as m
 from schemas.serde import HEADER, MAGIC_BYTE, UNKNOWN_IDS_MAX, DecodeError, TopicSerde
 from sinks.base import SinkRunner
@@ -102,6 +102,7 @@ PROCESSOR_STEPS = {
     catalog.LEDGER_HISTORY.name: "history.apply",
     catalog.HUB_COMMANDS.name: "commands.apply",
     catalog.NOTICE_REQUESTS.name: "notices.request",
+    catalog.INSTITUTION_CHANGES.name: "institutions.apply",
 }
 
 
@@ -179,6 +180,7 @@ class Wiring:
     history: Topic
     commands: Topic
     notices: Topic
+    institutions: Topic
     residents: Topic
     ledger: Topic
     errors: Topic
@@ -197,6 +199,7 @@ class Wiring:
             self.history: c.LEDGER_HISTORY,
             self.commands: c.HUB_COMMANDS,
             self.notices: c.NOTICE_REQUESTS,
+            self.institutions: c.INSTITUTION_CHANGES,
         }
 
     @property
@@ -240,6 +243,7 @@ def wiring(endpoints: Endpoints, admin: AdminClient, unique: str) -> Wiring:
         history=_copy(catalog.LEDGER_HISTORY, unique, dlq=True),
         commands=_copy(catalog.HUB_COMMANDS, unique),
         notices=_copy(catalog.NOTICE_REQUESTS, unique, dlq=True),
+        institutions=_copy(catalog.INSTITUTION_CHANGES, unique, dlq=True),
         residents=_copy(catalog.RESIDENTS, unique),
         ledger=_copy(catalog.LEDGER_ENTRIES, unique),
         errors=_copy(catalog.SCREENING_ERRORS, unique),
@@ -366,6 +370,22 @@ def notice_request(rng: random.Random, atena_no: str) -> m.NoticeRequest:
     )
 
 
+def institution_change(rng: random.Random, atena_no: str) -> m.InstitutionChange:
+    """A valid change of an institution no result of the fuzz names (codes 09…: the results' checks stay as
+    institutions.toml has them, so the expected outputs hold)."""
+    return m.InstitutionChange(
+        **_header("kenshin-hub.staff"),
+        code="09" + atena_no[-8:],
+        name="ファズ検診所",
+        kinds=tuple(rng.sample(list(m.ScreeningKind), rng.randint(1, 3))),
+        group=rng.random() < 0.5,
+        follow_up=rng.random() < 0.5,
+        valid_from=date(2026, 4, 1),
+        staff_id="health-1",
+        reason="fuzz",
+    )
+
+
 def notice_decision(rng: random.Random, atena_no: str) -> m.NoticeDecision:
     return m.NoticeDecision(
         **_header("kenshin-hub.invitations"),
@@ -450,6 +470,11 @@ PLANS: dict[str, Plan] = {
         notice_request,
         {("kind",): "ScreeningKind"},
         invariants=((("staff_id",), "", "needs its 宛名番号 and the staff member"),),
+    ),
+    "institutions": Plan(
+        institution_change,
+        {("kinds", 0): "ScreeningKind"},  # type: ignore[dict-item]  # the first kind of the array
+        invariants=((("name",), " ", "name (医療機関名) is empty"), (("code",), "12345", "10-digit 医療機関コード")),
     ),
     # a bad 個人番号 on a ResidentState: test_a_resident_state_with_a_bad_my_number_is_not_valid
     "residents": Plan(resident_state, {("status",): "ResidentStatus", ("person", "sex"): "Sex"}),
@@ -952,6 +977,7 @@ def test_100k_malformed_messages_crash_nothing_and_each_gets_one_dead_letter(
         "history": wiring.history,
         "commands": wiring.commands,
         "notices": wiring.notices,
+        "institutions": wiring.institutions,
         "residents": wiring.residents,
         "ledger": wiring.ledger,
         "errors": wiring.errors,
@@ -1118,6 +1144,12 @@ def test_100k_malformed_messages_crash_nothing_and_each_gets_one_dead_letter(
     assert len(expected[screening_errors]) == 2 * VALID_PER_TOPIC  # the results of unknown persons made errors
     for table, rows in expected.items():
         assert snapshot(sinks_db, table) == sorted_rows(table, rows), table.name
+    # the valid institution changes, each once, in the processors' store (the registry every worker reads)
+    changes = {str(i.event.event_id) for i in to_processors if isinstance(i.event, m.InstitutionChange)}
+    with processors_db.connect() as conn:
+        stored = [str(e) for (e,) in conn.execute(sa.select(institution_versions.c.event_id))]
+    assert len(changes) == VALID_PER_TOPIC
+    assert sorted(stored) == sorted(changes)
     lap("check")
     print(
         f"fuzz seed {seed}: {len(inputs)} inputs {dict(Counter(i.kind for i in inputs))}; "
