@@ -51,7 +51,7 @@ def _wait(what: str, done: object, timeout_s: float = 120.0) -> None:
 def test_results_meet_the_institution_registry_as_it_stood_on_their_exam_date(
     endpoints: Endpoints, tmp_path: Path
 ) -> None:
-    tenant = tenant_code("01211")
+    tenant = tenant_code("01219")  # 紋別市: a tenant of its own (test_provision_kill counts 網走市 012114 exactly)
     with running_pipeline(endpoints, tmp_path, tenant) as pipeline:
         pipeline.start_year(YEAR)  # the staff accounts, the health login, the 年度開始
         env = {"KENSHIN_STATE_DIR": str(pipeline.workdir / "staff-state"), **pipeline.env}
