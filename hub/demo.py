@@ -178,7 +178,7 @@ def print_mailing_example(settings: Settings, year: int) -> None:
 
 def print_institutions_example(settings: Settings, year: int) -> None:
     """The 実施医療機関 in force at the year's start, as `kenshin-hub institution list --on` shows them."""
-    from hub.institutions import codes, describe, registry
+    from hub.institutions import describe, registry
 
     day = fiscal_year_start(year)
     engine = make_engine(settings.database_url.reveal())
@@ -187,7 +187,7 @@ def print_institutions_example(settings: Settings, year: int) -> None:
             reg, recorded = registry(conn, settings.tenant)
     finally:
         engine.dispose()
-    shown = [i for i in (reg.on(settings.tenant, c, day) for c in codes(reg, settings.tenant)) if i is not None]
+    shown = reg.in_force(settings.tenant, day)
     print(f"\n実施医療機関 on {day} (`kenshin-hub institution list --on {day}`; staff change them with "
           f"`institution register|modify`, recorded): {len(shown)} registered, "
           f"{sum(len(v) for v in recorded.values())} change(s) recorded")  # fmt: skip

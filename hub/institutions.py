@@ -48,18 +48,11 @@ def registry(conn: Connection, tenant: str) -> tuple[InstitutionRegistry, dict[s
     recorded), and each code's recorded rows (who, why, when).
     """
     iv = institution_versions
-    rows = [dict(r._mapping) for r in conn.execute(
-        sa.select(iv).where(iv.c.tenant == tenant).order_by(iv.c.recorded_at, iv.c.event_id))]  # fmt: skip
-    changes: dict[tuple[str, str], list[Institution]] = {}
+    found = conn.execute(sa.select(iv).where(iv.c.tenant == tenant).order_by(iv.c.recorded_at, iv.c.event_id)).all()
     by_code: dict[str, list[dict[str, object]]] = {}
-    for r in rows:
-        kinds = frozenset(ScreeningKind(k) for k in str(r["kinds"]).split(","))
-        version = Institution(str(r["code"]), str(r["name"]), kinds, bool(r["group_screening"]),
-                              bool(r["follow_up"]), r["valid_from"], r["valid_to"])  # fmt: skip
-        changes.setdefault((tenant, version.code), []).append(version)
-        by_code.setdefault(version.code, []).append(r)
-    seed = load_institutions()
-    return seed.with_changes({k: tuple(v) for k, v in changes.items()}), by_code
+    for r in found:
+        by_code.setdefault(r.code, []).append(dict(r._mapping))
+    return load_institutions().with_stored(found), by_code
 
 
 def describe(inst: Institution) -> str:
@@ -68,10 +61,6 @@ def describe(inst: Institution) -> str:
     until = f"〜{inst.valid_to.isoformat()}" if inst.valid_to else "〜"
     since = "" if inst.valid_from == date.min else inst.valid_from.isoformat()
     return f"{inst.code}  {inst.name}  {kinds}  ({flags})  {since}{until}"
-
-
-def codes(reg: InstitutionRegistry, tenant: str) -> list[str]:
-    return sorted(set(reg.by_code) | {code for t, code in reg.changes if t == tenant})
 
 
 def _change(settings: Settings, code: str, inst: Institution, staff_id: str, reason: str) -> InstitutionChange:
@@ -121,7 +110,7 @@ def cmd_institution(settings: Settings, args: argparse.Namespace) -> int:
                 reg, recorded = registry(conn, tenant)
             if args.action == "list":
                 day = date.fromisoformat(args.on) if args.on else date.today()
-                shown = [i for i in (reg.on(tenant, c, day) for c in codes(reg, tenant)) if i is not None]
+                shown = reg.in_force(tenant, day)
                 for inst in shown:
                     print(describe(inst))
                 print(f"({len(shown)} registered on {day.isoformat()})")

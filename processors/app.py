@@ -35,7 +35,7 @@ from hub.engine.handler import Delivery, Handler, Outcome, Output, Refusal
 from hub.pii import PiiKeys, default_keys, seal_resident_number
 from monitoring.metrics import DeadLetterReason, HubMetrics
 from processors.rules.eligibility import load_rules
-from processors.rules.institutions import Institution, load_institutions
+from processors.rules.institutions import encode_kinds, load_institutions
 from processors.rules.ledger import BookChanges, Context, load_fukuhon_policy, published
 from processors.rules.steps import (
     PersonState,
@@ -328,7 +328,7 @@ class Processors(Handler):
         if known is None:
             conn.execute(iv.insert().values(
                 event_id=str(change.event_id), tenant=change.tenant, code=change.code, name=change.name,
-                kinds=",".join(k.value for k in change.kinds), group_screening=change.group,
+                kinds=encode_kinds(change.kinds), group_screening=change.group,
                 follow_up=change.follow_up, valid_from=change.valid_from, valid_to=change.valid_to,
             ))  # fmt: skip
         self._refresh_institutions(conn)
@@ -341,13 +341,7 @@ class Processors(Handler):
         mark = conn.execute(sa.select(sa.func.count(), sa.func.coalesce(sa.func.max(iv.c.seq), 0))).one()
         if (int(mark[0]), int(mark[1])) == self._registry_mark:
             return
-        versions: dict[tuple[str, str], list[Institution]] = {}
-        for row in conn.execute(sa.select(iv).order_by(iv.c.seq)):
-            kinds = frozenset(m.ScreeningKind(k) for k in row.kinds.split(","))
-            versions.setdefault((row.tenant, row.code), []).append(
-                Institution(row.code, row.name, kinds, row.group_screening, row.follow_up, row.valid_from, row.valid_to)
-            )
-        registry = self._seed.with_changes({k: tuple(v) for k, v in versions.items()})
+        registry = self._seed.with_stored(conn.execute(sa.select(iv).order_by(iv.c.seq)))
         self.ctx = replace(self.ctx, institutions=registry)
         self._registry_mark = (int(mark[0]), int(mark[1]))
 

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 from sqlalchemy.engine import Connection
 
+from processors.rules.institutions import encode_kinds
 from schemas.models import InstitutionChange
 from sinks.base import Row, TableSink
 from sinks.db import insert_or_ignore
@@ -19,7 +20,7 @@ def institution_row(change: InstitutionChange) -> Row:
         "event_id": str(change.event_id),
         "code": change.code,
         "name": change.name,
-        "kinds": ",".join(k.value for k in change.kinds),
+        "kinds": encode_kinds(change.kinds),
         "group_screening": change.group,
         "follow_up": change.follow_up,
         "valid_from": change.valid_from,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import date
 from importlib import resources
@@ -23,6 +23,16 @@ class Institution:
     follow_up: bool  # registered for 精密検査: a 精検 result of its kinds may come from it
     valid_from: date = date.min  # in force for exams on or after this date (the file's entries: from the start)
     valid_to: date | None = None  # the last exam date it is in force for (None: open-ended)
+
+
+def encode_kinds(kinds: Iterable[ScreeningKind]) -> str:
+    """The kinds as the stores keep them: comma-separated, in the order of 別添1."""
+    chosen = set(kinds)
+    return ",".join(k.value for k in ScreeningKind if k in chosen)
+
+
+def decode_kinds(text: str) -> frozenset[ScreeningKind]:
+    return frozenset(ScreeningKind(k) for k in text.split(","))
 
 
 def version_of(change: InstitutionChange) -> Institution:
@@ -47,6 +57,23 @@ class InstitutionRegistry:
 
     def with_changes(self, changes: Mapping[tuple[str, str], tuple[Institution, ...]]) -> InstitutionRegistry:
         return replace(self, changes=dict(changes))
+
+    def with_stored(self, rows: Iterable[Any]) -> InstitutionRegistry:
+        """This registry with the changes a store holds: rows with ``tenant``, ``code``, ``name``, ``kinds``
+        (:func:`encode_kinds`), ``group_screening``, ``follow_up``, ``valid_from`` and ``valid_to``, in the order
+        they were recorded (the processors' and the sinks' tables have those columns).
+        """
+        changes: dict[tuple[str, str], list[Institution]] = {}
+        for r in rows:
+            version = Institution(r.code, r.name, decode_kinds(r.kinds), r.group_screening, r.follow_up, r.valid_from,
+                                  r.valid_to)  # fmt: skip
+            changes.setdefault((r.tenant, r.code), []).append(version)
+        return self.with_changes({k: tuple(v) for k, v in changes.items()})
+
+    def in_force(self, tenant: str, day: date) -> list[Institution]:
+        """Every registration of ``tenant`` in force on ``day``, by code."""
+        codes = sorted(set(self.by_code) | {code for t, code in self.changes if t == tenant})
+        return [i for i in (self.on(tenant, c, day) for c in codes) if i is not None]
 
     def on(self, tenant: str, code: str, day: date) -> Institution | None:
         """The registration of ``code`` for ``tenant`` in force on ``day`` (None: not registered then)."""
