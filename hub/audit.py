@@ -149,6 +149,11 @@ def write_private(path: Path, chunks: Iterable[str | bytes]) -> str:
     return digest.hexdigest()
 
 
+def digests_detail(digests: Mapping[str, str]) -> str:
+    """The files of an operation as its record's detail: ``<name> sha256:<hex>`` each."""
+    return " ".join(f"{name} sha256:{digest}" for name, digest in digests.items())
+
+
 def audit_lines(conn: Connection, tenant: str, start: date, end: date) -> Iterable[tuple[str, Mapping[str, Any]]]:
     """The operation log and the 情報提供等記録 of ``tenant`` in ``[start, end)`` (UTC days), each oldest first."""
     since, until = datetime.combine(start, time(0), UTC), datetime.combine(end, time(0), UTC)

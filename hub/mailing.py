@@ -35,7 +35,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 from tqdm import tqdm
 
-from hub.audit import write_private
+from hub.audit import digests_detail, write_private
 from hub.counter import KIND_LABEL
 from hub.errors import CommandError
 from hub.office import Office, office
@@ -238,16 +238,23 @@ def font_path() -> Path:
     raise CommandError("no Japanese font for the letters: install Debian's fonts-ipaexfont-gothic (make setup does)")
 
 
+def pdf_font() -> str:
+    """The name of the Japanese font registered with reportlab (once per process) for the PDFs."""
+    from reportlab.pdfbase import pdfmetrics
+    from reportlab.pdfbase.ttfonts import TTFont
+
+    if FONT_NAME not in pdfmetrics.getRegisteredFontNames():
+        pdfmetrics.registerFont(TTFont(FONT_NAME, str(font_path())))
+    return FONT_NAME
+
+
 def letters_pdf(letters: Sequence[Letter], notice: InvitationType, year: int, wording: Letters, on: date) -> bytes:
     """One A4 page per letter: the address block where a window envelope shows it, the title, the text, the sender."""
     from reportlab.lib.pagesizes import A4
     from reportlab.lib.units import mm
-    from reportlab.pdfbase import pdfmetrics
-    from reportlab.pdfbase.ttfonts import TTFont
     from reportlab.pdfgen import canvas
 
-    if FONT_NAME not in pdfmetrics.getRegisteredFontNames():
-        pdfmetrics.registerFont(TTFont(FONT_NAME, str(font_path())))
+    pdf_font()
     text = wording.wording[notice]
     out = io.BytesIO()
     page = canvas.Canvas(out, pagesize=A4, invariant=True)  # invariant: the same letters give the same bytes
@@ -369,7 +376,7 @@ def mail(o: Office, args: argparse.Namespace, year: int) -> int:
             target = f"notices {year} {notice.value} batch {batch.batch_id} ({len(batch.letters)} letters)"
 
             def detail(d: dict[str, str] = digests) -> str:
-                return " ".join(f"{name} sha256:{digest}" for name, digest in d.items())
+                return digests_detail(d)
 
             with staff_operation(o, "health", StaffOperationType.NOTICE_MAILING, target, detail) as session:
                 try:

@@ -32,15 +32,15 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from hub.audit import write_private
+from hub.audit import digests_detail, write_private
 from hub.counter import KIND_LABEL, SEX_LABEL
 from hub.errors import CommandError
-from hub.mailing import FONT_NAME, font_path
+from hub.mailing import FONT_NAME, font_path, pdf_font
 from hub.office import office
 from hub.settings import Settings
 from processors.rules.eligibility import EligibilityRules, load_rules
 from schemas.models import ExamSetting, FollowUpJudgement, ScreeningKind, StaffOperationType
-from sinks.statistics import compute_statistics
+from sinks.statistics import StatisticsRow, compute_statistics
 from sinks.tables import ledger_entries
 
 MONTHS = (4, 5, 6, 7, 8, 9, 10, 11, 12, 1, 2, 3)
@@ -138,9 +138,10 @@ def performance(found: Sequence[Entry], year: int) -> Table:
     return Table(f"{year}年度 受診実績表", header, rows, ("this city's screenings, by month of the exam",))
 
 
-def national(conn: Connection, tenant: str, year: int, found: Sequence[Entry], rules: EligibilityRules) -> list[Table]:
-    """地域保健・健康増進事業報告 (がん検診): by kind, sex and age band; then the 受診者 by setting and method."""
-    stats = compute_statistics(conn, tenant, year, rules)
+def national(stats: Sequence[StatisticsRow], found: Sequence[Entry], year: int) -> list[Table]:
+    """地域保健・健康増進事業報告 (がん検診) from the year's statistics (:func:`sinks.statistics.compute_statistics`):
+    by kind, sex and age band; then the 受診者 by setting and method, from the year's entries.
+    """
     rows: list[tuple[object, ...]] = []
     for s in stats:
         if not (s.targets or s.attendees):
@@ -265,8 +266,12 @@ def expenses(found: Sequence[Entry], year: int, tables: Sequence[PriceTable]) ->
 # --- the plot and the files -------------------------------------------------------------------------------------
 
 
-def attendance_plot(conn: Connection, tenant: str, rules: EligibilityRules) -> bytes:
-    """受診率 by age band, one line per fiscal year the 台帳 holds, one panel per kind (PNG)."""
+def attendance_plot(
+    conn: Connection, tenant: str, rules: EligibilityRules, known: Mapping[int, list[StatisticsRow]]
+) -> bytes:
+    """受診率 by age band, one line per fiscal year the 台帳 holds, one panel per kind (PNG); the statistics of the
+    years in ``known`` are not computed again.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -280,7 +285,7 @@ def attendance_plot(conn: Connection, tenant: str, rules: EligibilityRules) -> b
         sa.select(le.c.fiscal_year).where(le.c.tenant == tenant, le.c.history_from.is_(None)).distinct()))  # fmt: skip
     kinds = list(ScreeningKind)
     figure, axes = plt.subplots(2, 3, figsize=(11.7, 7.0), constrained_layout=True)
-    by_year = {y: compute_statistics(conn, tenant, y, rules) for y in years}
+    by_year = {y: known[y] if y in known else compute_statistics(conn, tenant, y, rules) for y in years}
     for axis, kind in zip(axes.flat, kinds, strict=True):
         for year in years:
             cells: dict[str, list[int]] = {}
@@ -324,13 +329,10 @@ def tables_pdf(tables: Sequence[Table], sender: str, on: date, png: bytes | None
     from reportlab.lib.pagesizes import A4, landscape
     from reportlab.lib.styles import ParagraphStyle
     from reportlab.lib.units import mm
-    from reportlab.pdfbase import pdfmetrics
-    from reportlab.pdfbase.ttfonts import TTFont
     from reportlab.platypus import Image, PageBreak, Paragraph, SimpleDocTemplate, Spacer, TableStyle
     from reportlab.platypus import Table as PdfTable
 
-    if FONT_NAME not in pdfmetrics.getRegisteredFontNames():
-        pdfmetrics.registerFont(TTFont(FONT_NAME, str(font_path())))
+    pdf_font()
     title = ParagraphStyle("title", fontName=FONT_NAME, fontSize=14, leading=18)
     small = ParagraphStyle("small", fontName=FONT_NAME, fontSize=8, leading=11)
     out = io.BytesIO()
@@ -364,7 +366,9 @@ def build(conn: Connection, tenant: str, year: int, name: str, rules: Eligibilit
     if name == "performance":
         return [performance(found, year)], None, len(found)
     if name == "national":
-        return national(conn, tenant, year, found, rules), attendance_plot(conn, tenant, rules), len(found)
+        stats = compute_statistics(conn, tenant, year, rules)
+        plot = attendance_plot(conn, tenant, rules, {year: stats})
+        return national(stats, found, year), plot, len(found)
     return [expenses(found, year, prices)], None, len(found)
 
 
@@ -406,7 +410,7 @@ def cmd_reports(settings: Settings, args: argparse.Namespace) -> int:
     digests: dict[str, str] = {}
 
     def detail() -> str:
-        return " ".join(f"{name} sha256:{digest}" for name, digest in digests.items())
+        return digests_detail(digests)
 
     operation = f"report {args.action} {args.year}"
     with office(settings) as o:

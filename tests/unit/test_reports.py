@@ -32,6 +32,7 @@ from schemas import models as m
 from sinks.db import make_engine, upgrade
 from sinks.ledger import LedgerSink
 from sinks.residents import ResidentsSink
+from sinks.statistics import compute_statistics
 from tests.unit.test_sinks import KEYS, ledger, resident, write
 
 pytestmark = pytest.mark.unit
@@ -142,7 +143,7 @@ def test_the_national_report_counts_targets_and_attendees_on_one_basis(engine: E
     write(engine, LedgerSink(), screened)
     with engine.connect() as conn:
         found = entries(conn, TENANT, FY)
-        first, second = national(conn, TENANT, FY, found, load_rules())
+        first, second = national(compute_statistics(conn, TENANT, FY, load_rules()), found, FY)
     assert len(found) == 3  # the entry taken over from the previous town is not this city's screening
     [row] = [r for r in first.rows if r[0] == "大腸がん" and r[2] == "50-54"]
     header = first.header
