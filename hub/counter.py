@@ -21,6 +21,7 @@ name ran). Nothing here writes the hub's tables.
 from __future__ import annotations
 
 import argparse
+import time
 import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,7 +29,7 @@ from datetime import date
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Engine
 
 from hub.errors import CommandError
 from hub.office import office
@@ -80,6 +81,19 @@ class PersonView:
 
 def rows(conn: Connection, query: sa.Select[Any]) -> list[dict[str, Any]]:
     return [dict(r._mapping) for r in conn.execute(query)]
+
+
+def await_rows(engine: Engine, query: sa.Select[Any], wait_s: float, poll_s: float = 0.2) -> list[dict[str, Any]]:
+    """The rows of ``query`` once there are any (what a command sent has reached the hub's tables); [] when none
+    came within ``wait_s``.
+    """
+    deadline = time.monotonic() + wait_s
+    while True:
+        with engine.connect() as conn:
+            found = rows(conn, query)
+        if found or time.monotonic() >= deadline:
+            return found
+        time.sleep(poll_s)
 
 
 def eligibility(

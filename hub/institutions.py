@@ -20,7 +20,6 @@ refused as UNKNOWN_INSTITUTION stays an error for staff (エラー処理); it is
 from __future__ import annotations
 
 import argparse
-import time
 import uuid
 from dataclasses import replace
 from datetime import date
@@ -28,7 +27,7 @@ from datetime import date
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from hub.counter import KIND_LABEL
+from hub.counter import KIND_LABEL, await_rows
 from hub.errors import CommandError
 from hub.office import Office, office
 from hub.settings import Settings
@@ -79,16 +78,9 @@ def send(o: Office, change: InstitutionChange) -> None:
 
 
 def await_recorded(engine: Engine, change: InstitutionChange, wait_s: float) -> bool:
-    deadline = time.monotonic() + wait_s
     iv = institution_versions
     query = sa.select(iv.c.event_id).where(iv.c.tenant == change.tenant, iv.c.event_id == str(change.event_id))
-    while True:
-        with engine.connect() as conn:
-            if conn.execute(query).first() is not None:
-                return True
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(0.25)
+    return bool(await_rows(engine, query, wait_s, poll_s=0.25))
 
 
 def _flag(text: str | None, current: bool) -> bool:

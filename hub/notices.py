@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 import argparse
-import time
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass
@@ -24,7 +23,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from hub import mailing
-from hub.counter import KIND_LABEL, SEX_LABEL, rows
+from hub.counter import KIND_LABEL, SEX_LABEL, await_rows
 from hub.errors import CommandError
 from hub.office import Office, office
 from hub.settings import Settings
@@ -132,13 +131,8 @@ def await_decision(engine: Engine, request: NoticeRequest, wait_s: float) -> dic
     """The decision on ``request`` once the sinks have written it; None if it is not there within ``wait_s``."""
     nd = notice_decisions
     query = sa.select(nd).where(nd.c.tenant == request.tenant, nd.c.request_event_id == str(request.event_id))
-    deadline = time.monotonic() + wait_s
-    while True:
-        with engine.connect() as conn:
-            found = rows(conn, query)
-        if found or time.monotonic() >= deadline:
-            return found[0] if found else None
-        time.sleep(0.2)
+    found = await_rows(engine, query, wait_s)
+    return found[0] if found else None
 
 
 def describe_decision(decided: dict[str, Any]) -> str:

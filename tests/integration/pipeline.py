@@ -6,19 +6,24 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
+from confluent_kafka import Producer
 
+from hub.kafka import producer_config
 from hub.pii import key_file_of, open_key_file
 from hub.settings import Settings, load_settings
 from hub.validation import tenant_check_digit
+from schemas.models import Event
+from schemas.serde import TopicSerde, registry_client
 from sinks import tables
 from sinks.residents import readable_row
 from tests.integration.conftest import Endpoints
+from topics.catalog import Topic
 
 # The staff accounts Pipeline.start_year creates in a pipeline's database (test accounts: a fixed password).
 STAFF_ADMIN, STAFF_HEALTH = "it-admin", "it-health"
@@ -132,6 +137,16 @@ class Pipeline:
                 proc.kill()
                 proc.wait()
         self.procs.clear()
+
+    def publish(self, topic: Topic, events: Sequence[Event]) -> None:
+        """Publish ``events`` on ``topic`` as an upstream system would, and wait for the broker's acknowledgement."""
+        settings = self.settings
+        with registry_client(settings.schema_registry_config()) as registry:
+            serde: TopicSerde[Event] = TopicSerde(topic, registry)
+            producer = Producer(producer_config(settings))
+            for event in events:
+                producer.produce(topic.name, key=serde.key(event), value=serde.value(event))
+            assert producer.flush(30) == 0
 
     def rows(self, table: str) -> list[dict[str, object]]:
         """This tenant's rows of one of the hub's tables, typed by its SQLAlchemy definition (dates as dates).

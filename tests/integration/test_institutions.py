@@ -12,15 +12,12 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from confluent_kafka import Producer
 
-from hub.kafka import producer_config
 from processors.store import institution_versions
 from schemas import models as m
-from schemas.serde import TopicSerde, registry_client
 from tests import samples
 from tests.integration.conftest import Endpoints
-from tests.integration.pipeline import Pipeline, running_pipeline, tenant_code
+from tests.integration.pipeline import running_pipeline, tenant_code
 from topics import catalog
 
 pytestmark = pytest.mark.integration
@@ -28,17 +25,6 @@ pytestmark = pytest.mark.integration
 YEAR = 2025
 CODE = "0110100110"
 PEOPLE = ("0000000101", "0000000102", "0000000103", "0000000104")
-
-
-def _publish(pipeline: Pipeline, events: list[m.ResidentChange] | list[m.ScreeningResult]) -> None:
-    settings = pipeline.settings
-    with registry_client(settings.schema_registry_config()) as registry:
-        producer = Producer(producer_config(settings))
-        for event in events:
-            topic = catalog.RESIDENT_CHANGES if isinstance(event, m.ResidentChange) else catalog.INSTITUTION_RESULTS
-            serde: TopicSerde[m.Event] = TopicSerde(topic, registry)  # type: ignore[arg-type]
-            producer.produce(topic.name, key=serde.key(event), value=serde.value(event))
-        assert producer.flush(30) == 0
 
 
 def _wait(what: str, done: object, timeout_s: float = 120.0) -> None:
@@ -89,7 +75,7 @@ def test_results_meet_the_institution_registry_as_it_stood_on_their_exam_date(
             )
             for n, atena in enumerate(PEOPLE)
         ]  # fmt: skip
-        _publish(pipeline, moves)
+        pipeline.publish(catalog.RESIDENT_CHANGES, moves)
         _wait("the residents did not arrive", lambda: len(pipeline.rows("residents")) == len(PEOPLE))
         # LUNG before the registration, LUNG while registered, LUNG after it was taken off, COLORECTAL after
         lung, colorectal = m.ScreeningKind.LUNG, m.ScreeningKind.COLORECTAL
@@ -103,7 +89,7 @@ def test_results_meet_the_institution_registry_as_it_stood_on_their_exam_date(
             )
             for n, (kind, exam) in enumerate(cases)
         ]  # fmt: skip
-        _publish(pipeline, results)
+        pipeline.publish(catalog.INSTITUTION_RESULTS, results)
 
         def settled() -> bool:
             done = {r["reception_no"] for r in pipeline.rows("ledger_entries")}

@@ -226,12 +226,7 @@ def _history_from_the_previous_town(pipeline: Pipeline, ledger: list[dict[str, o
         source_system="kenshin-hub.connector", atena_no=str(entry["atena_no"]), from_tenant="011002",
         record_id="KH-TEST-1", kind=m.ScreeningKind(str(entry["kind"])), fiscal_year=YEAR - 1,
     )  # fmt: skip
-    settings = pipeline.settings
-    with registry_client(settings.schema_registry_config()) as registry:
-        serde: TopicSerde[m.ScreeningHistory] = TopicSerde(catalog.LEDGER_HISTORY, registry)
-        producer = Producer(producer_config(settings))
-        producer.produce(catalog.LEDGER_HISTORY.name, key=serde.key(record), value=serde.value(record))
-        assert producer.flush(30) == 0
+    pipeline.publish(catalog.LEDGER_HISTORY, [record])
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         errors = [e for e in pipeline.rows("screening_errors") if e["reception_no"] == entry["reception_no"]]
@@ -341,12 +336,7 @@ def _mailing(pipeline: Pipeline) -> dict[str, Any]:
         event_id=uuid.uuid4(), occurred_at=datetime.now(UTC), tenant=pipeline.tenant, source_system="juki",
         atena_no=target, change_type=m.ResidentChangeType.SUPPORT_MEASURE_SET, change_date=datetime.now(UTC).date(),
     )  # fmt: skip
-    settings = pipeline.settings
-    with registry_client(settings.schema_registry_config()) as registry:
-        serde: TopicSerde[m.ResidentChange] = TopicSerde(catalog.RESIDENT_CHANGES, registry)
-        producer = Producer(producer_config(settings))
-        producer.produce(catalog.RESIDENT_CHANGES.name, key=serde.key(change), value=serde.value(change))
-        assert producer.flush(30) == 0
+    pipeline.publish(catalog.RESIDENT_CHANGES, [change])
     deadline = time.monotonic() + 120
     while not any(r["atena_no"] == target and r["support_measure"] for r in pipeline.rows("residents")):
         assert time.monotonic() < deadline, f"the 支援措置 of {target} did not reach the residents table"
