@@ -33,7 +33,6 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
-from tqdm import tqdm
 
 from hub.audit import digests_detail, write_private
 from hub.counter import KIND_LABEL
@@ -368,6 +367,8 @@ def mail(o: Office, args: argparse.Namespace, year: int) -> int:
     total = -(-len(letters) // args.batch_size)
     print(f"{year}年度 {TYPE_LABEL[notice]}: {len(letters)} letter(s) to print in {total} batch(es) of up to "
           f"{args.batch_size}; {len(held)} person(s) under 支援措置 held (`kenshin-hub notice held`)")  # fmt: skip
+    from tqdm import tqdm  # here, not at import: every CLI command imports this module
+
     today = date.today()
     bar = tqdm(total=len(letters), unit="通", file=sys.stderr, disable=None)
     try:
