@@ -571,6 +571,16 @@ def retain_processors(
             query = sa.select(people.c.key, people.c.log).where(people.c.key.in_(list(chunk))).with_for_update()
             doomed += [(k,) for k, stored in p.conn.execute(query) if judged.get(k) == stored]
         p.remove(people, doomed)
+        # the reception index's rows of those people (the 受付番号 they sent results under)
+        rc = processor_tables.receptions
+        atenas = [str(k).split(":", 1)[1] for (k,) in doomed]
+        found: list[tuple[Any, ...]] = []
+        for chunk in engine_store.chunks(atenas, _CHUNK):
+            query = sa.select(rc.c.tenant, rc.c.reception_no, rc.c.atena_no).where(
+                rc.c.tenant == tenant, rc.c.atena_no.in_(list(chunk))
+            )
+            found += [tuple(r) for r in p.conn.execute(query)]
+        p.remove(rc, found)
 
     return _transaction(
         engine,

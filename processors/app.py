@@ -10,7 +10,12 @@ Four inputs, co-partitioned on ``tenant:宛名番号`` (6 partitions, murmur2 ev
   (a result within the interval is an error again) and the year's notices;
 * ``commands.apply`` — 年度開始 → 受診勧奨 for the residents of the command's partition;
 * ``notices.request`` — 繰越受診通知の申出 (recorded by staff) → the notice on ``invitations.v1`` and the decision on
-  ``notice.decisions.v1``, or the decision refused with its reasons.
+  ``notice.decisions.v1``, or the decision refused with its reasons;
+* ``decisions.apply`` — エラー処理 (staff: 受理, 訂正, 処理済, 取消) and SUPERSEDED (from the reception index) → the
+  person's book: ledger, errors and 副本 as ``results.match`` emits them;
+* ``receptions.index`` — where each person's latest submission of a 受付番号 is (``ledger.receptions.v1``, keyed by
+  the 受付番号, not the person) → ``processor_receptions``, and SUPERSEDED to every 宛名番号 it no longer stands
+  under (:mod:`processors.rules.receptions`).
 
 Per batch, inside the runtime's transaction: lock the batch's partitions (``processor_years``), load the batch's
 people in one query, run the steps in offset order, write the changed people back in one upsert. The runtime stores
@@ -37,9 +42,11 @@ from monitoring.metrics import DeadLetterReason, HubMetrics
 from processors.rules.eligibility import load_rules
 from processors.rules.institutions import encode_kinds, load_institutions
 from processors.rules.ledger import BookChanges, Context, load_fukuhon_policy, published
+from processors.rules.receptions import index
 from processors.rules.steps import (
     PersonState,
     apply_change,
+    apply_decision,
     apply_history,
     apply_notice_request,
     apply_result,
@@ -50,7 +57,15 @@ from processors.rules.steps import (
     encode_state_book,
     year_start_notices,
 )
-from processors.store import PROCESSORS_MIGRATIONS, institution_versions, open_log, people, seal_log, years
+from processors.store import (
+    PROCESSORS_MIGRATIONS,
+    institution_versions,
+    open_log,
+    people,
+    receptions,
+    seal_log,
+    years,
+)
 from schemas import models as m
 from schemas.record import ModelError
 from sinks.db import insert_or_ignore, require_head, upsert
@@ -67,6 +82,8 @@ INPUT_TOPICS: tuple[Topic, ...] = (
     catalog.HUB_COMMANDS,
     catalog.NOTICE_REQUESTS,
     catalog.INSTITUTION_CHANGES,
+    catalog.LEDGER_DECISIONS,
+    catalog.RECEPTION_CLAIMS,
 )
 STEPS = {
     catalog.RESIDENT_CHANGES.name: "residents.apply",
@@ -75,6 +92,8 @@ STEPS = {
     catalog.HUB_COMMANDS.name: "commands.apply",
     catalog.NOTICE_REQUESTS.name: "notices.request",
     catalog.INSTITUTION_CHANGES.name: "institutions.apply",
+    catalog.LEDGER_DECISIONS.name: "decisions.apply",
+    catalog.RECEPTION_CLAIMS.name: "receptions.index",
 }
 _OUTPUT_TOPICS: dict[type[m.Event], Topic] = {
     m.LedgerEntry: catalog.LEDGER_ENTRIES,
@@ -83,6 +102,8 @@ _OUTPUT_TOPICS: dict[type[m.Event], Topic] = {
     m.Invitation: catalog.INVITATIONS,
     m.ResidentState: catalog.RESIDENTS,
     m.NoticeDecision: catalog.NOTICE_DECISIONS,
+    m.LedgerDecision: catalog.LEDGER_DECISIONS,
+    m.ReceptionClaim: catalog.RECEPTION_CLAIMS,
 }
 _CHUNK = 500  # keys per SELECT … IN
 # People whose decoded state is kept between batches (_Decoded): the people of about the last two batches (the
@@ -231,6 +252,8 @@ class Processors(Handler):
         if isinstance(event, m.InstitutionChange):
             self._record_institution(conn, event)
             return []
+        if isinstance(event, m.ReceptionClaim):
+            return self._index(conn, event)
         key = d.topic.key_of(event)
         person = persons.get(key)
         if person is None:
@@ -243,6 +266,8 @@ class Processors(Handler):
             state, out = apply_result(person.state, event, self.ctx, source)
         elif isinstance(event, m.ScreeningHistory):
             state, out = apply_history(person.state, event, self.ctx)
+        elif isinstance(event, m.LedgerDecision):
+            state, out = apply_decision(person.state, event, self.ctx)
         elif isinstance(event, m.NoticeRequest):
             state, out = person.state, apply_notice_request(person.state, event, self.ctx)
         else:
@@ -299,11 +324,35 @@ class Processors(Handler):
         )
         return out
 
+    def _index(self, conn: Connection, claim: m.ReceptionClaim) -> list[Output]:
+        """The reception index: keep the person's latest claim of the 受付番号; SUPERSEDED to whom it left."""
+        rc = receptions
+        rows = conn.execute(
+            sa.select(rc).where(rc.c.tenant == claim.tenant, rc.c.reception_no == claim.reception_no)
+        ).all()
+        claims = {
+            r.atena_no: replace(
+                claim,
+                atena_no=r.atena_no,
+                submitted_at=r.submitted_at,
+                result_event_id=uuid.UUID(r.result_event_id),
+                staff_id=r.staff_id,
+            )
+            for r in rows
+        }
+        store, decisions = index(claims, claim)
+        if store is not None:
+            values = {"submitted_at": store.submitted_at, "result_event_id": str(store.result_event_id),
+                      "staff_id": store.staff_id}  # fmt: skip
+            key = {"tenant": store.tenant, "reception_no": store.reception_no, "atena_no": store.atena_no}
+            upsert(conn, rc, [{**key, **values}], list(key))
+        return [(catalog.LEDGER_DECISIONS, d) for d in decisions]
+
     # --- state -----------------------------------------------------------------------------------------------
 
     def _lock_partitions(self, conn: Connection, deliveries: Sequence[Delivery]) -> dict[tuple[str, int], int]:
         """Lock the (tenant, partition) rows the batch acts on; their started fiscal years."""
-        wanted = sorted({_where(d) for d in deliveries})
+        wanted = sorted({_where(d) for d in deliveries if not isinstance(d.event, m.ReceptionClaim)})
         insert_or_ignore(
             conn, years, [{"tenant": t, "partition": p, "fiscal_year": 0} for t, p in wanted], ["tenant", "partition"]
         )
@@ -347,7 +396,7 @@ class Processors(Handler):
 
     def _load(self, conn: Connection, deliveries: Sequence[Delivery]) -> dict[str, _Person]:
         keys = sorted({d.topic.key_of(d.event) for d in deliveries
-                       if not isinstance(d.event, (m.HubCommand, m.InstitutionChange))})  # fmt: skip
+                       if not isinstance(d.event, _NOT_PERSONS)})  # fmt: skip
         persons: dict[str, _Person] = {}
         for i in range(0, len(keys), _CHUNK):
             query = sa.select(people.c.key, people.c.tenant, people.c.partition, people.c.log, people.c.book).where(
@@ -410,6 +459,9 @@ class Processors(Handler):
                 self.metrics.ledger_entry(entry.kind, _UPDATED)
             for error in changed.opened_errors:
                 self.metrics.matching_error(error.kind, error.reasons)
+
+
+_NOT_PERSONS = (m.HubCommand, m.InstitutionChange, m.ReceptionClaim)  # inputs not keyed by a person
 
 
 def _where(d: Delivery) -> tuple[str, int]:

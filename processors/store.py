@@ -19,6 +19,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from hub.engine import store as engine_store
 from hub.pii import PREFIX, PiiError, PiiKeys, is_sealed, key_id_of
+from sinks.tables import UtcDateTime
 
 PROCESSORS_MIGRATIONS = "processors:migrations"
 
@@ -60,6 +61,19 @@ institution_versions = sa.Table(
     sa.Column("valid_to", sa.Date, nullable=True),
     sa.UniqueConstraint("event_id", name="uq_processor_institutions_event"),
 )
+# The reception index (processors.rules.receptions): per 受付番号, each 宛名番号's latest submission of it (no personal
+# data but the two numbers). Deleted with the person by retention.
+receptions = sa.Table(
+    "processor_receptions",
+    metadata,
+    sa.Column("tenant", sa.String(6), primary_key=True),
+    sa.Column("reception_no", sa.String(64), primary_key=True),
+    sa.Column("atena_no", sa.String(32), primary_key=True),
+    sa.Column("submitted_at", UtcDateTime, nullable=False),
+    sa.Column("result_event_id", sa.String(36), nullable=False),
+    sa.Column("staff_id", sa.String(64), nullable=True),
+)
+
 STORE_PREFIX = "processor_"  # the runtime's tables: processor_runtime_offsets, processor_runtime_outbox
 VERSION_TABLE = "alembic_version_processors"  # so the processors' store may share a database with the sinks'
 runtime_offsets, runtime_outbox = engine_store.define(metadata, STORE_PREFIX)

@@ -252,6 +252,9 @@ class StaffOperationType(enum.StrEnum):
     NOTICE_MAILING = "NOTICE_MAILING"  # one batch of notices printed for the post (mailing list and letters)
     MAILING_DECISION = "MAILING_DECISION"  # where a 支援措置 person's notices may be sent
     INSTITUTION_CHANGE = "INSTITUTION_CHANGE"  # 実施医療機関の登録・変更
+    ACCEPT_RESULT = "ACCEPT_RESULT"  # エラー処理: a result taken into the 台帳 despite its errors, with a reason
+    CORRECT_RESULT = "CORRECT_RESULT"  # エラー処理: a result's fields corrected (a new submission of its 受付番号)
+    VOID_ENTRY = "VOID_ENTRY"  # 台帳訂正: a wrong 台帳 entry voided (取消)
 
 
 class OperationOutcome(enum.StrEnum):
@@ -518,6 +521,8 @@ class LedgerEntry(Event):
     follow_up: LedgerFollowUp | None = None
     history_from: str | None = None
     source_event_id: uuid.UUID
+    decided_by: str | None = None  # 職員ID of the latest staff decision behind this version (受理, 訂正, 取消)
+    decision_reason: str | None = None
     withdrawn: bool = False  # 取消: the entry no longer stands (the ledger sink deletes its row)
 
     def __post_init__(self) -> None:
@@ -884,6 +889,77 @@ class InstitutionChange(Event):
             raise ModelError("an institution change needs the staff member who recorded it and the reason")
 
 
+class LedgerDecisionType(enum.StrEnum):
+    ACCEPT = "ACCEPT"  # 受理: the submission enters the 台帳 despite the errors staff may accept (decisions.toml)
+    CORRECT = "CORRECT"  # 訂正: a corrected submission of the 受付番号 (``result``), under its own 宛名番号
+    RESOLVE = "RESOLVE"  # 処理済: the error is closed; the submission stays out of the 台帳
+    VOID = "VOID"  # 取消: the submission's 台帳 entry (or 精検) is taken out of the 台帳
+    SUPERSEDED = "SUPERSEDED"  # the matching's: a later submission of the 受付番号 stands under another 宛名番号
+    OTHER = "OTHER"
+
+
+STAFF_DECISIONS = frozenset({LedgerDecisionType.ACCEPT, LedgerDecisionType.CORRECT, LedgerDecisionType.RESOLVE,
+                             LedgerDecisionType.VOID})  # fmt: skip
+
+
+@dataclass(frozen=True, kw_only=True)
+class LedgerDecision(Event):
+    SCHEMA_FILE: ClassVar[str] = "ledger_decision.avsc"
+
+    atena_no: str
+    decision: LedgerDecisionType
+    reception_no: str
+    result_event_id: uuid.UUID | None = None
+    result: ScreeningResult | None = None
+    superseded_at: datetime | None = None
+    superseded_by: str | None = None
+    staff_id: str | None = None
+    reason: str | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not self.atena_no or not self.reception_no:
+            raise ModelError("a ledger decision names its 宛名番号 and 受付番号")
+        d = self.decision
+        if d is LedgerDecisionType.OTHER:
+            raise ModelError("unknown ledger decision")
+        if d in STAFF_DECISIONS and (not self.staff_id or not (self.reason or "").strip()):
+            raise ModelError("a staff decision needs the staff member who decided and the reason")
+        if d is LedgerDecisionType.CORRECT:
+            r = self.result
+            if r is None:
+                raise ModelError("a correction carries the corrected result")
+            if (r.tenant, r.atena_no, r.reception_no) != (self.tenant, self.atena_no, self.reception_no):
+                raise ModelError("a correction's result has the decision's 団体コード, 宛名番号 and 受付番号")
+        elif self.result is not None:
+            raise ModelError("only a correction carries a result")
+        if d is not LedgerDecisionType.CORRECT and self.result_event_id is None:
+            raise ModelError(f"{d.value} names the submission it decides on (result_event_id)")
+        if d is LedgerDecisionType.SUPERSEDED:
+            if self.superseded_at is None or not self.superseded_by or self.superseded_by == self.atena_no:
+                raise ModelError("SUPERSEDED names when and under which other 宛名番号 the 受付番号 stands")
+            if self.superseded_at.tzinfo is None:
+                raise ModelError("superseded_at must be timezone-aware")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReceptionClaim(Event):
+    SCHEMA_FILE: ClassVar[str] = "reception_claim.avsc"
+
+    reception_no: str
+    atena_no: str
+    submitted_at: datetime
+    result_event_id: uuid.UUID
+    staff_id: str | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not self.reception_no or not self.atena_no:
+            raise ModelError("a reception claim names its 受付番号 and 宛名番号")
+        if self.submitted_at.tzinfo is None:
+            raise ModelError("submitted_at must be timezone-aware")
+
+
 EVENT_TYPES: tuple[type[Event], ...] = (
     HubCommand,
     NoticeRequest,
@@ -906,4 +982,6 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     ChukanQuery,
     FugoIssuance,
     ScreeningHistory,
+    LedgerDecision,
+    ReceptionClaim,
 )

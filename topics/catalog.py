@@ -299,6 +299,24 @@ INSTITUTION_CHANGES = _input(
     400,  # the transport, not the archive: the processors' and the sinks' stores keep every version
     "実施医療機関の登録・変更 recorded by staff: one version of an institution's registration, in force from its date",
 )
+LEDGER_DECISIONS = _input(
+    "hub.ledger-decisions.v1",
+    models.LedgerDecision,
+    PERSON_KEY,
+    6,  # co-partitioned with the person's other inputs: a decision acts on the person's book
+    400,  # the transport, not the archive: the processors' books keep every decision
+    "エラー処理・台帳訂正: staff decisions on a 受付番号 (accept, correct, resolve, void), and the processors' own "
+    "SUPERSEDED when a later submission of a 受付番号 stands under another 宛名番号",
+)
+RECEPTION_CLAIMS = _input(
+    "ledger.receptions.v1",
+    models.ReceptionClaim,
+    ("tenant", "reception_no"),
+    6,
+    30,  # the processors' reception index keeps what it needs; a claim is settled within seconds
+    "受付番号の所在: each person's latest submission of a 受付番号, keyed by the 受付番号, so that the processors "
+    "see every 宛名番号 it was sent under and tell the ones it no longer stands under",
+)
 NOTICE_DECISIONS = Topic(
     name="notice.decisions.v1",
     value_type=models.NoticeDecision,
@@ -338,6 +356,8 @@ PRIMARY_TOPICS: tuple[Topic, ...] = (
     NOTICE_REQUESTS,
     NOTICE_DECISIONS,
     INSTITUTION_CHANGES,
+    LEDGER_DECISIONS,
+    RECEPTION_CLAIMS,
 )
 
 ALL_TOPICS: tuple[Topic, ...] = (

@@ -52,6 +52,7 @@ from datetime import UTC, datetime, time
 from importlib import resources
 
 from hub.validation import fiscal_year, fiscal_year_end, legal_age
+from processors.rules.decisions import DecisionRules, packaged_decisions
 from processors.rules.eligibility import EligibilityRules, RulesError
 from processors.rules.institutions import InstitutionRegistry
 from processors.rules.items import ItemRules, packaged_items
@@ -63,9 +64,12 @@ from schemas.models import (
     Event,
     FukuhonOperation,
     FukuhonRegistration,
+    LedgerDecision,
+    LedgerDecisionType,
     LedgerEntry,
     LedgerFollowUp,
     PersonIdentity,
+    ReceptionClaim,
     ResultStage,
     ScreeningError,
     ScreeningHistory,
@@ -177,6 +181,19 @@ class LedgerBook:
     # (kind, fiscal year, 団体コード) of each screening the person had in the municipality they came from (転入前の
     # 受診履歴, ledger.history.v1): they count for the interval rule and the notices, never as entries of this city
     elsewhere: tuple[tuple[str, int, str], ...] = ()
+    # every decision on a 受付番号 of this person, by イベントID: staff's (受理, 訂正, 処理済, 取消) and the matching's
+    # SUPERSEDED (a later submission of the 受付番号 stands under another 宛名番号); see :func:`derive`
+    decisions: tuple[LedgerDecision, ...] = ()
+
+    def all_results(self) -> tuple[Received, ...]:
+        """Every submission: the results received and the staff's corrections (a 訂正 is a submission of its own)."""
+        if not self.decisions:
+            return self.results
+        corrected = [Received(d.result) for d in self.decisions if d.result is not None]
+        return (*self.results, *corrected) if corrected else self.results
+
+    def decision(self, event_id: uuid.UUID) -> LedgerDecision | None:
+        return next((d for d in self.decisions if d.event_id == event_id), None)
 
     def attended_elsewhere(self, kind: ScreeningKind) -> set[int]:
         return {year for k, year, _ in self.elsewhere if k == kind.value}
@@ -192,7 +209,7 @@ class LedgerBook:
 
     def submissions(self, reception_no: str) -> list[Received]:
         """The submissions of ``reception_no``, in correction order (the last one stands)."""
-        subs = [r for r in self.results if r.result.reception_no == reception_no]
+        subs = [r for r in self.all_results() if r.result.reception_no == reception_no]
         return sorted(subs, key=lambda r: correction_order(r.result))
 
     def waiting(self) -> tuple[ScreeningError, ...]:
@@ -238,6 +255,7 @@ class Context:
     institutions: InstitutionRegistry
     fukuhon: FukuhonPolicy
     items: ItemRules = field(default_factory=packaged_items)  # 別添1 items per kind (``items.toml``)
+    decisions: DecisionRules = field(default_factory=packaged_decisions)  # what staff may accept (decisions.toml)
 
 
 # --- 副本 ------------------------------------------------------------------------------------------------------
@@ -316,7 +334,7 @@ def entry_version(book: LedgerBook, key: Key, log: PersonLog | None) -> int:
     can, and it is the same whatever the order the inputs arrived in.
     """
     kind, year = key
-    results = [r.result for r in book.results]
+    results = [r.result for r in book.all_results()]
     primaries = {
         r.reception_no
         for r in results
@@ -330,24 +348,115 @@ def entry_version(book: LedgerBook, key: Key, log: PersonLog | None) -> int:
     base = dict(book.bases).get(_key_text(kind, year), 0)
     changes = len(log.changes) if log is not None else 0
     elsewhere = sum(1 for k, y, _ in book.elsewhere if k == kind.value and y <= year)
-    return base + changes + elsewhere + sum(1 for r in results if r.reception_no in counted) - 1
+    decided = sum(1 for d in book.decisions if d.result is None and d.reception_no in counted)  # 訂正: a result
+    return base + changes + elsewhere + decided + sum(1 for r in results if r.reception_no in counted) - 1
 
 
-def _primary_outcome(r: Received, log: PersonLog | None, ctx: Context, held: set[int]) -> MatchOutcome:
-    """A primary against the log and the years of its kind already held (by exams placed before it)."""
+# --- decisions on a 受付番号 ----------------------------------------------------------------------------------------
+
+DECISION_LABEL = {
+    LedgerDecisionType.ACCEPT: "受理",
+    LedgerDecisionType.CORRECT: "訂正",
+    LedgerDecisionType.RESOLVE: "処理済",
+    LedgerDecisionType.VOID: "取消",
+}
+_STAFF = frozenset(DECISION_LABEL)
+
+
+def decision_order(d: LedgerDecision) -> tuple[datetime, str]:
+    return (d.occurred_at, str(d.event_id))
+
+
+def mark_order(d: LedgerDecision) -> tuple[datetime, str]:
+    """Where a SUPERSEDED mark sits in the correction order of its 受付番号 (that of the submission elsewhere)."""
+    return (d.superseded_at or d.occurred_at, str(d.result_event_id))
+
+
+@dataclass(frozen=True)
+class Decisions:
+    """A book's decisions as :func:`derive` uses them."""
+
+    on: Mapping[uuid.UUID, LedgerDecision] = field(default_factory=dict)  # 受理/処理済/取消 by the submission (latest)
+    corrections: Mapping[uuid.UUID, LedgerDecision] = field(default_factory=dict)  # 訂正 by its submission's id
+    marks: Mapping[str, LedgerDecision] = field(default_factory=dict)  # 受付番号 -> the latest SUPERSEDED
+    staff: tuple[LedgerDecision, ...] = ()  # every staff decision, in decision order
+
+    def behind(self, receptions: set[str]) -> LedgerDecision | None:
+        """The latest staff decision on any of ``receptions`` (who last decided on what an entry is made of)."""
+        found = [d for d in self.staff if d.reception_no in receptions]
+        return found[-1] if found else None
+
+
+_NO_DECISIONS = Decisions()
+
+
+def decisions_of(book: LedgerBook) -> Decisions:
+    if not book.decisions:
+        return _NO_DECISIONS
+    on: dict[uuid.UUID, LedgerDecision] = {}
+    corrections: dict[uuid.UUID, LedgerDecision] = {}
+    marks: dict[str, LedgerDecision] = {}
+    staff = sorted((d for d in book.decisions if d.decision in _STAFF), key=decision_order)
+    for d in staff:
+        if d.result is not None:
+            corrections[d.result.event_id] = d
+        elif d.result_event_id is not None:
+            on[d.result_event_id] = d  # in decision order: the latest decision on a submission stands
+    for d in book.decisions:
+        if d.decision is LedgerDecisionType.SUPERSEDED:
+            known = marks.get(d.reception_no)
+            if known is None or mark_order(d) > mark_order(known):
+                marks[d.reception_no] = d
+    return Decisions(on, corrections, marks, tuple(staff))
+
+
+def _entry_receptions(kind: ScreeningKind, rec: str, follow_ups: Iterable[Received]) -> set[str]:
+    """The 受付番号 an entry is made of: its 1次's ``rec``, and those of the 精検 that point to it."""
+    return {rec} | {
+        f.result.reception_no
+        for f in follow_ups
+        if f.result.stage is ResultStage.FOLLOW_UP and f.result.kind is kind and f.result.primary_reception_no == rec
+    }
+
+
+def _with_decision(entry: LedgerEntry, decided: LedgerDecision | None) -> LedgerEntry:
+    if decided is None:
+        return entry
+    return replace(entry, decided_by=decided.staff_id, decision_reason=decided.reason)
+
+
+def _accepting(outcome: MatchOutcome, ctx: Context, accepted: bool) -> MatchOutcome:
+    """An accepted submission's outcome: it matches when staff may accept every reason it fails for."""
+    if accepted and ctx.decisions.accepts(outcome.reasons):
+        return MatchOutcome(())
+    return outcome
+
+
+def _primary_outcome(
+    r: Received, log: PersonLog | None, ctx: Context, held: set[int], accepted: bool = False
+) -> MatchOutcome:
+    """A primary against the log and the years of its kind already held (by exams placed before it); an
+    ``accepted`` one (受理) as staff accepted it, but never into a fiscal year its kind already holds.
+    """
     result = r.result
     outcome = (
         MatchOutcome(())
         if r.trusted
         else match(result, log, rules=ctx.rules, institutions=ctx.institutions, attended_years=held, items=ctx.items)
     )
+    outcome = _accepting(outcome, ctx, accepted)
     if outcome.ok and fiscal_year(result.exam_date) in held:
         return MatchOutcome((ErrorReason.INTERVAL_NOT_MET,))  # already screened this fiscal year
     return outcome
 
 
 def _follow_up_outcome(
-    r: Received, log: PersonLog | None, ctx: Context, holders: Mapping[Key, Received], entry_of: Mapping[EntryOf, Key]
+    r: Received,
+    log: PersonLog | None,
+    ctx: Context,
+    holders: Mapping[Key, Received],
+    entry_of: Mapping[EntryOf, Key],
+    accepted: bool = False,
 ) -> tuple[MatchOutcome, Key | None]:
     """A follow-up against the log and the entries held: its outcome, and the entry it attaches to when it matches.
 
@@ -370,6 +479,7 @@ def _follow_up_outcome(
             referred=referred,
             items=ctx.items,
         )
+        outcome = _accepting(outcome, ctx, accepted)
     return outcome, key if outcome.ok else None
 
 
@@ -395,20 +505,44 @@ def _open_error(r: Received, outcome: MatchOutcome) -> ScreeningError:
     )
 
 
-def _resolved(standing: Received, failed: Received, outcome: MatchOutcome) -> ScreeningError:
-    """The error of ``failed``, settled by the later ``standing`` submission of its 受付番号 that matched."""
+def _resolved(
+    standing: Received,
+    failed: Received,
+    outcome: MatchOutcome,
+    by: str = RESUBMISSION,
+    note: str = RESOLVED_NOTE,
+    at: datetime | None = None,
+) -> ScreeningError:
+    """The error of ``failed``, settled by the later ``standing`` submission of its 受付番号 that matched (or, with
+    ``by`` and ``note``, by a submission elsewhere or a staff decision, at ``at``).
+    """
     error = _open_error(failed, outcome)
-    at = standing.result.occurred_at
+    detected = standing.result.occurred_at
+    extra = () if (by, note) == (RESUBMISSION, RESOLVED_NOTE) else (by, note)
     return replace(
         error,
-        event_id=stable_id("resolved", error.tenant, error.reception_no, standing.result.event_id, error.event_id),
-        occurred_at=at,
+        event_id=stable_id(
+            "resolved", error.tenant, error.reception_no, standing.result.event_id, error.event_id, *extra
+        ),
+        occurred_at=at or detected,
         status=ErrorStatus.RESOLVED,
-        detected_at=at,  # the standing submission's: detected_at only grows, whatever the order (module docstring)
-        resolved_at=at,
-        resolved_by=RESUBMISSION,
-        resolution=RESOLVED_NOTE,
+        detected_at=detected,  # the standing submission's: only grows, whatever the order (module docstring)
+        resolved_at=at or detected,
+        resolved_by=by,
+        resolution=note,
     )
+
+
+def _decided_error(standing: Received, outcome: MatchOutcome, d: LedgerDecision) -> ScreeningError:
+    """The error of ``standing`` settled by the staff decision ``d`` (受理, 処理済 or 取消), with its reason."""
+    return _resolved(
+        standing, standing, outcome, str(d.staff_id), f"{DECISION_LABEL[d.decision]}: {d.reason}", d.occurred_at
+    )
+
+
+def _moved_note(mark: LedgerDecision) -> str:
+    how = "訂正" if mark.staff_id else "再提出"
+    return f"{how}: この受付番号は宛名番号 {mark.superseded_by} の提出が有効"
 
 
 def _withdrawn(error: ScreeningError, standing: ScreeningResult) -> ErrorWithdrawn:
@@ -435,6 +569,7 @@ def _entry(
     follow: Received | None,
     person: PersonIdentity,
     log: PersonLog | None,
+    decided: LedgerDecision | None = None,
 ) -> LedgerEntry:
     p = primary.result
     if p.primary is None or p.setting is None:
@@ -473,24 +608,54 @@ def _entry(
         primary=p.primary,
         follow_up=follow_up,
         source_event_id=latest.event_id,
+        decided_by=decided.staff_id if decided is not None else None,
+        decision_reason=decided.reason if decided is not None else None,
     )
 
 
 def derive(book: LedgerBook, log: PersonLog | None, ctx: Context) -> View:
-    """The entries and errors that ``book``'s results stand for against ``log`` (see the module docstring)."""
+    """The entries and errors that ``book``'s results and decisions stand for against ``log`` (module docstring).
+
+    Decisions (:class:`LedgerDecision`), each bound to the submission it was made on, and applying while that
+    submission stands for its 受付番号:
+
+    * 受理 (ACCEPT): the submission matches when every reason it fails for may be accepted (``decisions.toml``),
+      never into a fiscal year its kind already holds; its error stands RESOLVED by the staff member, with the reason;
+    * 処理済 (RESOLVE): its error stands RESOLVED by the staff member (it enters the 台帳 if later data makes it match);
+    * 取消 (VOID): it does not enter the 台帳 (its entry, or its 精検 in one, is withdrawn);
+    * 訂正 (CORRECT): the corrected result is a submission of the 受付番号 of its own (the latest, so it stands);
+    * SUPERSEDED: a later submission of the 受付番号 stands under another 宛名番号. While the person's own latest
+      submission is older, the 受付番号 is not theirs: nothing of it enters their 台帳, and an error of it stands
+      RESOLVED (``resolved_by`` the staff member whose 訂正 moved it, or ``resubmission``).
+    """
     state = log.state() if log is not None else None
-    receptions = _by_reception(book.results)
-    standing = {rec: subs[-1] for rec, subs in receptions.items()}
+    decided = decisions_of(book)
+    receptions = _by_reception(book.all_results())
+    standing: dict[str, Received] = {}
+    moved: dict[str, LedgerDecision] = {}
+    for rec, subs in receptions.items():
+        mark = decided.marks.get(rec)
+        if mark is not None and correction_order(subs[-1].result) < mark_order(mark):
+            moved[rec] = mark
+        else:
+            standing[rec] = subs[-1]
+    on = {rec: d for rec, s in standing.items() if (d := decided.on.get(s.result.event_id)) is not None}
+    accepted = {rec for rec, d in on.items() if d.decision is LedgerDecisionType.ACCEPT}
+    voided = {rec for rec, d in on.items() if d.decision is LedgerDecisionType.VOID}
     outcomes: dict[str, MatchOutcome] = {}
+    raw: dict[str, MatchOutcome] = {}  # an accepted submission's outcome before it was accepted
 
     holders: dict[Key, Received] = {}
     held: dict[ScreeningKind, set[int]] = {}
     primaries = [s for s in standing.values() if s.result.stage is ResultStage.PRIMARY]
     for s in sorted(primaries, key=lambda s: (s.result.kind, s.result.exam_date, s.result.reception_no)):
+        rec = s.result.reception_no
         years = held.setdefault(s.result.kind, book.attended_elsewhere(s.result.kind))
-        outcome = _primary_outcome(s, log, ctx, years)
-        outcomes[s.result.reception_no] = outcome
-        if outcome.ok:
+        if rec in accepted:
+            raw[rec] = _primary_outcome(s, log, ctx, years)
+        outcome = _primary_outcome(s, log, ctx, years, rec in accepted)
+        outcomes[rec] = outcome
+        if outcome.ok and rec not in voided:
             year = fiscal_year(s.result.exam_date)
             holders[(s.result.kind, year)] = s
             years.add(year)
@@ -499,26 +664,48 @@ def derive(book: LedgerBook, log: PersonLog | None, ctx: Context) -> View:
     attached: dict[Key, Received] = {}
     follow_ups = [s for s in standing.values() if s.result.stage is ResultStage.FOLLOW_UP]
     for s in sorted(follow_ups, key=lambda s: (s.result.exam_date, s.result.reception_no)):
-        outcome, key = _follow_up_outcome(s, log, ctx, holders, entry_of)
-        outcomes[s.result.reception_no] = outcome
-        if key is not None:
+        rec = s.result.reception_no
+        if rec in accepted:
+            raw[rec] = _follow_up_outcome(s, log, ctx, holders, entry_of)[0]
+        outcome, key = _follow_up_outcome(s, log, ctx, holders, entry_of, rec in accepted)
+        outcomes[rec] = outcome
+        if key is not None and rec not in voided:
             attached[key] = s  # the latest in exam order
 
     entries: dict[Key, LedgerEntry] = {}
     for key, s in holders.items():
         person = state.person if state is not None else s.result.subject  # no log: only a trusted result
-        entries[key] = _entry(book, key, s, attached.get(key), person, log)
+        made_of = _entry_receptions(s.result.kind, s.result.reception_no, follow_ups) if decided.staff else set()
+        behind = decided.behind(made_of) if made_of else None
+        entries[key] = _entry(book, key, s, attached.get(key), person, log, behind)
 
     errors: dict[str, ScreeningError] = {}
     for rec, subs in receptions.items():
-        outcome = outcomes[rec]
-        if not outcome.ok:
-            errors[rec] = _open_error(subs[-1], outcome)
+        mark = moved.get(rec)
+        if mark is not None:
+            for earlier in reversed(subs):
+                if not (failed := _superseded_outcome(earlier, log, ctx, holders, entry_of)).ok:
+                    by = mark.staff_id or RESUBMISSION
+                    errors[rec] = _resolved(subs[-1], earlier, failed, by, _moved_note(mark), mark.superseded_at)
+                    break
             continue
+        outcome, d = outcomes[rec], on.get(rec)
+        if not outcome.ok:
+            staff_closed = d is not None and d.decision is not LedgerDecisionType.ACCEPT
+            errors[rec] = _decided_error(subs[-1], outcome, d) if staff_closed and d else _open_error(subs[-1], outcome)
+            continue
+        if d is not None and d.decision is LedgerDecisionType.ACCEPT and not raw[rec].ok:
+            errors[rec] = _decided_error(subs[-1], raw[rec], d)
+            continue
+        correction = decided.corrections.get(subs[-1].result.event_id)
         for earlier in reversed(subs[:-1]):
             earlier_outcome = _superseded_outcome(earlier, log, ctx, holders, entry_of)
             if not earlier_outcome.ok:
-                errors[rec] = _resolved(subs[-1], earlier, earlier_outcome)
+                if correction is not None:
+                    note = f"{DECISION_LABEL[correction.decision]}: {correction.reason}"
+                    errors[rec] = _resolved(subs[-1], earlier, earlier_outcome, str(correction.staff_id), note)
+                else:
+                    errors[rec] = _resolved(subs[-1], earlier, earlier_outcome)
                 break
     return View(entries, errors)
 
@@ -567,6 +754,9 @@ def settle(book: LedgerBook, log: PersonLog | None, ctx: Context) -> tuple[Ledge
         elif old is not None:
             version = entry_version(book, key, log)
             gone = replace(old, version=version, event_id=stable_id("ledger", old.tenant, old.atena_no, *key, version))
+            if book.decisions:
+                behind = decisions_of(book).behind(_entry_receptions(old.kind, old.reception_no, book.all_results()))
+                gone = _with_decision(replace(gone, decided_by=None, decision_reason=None), behind)
             out.append(
                 EntryWithdrawn(
                     event_id=gone.event_id,
@@ -581,7 +771,7 @@ def settle(book: LedgerBook, log: PersonLog | None, ctx: Context) -> tuple[Ledge
 
     errors: list[ScreeningError] = []
     old_errors = {e.reception_no: e for e in book.errors}
-    own = {r.result.reception_no for r in book.results if not r.trusted}
+    own = {r.result.reception_no for r in book.all_results() if not r.trusted}
     for rec in sorted(old_errors.keys() | view.errors.keys()):
         old_error, new_error = old_errors.get(rec), view.errors.get(rec)
         if new_error is not None:
@@ -677,6 +867,44 @@ def process_result(
     return settle(replace(book, results=results, seen=book.seen | {key}), log, ctx)
 
 
+def claims(book: LedgerBook, submission: ScreeningResult, staff_id: str | None = None) -> list[Event]:
+    """Where this person's latest submission of a 受付番号 is, for the reception index (``ledger.receptions.v1``),
+    when ``submission`` is it: a 受付番号 resubmitted under another 宛名番号 is then no longer this person's
+    (:func:`processors.rules.receptions.supersessions`).
+    """
+    if book.submissions(submission.reception_no)[-1].result.event_id != submission.event_id:
+        return []
+    return [
+        ReceptionClaim(
+            event_id=stable_id("claim", submission.tenant, submission.reception_no, submission.event_id),
+            occurred_at=submission.occurred_at,
+            tenant=submission.tenant,
+            source_system=MATCHING_SOURCE,
+            reception_no=submission.reception_no,
+            atena_no=submission.atena_no,
+            submitted_at=submission.occurred_at,
+            result_event_id=submission.event_id,
+            staff_id=staff_id,
+        )
+    ]
+
+
+def add_decision(
+    book: LedgerBook, decision: LedgerDecision, log: PersonLog | None, ctx: Context
+) -> tuple[LedgerBook, list[Event]]:
+    """The book after a decision on one of its 受付番号 (see :func:`derive`), and the records that changed. The same
+    decision again changes nothing.
+    """
+    if book.decision(decision.event_id) is not None:
+        return book, []
+    if decision.decision is LedgerDecisionType.SUPERSEDED:
+        known = decisions_of(book).marks.get(decision.reception_no)
+        if known is not None and mark_order(known) >= mark_order(decision):
+            return book, []  # an older mark than the one the book has: nothing can change
+    decisions = tuple(sorted((*book.decisions, decision), key=lambda d: str(d.event_id)))
+    return settle(replace(book, decisions=decisions), log, ctx)
+
+
 def add_history(
     book: LedgerBook, history: ScreeningHistory, log: PersonLog | None, ctx: Context
 ) -> tuple[LedgerBook, list[Event]]:
@@ -720,6 +948,7 @@ def encode_book(book: LedgerBook) -> dict[str, object]:
         "registered": sorted(book.registered),
         "bases": dict(book.bases),
         "elsewhere": [list(x) for x in book.elsewhere],
+        **({"decisions": [d.to_json() for d in book.decisions]} if book.decisions else {}),
     }
 
 
@@ -741,6 +970,7 @@ def decode_book(data: Mapping[str, object] | None) -> LedgerBook:
         registered=frozenset(str(x) for x in _list(data.get("registered"))),
         bases=tuple(sorted((str(k), int(str(v))) for k, v in bases.items())) if isinstance(bases, Mapping) else (),
         elsewhere=tuple(sorted((str(k), int(str(y)), str(t)) for k, y, t in map(_list, _list(data.get("elsewhere"))))),
+        decisions=tuple(LedgerDecision.from_json(str(x)) for x in _list(data.get("decisions"))),
     )
 
 

@@ -18,8 +18,10 @@ from processors.rules.ledger import (
     BookChanges,
     Context,
     LedgerBook,
+    add_decision,
     add_history,
     book_changes,
+    claims,
     decode_book,
     encode_book,
     process_result,
@@ -80,11 +82,13 @@ def apply_result(
     """A result: 突合 against the change log and the book; the new book and the ledger / error / 副本 records.
 
     The result is kept in the book whatever its outcome (a failing one waits for the data that may make it match);
-    ``source`` is where it was read, carried by its error records.
+    ``source`` is where it was read, carried by its error records. A new result that is the person's latest
+    submission of its 受付番号 is also claimed for the reception index (:mod:`processors.rules.receptions`).
     """
     person_log = state.log if state.log.changes else None
+    known = state.book.received(result.event_id) is not None or str(result.event_id) in state.book.seen
     book, out = process_result(state.book, result, person_log, ctx, source)
-    return replace(state, book=book), out
+    return replace(state, book=book), out if known else out + claims(book, result)
 
 
 def apply_history(state: PersonState, history: m.ScreeningHistory, ctx: Context) -> tuple[PersonState, list[m.Event]]:
@@ -95,6 +99,18 @@ def apply_history(state: PersonState, history: m.ScreeningHistory, ctx: Context)
     """
     person_log = state.log if state.log.changes else None
     book, out = add_history(state.book, history, person_log, ctx)
+    return replace(state, book=book), out
+
+
+def apply_decision(state: PersonState, decision: m.LedgerDecision, ctx: Context) -> tuple[PersonState, list[m.Event]]:
+    """A decision on one of the person's 受付番号 (staff's エラー処理, or SUPERSEDED from the reception index): the
+    new book and the records that changed (entries with their 副本, errors, and a 訂正's reception claim).
+    """
+    person_log = state.log if state.log.changes else None
+    new = state.book.decision(decision.event_id) is None
+    book, out = add_decision(state.book, decision, person_log, ctx)
+    if new and decision.result is not None:  # a 訂正 is a submission: the reception index hears of it
+        out += claims(book, decision.result, decision.staff_id)
     return replace(state, book=book), out
 
 

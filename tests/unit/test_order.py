@@ -34,7 +34,7 @@ from connectors.simulators.city import generate_city
 from connectors.simulators.institution import ResultTruth, generate_results
 from hub.engine.handler import Delivery
 from processors.app import output_for
-from processors.rules import steps
+from processors.rules import receptions, steps
 from processors.rules.eligibility import load_rules
 from processors.rules.institutions import load_institutions
 from processors.rules.ledger import (
@@ -64,7 +64,7 @@ INST = "0110100011"  # performs every kind (1次 only: not registered for 精検
 FOLLOW_INST = "0110100078"  # performs every kind and is registered for 精検
 RESULTS_TOPIC = "institution.results.v1"
 
-Input = tuple[m.ResidentChange | m.ScreeningResult | m.ScreeningHistory, m.SourcePointer | None]
+Input = tuple[m.ResidentChange | m.ScreeningResult | m.ScreeningHistory | m.LedgerDecision, m.SourcePointer | None]
 
 
 # --- what the sinks end with ---------------------------------------------------------------------------------
@@ -166,8 +166,14 @@ class Tables:
 
 
 def run(inputs: Iterable[Input], *, started_year: int = YEAR) -> tuple[dict[str, Any], dict[str, steps.PersonState]]:
-    """Fold ``inputs`` in this order through the steps with one state per person; the final tables and states."""
+    """Fold ``inputs`` in this order through the steps with one state per person; the final tables and states.
+
+    The processors' own loop runs too, as in the shell: each reception claim goes to the reception index
+    (:func:`processors.rules.receptions.index`) and each SUPERSEDED it sends to its person's book, right after the
+    input that caused it.
+    """
     states: dict[str, steps.PersonState] = defaultdict(steps.PersonState)
+    claims: dict[tuple[str, str], dict[str, m.ReceptionClaim]] = defaultdict(dict)
     tables = Tables()
     for event, source in inputs:
         if isinstance(event, m.ResidentChange):
@@ -176,10 +182,24 @@ def run(inputs: Iterable[Input], *, started_year: int = YEAR) -> tuple[dict[str,
             )
         elif isinstance(event, m.ScreeningHistory):
             states[event.atena_no], out = steps.apply_history(states[event.atena_no], event, CTX)
+        elif isinstance(event, m.LedgerDecision):
+            states[event.atena_no], out = steps.apply_decision(states[event.atena_no], event, CTX)
         else:
             states[event.atena_no], out = steps.apply_result(states[event.atena_no], event, CTX, source)
-        for output in out:
-            tables.apply(output)
+        pending = list(out)
+        while pending:
+            output = pending.pop(0)
+            if isinstance(output, m.ReceptionClaim):
+                held = claims[(output.tenant, output.reception_no)]
+                store, decisions = receptions.index(held, output)
+                if store is not None:
+                    held[store.atena_no] = store
+                pending += decisions
+            elif isinstance(output, m.LedgerDecision):
+                states[output.atena_no], more = steps.apply_decision(states[output.atena_no], output, CTX)
+                pending += more
+            else:
+                tables.apply(output)
     return tables.final(), states
 
 
@@ -479,14 +499,14 @@ def _follow_up(seq: int, reception: str, primary: str, day: date = date(2025, 7,
 
 
 def _outputs(events: Sequence[m.ResidentChange | m.ScreeningResult]) -> list[tuple[steps.PersonState, list[m.Event]]]:
-    """The state and the outputs after each of ``events``, folded in this order."""
+    """The state and the outputs after each of ``events``, folded in this order (without the reception claims)."""
     state, after = steps.PersonState(), []
     for e in events:
         if isinstance(e, m.ResidentChange):
             state, out = steps.apply_change(state, e, CTX, started_year=YEAR)
         else:
             state, out = steps.apply_result(state, e, CTX, None)
-        after.append((state, out))
+        after.append((state, [o for o in out if not isinstance(o, m.ReceptionClaim)]))  # the index's: see run()
     return after
 
 

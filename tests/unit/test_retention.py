@@ -451,6 +451,9 @@ def seed_tenant(s: Stores, t: str) -> None:
         person_log = PersonLog(tuple(_change(t, atena, kind, day) for kind, day in changes))
         stored = pt.seal_log(encode_log(person_log), s.keys, t, key)
         x.add("processors", pt.people, gone, key=key, partition=0, log=stored, book=None)
+        # the reception index's row of a 受付番号 the person sent a result under goes with them
+        claim = {"submitted_at": ago(years=8), "result_event_id": str(uuid.uuid4())}
+        x.add("processors", pt.receptions, gone, reception_no=f"R-{atena}", atena_no=atena, **claim)
     x.add("processors", pt.people, False, key=f"{t}:p-book", partition=1, log=None, book='{"entries": []}')
     x.add("processors", pt.years, False, partition=0, fiscal_year=FY)
     # --- the 中間サーバー ---------------------------------------------------------------------------------------
@@ -769,7 +772,7 @@ def test_retention_deletes_exactly_the_expired_rows_of_one_tenant_in_every_store
     assert all(v is None for _, _, v in producer.sent)
     assert {t for t, _, _ in producer.sent} == {t.name for t in catalog.ALL_TOPICS if t.cleanup_policy == "compact"}
     assert report.tombstones_sent == len(stores.tombstones)
-    assert (len(report.results), report.tables_checked) == (4, 30)
+    assert (len(report.results), report.tables_checked) == (4, 31)
     print(f"\nstores checked by retention: {len(report.results)} stores, {report.tables_checked} tables")
     # a second run finds nothing
     again = run_retention(
@@ -1055,7 +1058,7 @@ def test_the_command_runs_for_the_callers_tenant_and_records_the_counts(
     assert stores.snapshot() == before
     assert cli("retention", "run") == 0
     out = capsys.readouterr().out
-    assert "4 store(s), 30 table(s) checked" in out
+    assert "4 store(s), 31 table(s) checked" in out
     assert "residents" in out
     assert "processor_people" in out
     assert "network_fugo" in out

@@ -699,7 +699,7 @@ def test_a_screening_in_the_previous_town_counts_for_the_interval_whatever_the_o
     first, out = apply_history(state, history(breast, 2024), CTX)
     assert out == []
     first, out = apply_result(first, this_year, CTX, None)
-    assert [type(e) for e in out] == [m.ScreeningError]
+    assert [type(e) for e in out] == [m.ScreeningError, m.ReceptionClaim]  # the claim: processors.rules.receptions
     assert out[0].reasons == (m.ErrorReason.INTERVAL_NOT_MET,)  # type: ignore[attr-defined]
     # the result first: its entry stands, then the history withdraws it and the same error stands
     later, out = apply_result(state, this_year, CTX, None)

@@ -445,7 +445,7 @@ def test_the_new_operation_symbols_are_appended_and_stay_backward_compatible() -
     [operation] = [f["type"] for f in schema["fields"] if f["name"] == "operation"]
     new = ["INIT", "ACCOUNT_UNLOCK", "ACCOUNT_DISABLE", "ACCOUNT_ENABLE", "ROLE_CHANGE", "PASSWORD_CHANGE",
            "FISCAL_YEAR_START", "DATA_EXPORT", "NOTICE_REQUEST", "NOTICE_MAILING", "MAILING_DECISION",
-           "INSTITUTION_CHANGE"]  # fmt: skip
+           "INSTITUTION_CHANGE", "ACCEPT_RESULT", "CORRECT_RESULT", "VOID_ENTRY"]  # fmt: skip
     assert operation["symbols"][-len(new) :] == new
     assert operation["default"] == "OTHER"
     old = json.loads(json.dumps(schema))
