@@ -75,6 +75,8 @@ def ledger_row(entry: LedgerEntry) -> Row:
         "history_from": entry.history_from,
         "source_event_id": str(entry.source_event_id),
         "updated_at": entry.occurred_at,
+        "decided_by": entry.decided_by,
+        "decision_reason": entry.decision_reason,
     }
 
 
@@ -89,6 +91,8 @@ _VERSION_COLUMNS = (
     "follow_up_required",
     "followup_judgement",
     "source_event_id",
+    "decided_by",
+    "decision_reason",
 )
 
 

@@ -103,6 +103,8 @@ ledger_entries = sa.Table(
     sa.Column("history_from", TENANT, nullable=True),
     sa.Column("source_event_id", sa.String(36), nullable=False),
     sa.Column("updated_at", UtcDateTime, nullable=False),
+    sa.Column("decided_by", sa.String(64), nullable=True),  # 職員ID of the latest staff decision behind it
+    sa.Column("decision_reason", sa.Text, nullable=True),
     sa.PrimaryKeyConstraint("tenant", "atena_no", "kind", "fiscal_year", name="pk_ledger_entries"),
     sa.Index("ix_ledger_entries_fiscal_year_kind", "tenant", "fiscal_year", "kind"),
     sa.Index("ix_ledger_entries_reception_no", "tenant", "reception_no"),
@@ -126,6 +128,8 @@ ledger_versions = sa.Table(
     sa.Column("followup_judgement", sa.String(32), nullable=True),
     sa.Column("source_event_id", sa.String(36), nullable=False),
     sa.Column("recorded_at", UtcDateTime, nullable=False),
+    sa.Column("decided_by", sa.String(64), nullable=True),  # who caused this version (受理, 訂正, 取消) and why
+    sa.Column("decision_reason", sa.Text, nullable=True),
     sa.PrimaryKeyConstraint("tenant", "atena_no", "kind", "fiscal_year", "version", name="pk_ledger_versions"),
 )
 
@@ -134,7 +138,7 @@ screening_errors = sa.Table(
     metadata,
     sa.Column("tenant", TENANT, primary_key=True),
     sa.Column("reception_no", sa.String(64), primary_key=True),
-    sa.Column("atena_no", ATENA_NO, nullable=False),
+    sa.Column("atena_no", ATENA_NO, primary_key=True),
     sa.Column("kind", KIND, nullable=False),
     sa.Column("stage", sa.String(16), nullable=False),
     sa.Column("reasons", sa.Text, nullable=False),
@@ -148,7 +152,9 @@ screening_errors = sa.Table(
     sa.Column("source_partition", sa.Integer, nullable=True),
     sa.Column("source_offset", sa.BigInteger, nullable=True),
     sa.Column("result_event_id", sa.String(36), nullable=False),
-    sa.PrimaryKeyConstraint("tenant", "reception_no", name="pk_screening_errors"),
+    # one row per 受付番号 and 宛名番号: a 受付番号 sent under two 宛名番号 has an error in each person's book (the
+    # one it no longer stands under ends RESOLVED, processors.rules.receptions)
+    sa.PrimaryKeyConstraint("tenant", "reception_no", "atena_no", name="pk_screening_errors"),
     sa.Index("ix_screening_errors_status", "tenant", "status", "detected_at"),
 )
 

@@ -136,11 +136,12 @@ LEDGER_ENTRIES = Topic(
 SCREENING_ERRORS = Topic(
     name="screening.errors.v1",
     value_type=models.ScreeningError,
-    key_fields=("tenant", "reception_no"),
+    key_fields=("tenant", "reception_no", "atena_no"),
     partitions=3,
     cleanup_policy="compact",
     retention_ms=FOREVER,
-    doc="results that failed matching or validation, with reason codes; latest state per 受付番号",
+    doc="results that failed matching or validation, with reason codes; latest state per 受付番号 and 宛名番号 "
+    "(a 受付番号 sent under two 宛名番号 has an error in each person's book)",
 )
 INVITATIONS = Topic(
     name="invitations.v1",

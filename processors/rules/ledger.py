@@ -621,8 +621,10 @@ def derive(book: LedgerBook, log: PersonLog | None, ctx: Context) -> View:
 
     * 受理 (ACCEPT): the submission matches when every reason it fails for may be accepted (``decisions.toml``),
       never into a fiscal year its kind already holds; its error stands RESOLVED by the staff member, with the reason;
-    * 処理済 (RESOLVE): its error stands RESOLVED by the staff member (it enters the 台帳 if later data makes it match);
-    * 取消 (VOID): it does not enter the 台帳 (its entry, or its 精検 in one, is withdrawn);
+    * 処理済 (RESOLVE): while it fails, its error stands RESOLVED by the staff member (if later data makes it match,
+      it enters the 台帳; the errors sink keeps the staff's resolution, which outranks the processors' withdrawal);
+    * 取消 (VOID): it counts for nothing: it does not enter the 台帳 (its entry, or its 精検 in one, is withdrawn,
+      with a 副本 DELETE) and raises no error (one it had is withdrawn); a later submission is matched on its own;
     * 訂正 (CORRECT): the corrected result is a submission of the 受付番号 of its own (the latest, so it stands);
     * SUPERSEDED: a later submission of the 受付番号 stands under another 宛名番号. While the person's own latest
       submission is older, the 受付番号 is not theirs: nothing of it enters their 台帳, and an error of it stands
@@ -689,10 +691,12 @@ def derive(book: LedgerBook, log: PersonLog | None, ctx: Context) -> View:
                     errors[rec] = _resolved(subs[-1], earlier, failed, by, _moved_note(mark), mark.superseded_at)
                     break
             continue
+        if rec in voided:
+            continue  # a void submission counts for nothing: no entry, no error
         outcome, d = outcomes[rec], on.get(rec)
         if not outcome.ok:
-            staff_closed = d is not None and d.decision is not LedgerDecisionType.ACCEPT
-            errors[rec] = _decided_error(subs[-1], outcome, d) if staff_closed and d else _open_error(subs[-1], outcome)
+            closed = d is not None and d.decision is LedgerDecisionType.RESOLVE
+            errors[rec] = _decided_error(subs[-1], outcome, d) if closed and d else _open_error(subs[-1], outcome)
             continue
         if d is not None and d.decision is LedgerDecisionType.ACCEPT and not raw[rec].ok:
             errors[rec] = _decided_error(subs[-1], raw[rec], d)
