@@ -902,6 +902,20 @@ STAFF_DECISIONS = frozenset({LedgerDecisionType.ACCEPT, LedgerDecisionType.CORRE
                              LedgerDecisionType.VOID})  # fmt: skip
 
 
+# The fields of a result staff may correct (エラー処理), as ``LedgerDecision.corrections`` names them.
+CORRECTABLE = (
+    "atena_no",
+    "exam_date",
+    "institution_code",
+    "subject.name",
+    "subject.name_kana",
+    "subject.birth_date",
+    "subject.sex",
+    "subject.address",
+    "primary_reception_no",
+)
+
+
 @dataclass(frozen=True, kw_only=True)
 class LedgerDecision(Event):
     SCHEMA_FILE: ClassVar[str] = "ledger_decision.avsc"
@@ -911,6 +925,7 @@ class LedgerDecision(Event):
     reception_no: str
     result_event_id: uuid.UUID | None = None
     result: ScreeningResult | None = None
+    corrections: dict[str, str] | None = None
     superseded_at: datetime | None = None
     superseded_by: str | None = None
     staff_id: str | None = None
@@ -927,12 +942,22 @@ class LedgerDecision(Event):
             raise ModelError("a staff decision needs the staff member who decided and the reason")
         if d is LedgerDecisionType.CORRECT:
             r = self.result
-            if r is None:
-                raise ModelError("a correction carries the corrected result")
-            if (r.tenant, r.atena_no, r.reception_no) != (self.tenant, self.atena_no, self.reception_no):
+            if (r is None) == (self.corrections is None):
+                raise ModelError("a correction carries either the corrected fields or the corrected result")
+            if r is not None and (r.tenant, r.atena_no, r.reception_no) != (
+                self.tenant,
+                self.atena_no,
+                self.reception_no,
+            ):
                 raise ModelError("a correction's result has the decision's 団体コード, 宛名番号 and 受付番号")
-        elif self.result is not None:
-            raise ModelError("only a correction carries a result")
+            if self.corrections is not None:
+                if not self.corrections or self.result_event_id is None:
+                    raise ModelError("a correction names the submission it corrects and at least one field")
+                unknown = sorted(set(self.corrections) - set(CORRECTABLE))
+                if unknown:
+                    raise ModelError(f"fields that cannot be corrected: {', '.join(unknown)}")
+        elif self.result is not None or self.corrections is not None:
+            raise ModelError("only a correction carries a result or corrected fields")
         if d is not LedgerDecisionType.CORRECT and self.result_event_id is None:
             raise ModelError(f"{d.value} names the submission it decides on (result_event_id)")
         if d is LedgerDecisionType.SUPERSEDED:

@@ -48,7 +48,7 @@ import tomllib
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, time
+from datetime import UTC, date, datetime, time
 from importlib import resources
 
 from hub.validation import fiscal_year, fiscal_year_end, legal_age
@@ -75,8 +75,10 @@ from schemas.models import (
     ScreeningHistory,
     ScreeningKind,
     ScreeningResult,
+    Sex,
     SourcePointer,
 )
+from schemas.record import ModelError
 
 NAMESPACE = uuid.UUID("0b6f3c9e-54a1-4d0e-8f7b-5c2a9d1e3f47")
 LEDGER_SOURCE = "kenshin-hub.ledger"
@@ -186,11 +188,38 @@ class LedgerBook:
     decisions: tuple[LedgerDecision, ...] = ()
 
     def all_results(self) -> tuple[Received, ...]:
-        """Every submission: the results received and the staff's corrections (a 訂正 is a submission of its own)."""
+        """Every submission: the results received and the staff's corrections (a 訂正 is a submission of its own),
+        those that stay under this person's 宛名番号 (the others are forwarded: :func:`forwards`).
+        """
         if not self.decisions:
             return self.results
-        corrected = [Received(d.result) for d in self.decisions if d.result is not None]
+        corrected = [Received(r) for d, r in self.corrected() if r.atena_no == d.atena_no]
         return (*self.results, *corrected) if corrected else self.results
+
+    def corrected(self) -> list[tuple[LedgerDecision, ScreeningResult]]:
+        """Each 訂正 with its corrected submission: as forwarded, or built from the submission it corrects (once that
+        is in the book; a correction of a correction too). One that does not make a valid result is left out
+        (it was refused when it arrived, :func:`add_decision`).
+        """
+        fixes = sorted((d for d in self.decisions if d.decision is LedgerDecisionType.CORRECT), key=decision_order)
+        if not fixes:
+            return []
+        known = {r.result.event_id: r.result for r in self.results}
+        out: list[tuple[LedgerDecision, ScreeningResult]] = []
+        for d in fixes:
+            if d.result is not None:
+                out.append((d, d.result))
+                continue
+            of = known.get(d.result_event_id) if d.result_event_id is not None else None
+            if of is None:
+                continue  # the submission it corrects has not arrived yet
+            try:
+                fixed = correct(of, d)
+            except (ModelError, ValueError):
+                continue
+            known[fixed.event_id] = fixed
+            out.append((d, fixed))
+        return out
 
     def decision(self, event_id: uuid.UUID) -> LedgerDecision | None:
         return next((d for d in self.decisions if d.event_id == event_id), None)
@@ -348,7 +377,9 @@ def entry_version(book: LedgerBook, key: Key, log: PersonLog | None) -> int:
     base = dict(book.bases).get(_key_text(kind, year), 0)
     changes = len(log.changes) if log is not None else 0
     elsewhere = sum(1 for k, y, _ in book.elsewhere if k == kind.value and y <= year)
-    decided = sum(1 for d in book.decisions if d.result is None and d.reception_no in counted)  # 訂正: a result
+    decided = sum(  # a 訂正 counts as the submission it makes
+        1 for d in book.decisions if d.decision is not LedgerDecisionType.CORRECT and d.reception_no in counted
+    )
     return base + changes + elsewhere + decided + sum(1 for r in results if r.reception_no in counted) - 1
 
 
@@ -365,6 +396,64 @@ _STAFF = frozenset(DECISION_LABEL)
 
 def decision_order(d: LedgerDecision) -> tuple[datetime, str]:
     return (d.occurred_at, str(d.event_id))
+
+
+def correct(of: ScreeningResult, d: LedgerDecision) -> ScreeningResult:
+    """The submission ``of`` with the fields of the 訂正 ``d`` corrected: a new submission of its 受付番号, made by
+    the staff member at the decision's time (a :class:`ModelError` / ``ValueError`` when the fields do not make a
+    valid result).
+    """
+    fields = dict(d.corrections or {})
+    subject = of.subject
+    changes: dict[str, object] = {}
+    for name, value in fields.items():
+        if name.startswith("subject."):
+            attr = name.removeprefix("subject.")
+            typed: object = value
+            if attr == "birth_date":
+                typed = date.fromisoformat(value)
+            elif attr == "sex":
+                typed = Sex(value)
+            subject = replace(subject, **{attr: typed})  # type: ignore[arg-type]
+        elif name == "exam_date":
+            changes[name] = date.fromisoformat(value)
+        else:
+            changes[name] = value or None if name == "primary_reception_no" else value
+    return replace(
+        of,
+        event_id=stable_id("corrected", d.event_id),
+        occurred_at=d.occurred_at,
+        source_system=d.source_system,
+        subject=subject,
+        **changes,  # type: ignore[arg-type]
+    )
+
+
+def forwards(book: LedgerBook, cause: uuid.UUID) -> list[Event]:
+    """The 訂正 that move a submission to another 宛名番号, as forwarded to that person's 台帳 (the corrected result
+    whole; the same イベントID whenever they are sent again, so a second copy changes nothing): those that ``cause``
+    (the 訂正 itself, or the submission it corrects arriving after it) makes.
+    """
+    return [
+        replace(
+            d,
+            event_id=stable_id("forwarded", d.event_id),
+            atena_no=fixed.atena_no,
+            result=fixed,
+            corrections=None,
+        )
+        for d, fixed in book.corrected()
+        if d.result is None and fixed.atena_no != d.atena_no and cause in (d.event_id, d.result_event_id)
+    ]
+
+
+def corrected_claims(book: LedgerBook, cause: uuid.UUID) -> list[Event]:
+    """The reception claims of the corrections that stay with this person that ``cause`` makes (see forwards)."""
+    out: list[Event] = []
+    for d, fixed in book.corrected():
+        if fixed.atena_no == d.atena_no and cause in (d.event_id, d.result_event_id):
+            out += claims(book, fixed, d.staff_id)
+    return out
 
 
 def mark_order(d: LedgerDecision) -> tuple[datetime, str]:
@@ -397,10 +486,10 @@ def decisions_of(book: LedgerBook) -> Decisions:
     corrections: dict[uuid.UUID, LedgerDecision] = {}
     marks: dict[str, LedgerDecision] = {}
     staff = sorted((d for d in book.decisions if d.decision in _STAFF), key=decision_order)
+    for d, fixed in book.corrected():
+        corrections[fixed.event_id] = d
     for d in staff:
-        if d.result is not None:
-            corrections[d.result.event_id] = d
-        elif d.result_event_id is not None:
+        if d.decision is not LedgerDecisionType.CORRECT and d.result_event_id is not None:
             on[d.result_event_id] = d  # in decision order: the latest decision on a submission stands
     for d in book.decisions:
         if d.decision is LedgerDecisionType.SUPERSEDED:
@@ -905,6 +994,10 @@ def add_decision(
         known = decisions_of(book).marks.get(decision.reception_no)
         if known is not None and mark_order(known) >= mark_order(decision):
             return book, []  # an older mark than the one the book has: nothing can change
+    if decision.corrections is not None and decision.result_event_id is not None:
+        of = book.received(decision.result_event_id)
+        if of is not None:
+            correct(of.result, decision)  # fields that make no valid result: refused (dead-lettered) here
     decisions = tuple(sorted((*book.decisions, decision), key=lambda d: str(d.event_id)))
     return settle(replace(book, decisions=decisions), log, ctx)
 

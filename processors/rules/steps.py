@@ -22,8 +22,10 @@ from processors.rules.ledger import (
     add_history,
     book_changes,
     claims,
+    corrected_claims,
     decode_book,
     encode_book,
+    forwards,
     process_result,
     rematch,
 )
@@ -88,7 +90,9 @@ def apply_result(
     person_log = state.log if state.log.changes else None
     known = state.book.received(result.event_id) is not None or str(result.event_id) in state.book.seen
     book, out = process_result(state.book, result, person_log, ctx, source)
-    return replace(state, book=book), out if known else out + claims(book, result)
+    if not known:
+        out += claims(book, result) + corrected_claims(book, result.event_id) + forwards(book, result.event_id)
+    return replace(state, book=book), out
 
 
 def apply_history(state: PersonState, history: m.ScreeningHistory, ctx: Context) -> tuple[PersonState, list[m.Event]]:
@@ -109,8 +113,11 @@ def apply_decision(state: PersonState, decision: m.LedgerDecision, ctx: Context)
     person_log = state.log if state.log.changes else None
     new = state.book.decision(decision.event_id) is None
     book, out = add_decision(state.book, decision, person_log, ctx)
-    if new and decision.result is not None:  # a 訂正 is a submission: the reception index hears of it
-        out += claims(book, decision.result, decision.staff_id)
+    if new and decision.decision is m.LedgerDecisionType.CORRECT:  # a 訂正 is a submission of its own
+        if decision.result is not None:  # forwarded here: the reception index hears of it
+            out += claims(book, decision.result, decision.staff_id)
+        else:  # the fields staff corrected: a submission here, or forwarded to the corrected 宛名番号
+            out += corrected_claims(book, decision.event_id) + forwards(book, decision.event_id)
     return replace(state, book=book), out
 
 

@@ -9,18 +9,19 @@ from __future__ import annotations
 
 import itertools
 import uuid
-from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
+from processors.rules import steps
 from processors.rules.decisions import packaged_decisions, parse_decisions
 from processors.rules.eligibility import RulesError
+from processors.rules.ledger import stable_id
 from schemas import models as m
 from schemas.record import ModelError
 from tests import samples
-from tests.unit.test_order import ATENA, Input, _move_in, _result, assert_same, run
+from tests.unit.test_order import ATENA, CTX, Input, _move_in, _result, assert_same, run
 
 pytestmark = pytest.mark.unit
 
@@ -46,12 +47,13 @@ def _decision(kind: m.LedgerDecisionType, seq: int, reception: str = "R1", **ove
     return m.LedgerDecision(**fields)
 
 
-def _correction(seq: int, of: m.ScreeningResult, **fields: Any) -> m.LedgerDecision:
-    """A 訂正 of ``of``: the whole result with ``fields`` changed, a new submission of its 受付番号."""
-    at = datetime(2025, 9, 1, 9, seq, tzinfo=UTC)
-    corrected = replace(of, event_id=uuid.UUID(int=800 + seq), occurred_at=at, source_system="kenshin-hub.staff",
-                        **fields)  # fmt: skip
-    return _decision(D.CORRECT, seq, of.reception_no, occurred_at=at, atena_no=corrected.atena_no, result=corrected)
+def _correction(seq: int, of: m.ScreeningResult, **fields: str) -> m.LedgerDecision:
+    """A 訂正 of ``of`` as staff send it: the corrected fields (``subject_name`` for ``subject.name``), to the book
+    of ``of``'s 宛名番号 (the processors forward it when the 宛名番号 itself is corrected).
+    """
+    corrections = {k.replace("subject_", "subject."): v for k, v in fields.items()}
+    return _decision(D.CORRECT, seq, of.reception_no, atena_no=of.atena_no, result_event_id=of.event_id,
+                     corrections=corrections)  # fmt: skip
 
 
 def _mistyped() -> m.ScreeningResult:
@@ -117,20 +119,30 @@ def test_a_correction_of_the_atena_moves_the_result_and_resolves_the_error_as_th
     assert (error["status"], error["atena_no"], error["resolved_by"]) == ("RESOLVED", WRONG, STAFF)
     assert error["resolution"].startswith("訂正")
     [entry] = _entries(tables).values()
-    assert entry["source_event_id"] == str(fix.result.event_id)  # type: ignore[union-attr]
+    assert entry["source_event_id"] == str(stable_id("corrected", fix.event_id))  # the corrected submission
 
 
 def test_a_correction_of_the_fields_makes_a_new_version_with_who_and_why() -> None:
     mistyped = _mistyped()
-    fix = _correction(3, mistyped, subject=_move_in().person)
+    fix = _correction(3, mistyped, subject_name_kana=_move_in().person.name_kana)
     state_before, _ = run([(_move_in(), None), (mistyped, None)])
     assert _error(state_before)["reasons"] == "KANA_MISMATCH"
     tables, states = run([(_move_in(), None), (mistyped, None), (fix, None)])
     error = _error(tables)
     assert (error["status"], error["resolved_by"]) == ("RESOLVED", STAFF)
     [entry] = states[ATENA].book.entries
-    assert (entry.decided_by, entry.decision_reason, entry.source_event_id) == (STAFF, "reason 3", fix.result.event_id)  # type: ignore[union-attr]
+    assert (entry.decided_by, entry.decision_reason) == (STAFF, "reason 3")
+    assert entry.source_event_id == stable_id("corrected", fix.event_id)
+    assert entry.person.name_kana == _move_in().person.name_kana
     assert_same(tables, _every_order([_move_in(), mistyped, fix]))
+
+
+def test_a_correction_that_makes_no_valid_result_is_refused_and_changes_nothing() -> None:
+    mistyped = _mistyped()
+    _, states = run([(_move_in(), None), (mistyped, None)])
+    bad = _correction(3, mistyped, exam_date="2025-13-01")
+    with pytest.raises(ValueError, match="month"):
+        steps.apply_decision(states[ATENA], bad, CTX)
 
 
 def test_an_accepted_result_enters_the_ledger_with_the_staff_and_reason() -> None:
@@ -202,11 +214,13 @@ def test_a_decision_must_say_who_why_and_on_what() -> None:
         _decision(D.ACCEPT, 1, result_event_id=uuid.uuid4(), reason=" ")
     with pytest.raises(ModelError, match="result_event_id"):
         _decision(D.VOID, 1)
-    with pytest.raises(ModelError, match="corrected result"):
+    with pytest.raises(ModelError, match="corrected fields or the corrected result"):
         _decision(D.CORRECT, 1)
     wrong = _result(1, atena_no=WRONG)
     with pytest.raises(ModelError, match="宛名番号"):
         _decision(D.CORRECT, 1, result=wrong)  # keyed by ATENA, but the result is WRONG's
+    with pytest.raises(ModelError, match="cannot be corrected: kind"):
+        _decision(D.CORRECT, 1, result_event_id=wrong.event_id, corrections={"kind": "LUNG"})
     with pytest.raises(ModelError, match="SUPERSEDED"):
         _decision(D.SUPERSEDED, 1, result_event_id=uuid.uuid4(), staff_id=None, reason=None)
 
