@@ -958,7 +958,7 @@ class LedgerDecision(Event):
                     raise ModelError(f"fields that cannot be corrected: {', '.join(unknown)}")
         elif self.result is not None or self.corrections is not None:
             raise ModelError("only a correction carries a result or corrected fields")
-        if d is not LedgerDecisionType.CORRECT and self.result_event_id is None:
+        if d not in (LedgerDecisionType.CORRECT, LedgerDecisionType.VOID) and self.result_event_id is None:
             raise ModelError(f"{d.value} names the submission it decides on (result_event_id)")
         if d is LedgerDecisionType.SUPERSEDED:
             if self.superseded_at is None or not self.superseded_by or self.superseded_by == self.atena_no:

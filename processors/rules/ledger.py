@@ -468,6 +468,7 @@ class Decisions:
     on: Mapping[uuid.UUID, LedgerDecision] = field(default_factory=dict)  # 受理/処理済/取消 by the submission (latest)
     corrections: Mapping[uuid.UUID, LedgerDecision] = field(default_factory=dict)  # 訂正 by its submission's id
     marks: Mapping[str, LedgerDecision] = field(default_factory=dict)  # 受付番号 -> the latest SUPERSEDED
+    voids: Mapping[str, LedgerDecision] = field(default_factory=dict)  # 受付番号 -> the latest 取消
     staff: tuple[LedgerDecision, ...] = ()  # every staff decision, in decision order
 
     def behind(self, receptions: set[str]) -> LedgerDecision | None:
@@ -488,15 +489,18 @@ def decisions_of(book: LedgerBook) -> Decisions:
     staff = sorted((d for d in book.decisions if d.decision in _STAFF), key=decision_order)
     for d, fixed in book.corrected():
         corrections[fixed.event_id] = d
-    for d in staff:
-        if d.decision is not LedgerDecisionType.CORRECT and d.result_event_id is not None:
-            on[d.result_event_id] = d  # in decision order: the latest decision on a submission stands
+    voids: dict[str, LedgerDecision] = {}
+    for d in staff:  # in decision order: the latest decision stands
+        if d.decision is LedgerDecisionType.VOID:
+            voids[d.reception_no] = d
+        elif d.decision is not LedgerDecisionType.CORRECT and d.result_event_id is not None:
+            on[d.result_event_id] = d
     for d in book.decisions:
         if d.decision is LedgerDecisionType.SUPERSEDED:
             known = marks.get(d.reception_no)
             if known is None or mark_order(d) > mark_order(known):
                 marks[d.reception_no] = d
-    return Decisions(on, corrections, marks, tuple(staff))
+    return Decisions(on, corrections, marks, voids, tuple(staff))
 
 
 def _entry_receptions(kind: ScreeningKind, rec: str, follow_ups: Iterable[Received]) -> set[str]:
@@ -712,8 +716,9 @@ def derive(book: LedgerBook, log: PersonLog | None, ctx: Context) -> View:
       never into a fiscal year its kind already holds; its error stands RESOLVED by the staff member, with the reason;
     * 処理済 (RESOLVE): while it fails, its error stands RESOLVED by the staff member (if later data makes it match,
       it enters the 台帳; the errors sink keeps the staff's resolution, which outranks the processors' withdrawal);
-    * 取消 (VOID): it counts for nothing: it does not enter the 台帳 (its entry, or its 精検 in one, is withdrawn,
-      with a 副本 DELETE) and raises no error (one it had is withdrawn); a later submission is matched on its own;
+    * 取消 (VOID, on a 受付番号: its submissions made up to the decision): they count for nothing: nothing enters the
+      台帳 (its entry, or its 精検 in one, is withdrawn, with a 副本 DELETE) and no error stands (one it had is
+      withdrawn); a later submission is matched on its own;
     * 訂正 (CORRECT): the corrected result is a submission of the 受付番号 of its own (the latest, so it stands);
     * SUPERSEDED: a later submission of the 受付番号 stands under another 宛名番号. While the person's own latest
       submission is older, the 受付番号 is not theirs: nothing of it enters their 台帳, and an error of it stands
@@ -732,7 +737,9 @@ def derive(book: LedgerBook, log: PersonLog | None, ctx: Context) -> View:
             standing[rec] = subs[-1]
     on = {rec: d for rec, s in standing.items() if (d := decided.on.get(s.result.event_id)) is not None}
     accepted = {rec for rec, d in on.items() if d.decision is LedgerDecisionType.ACCEPT}
-    voided = {rec for rec, d in on.items() if d.decision is LedgerDecisionType.VOID}
+    voided = {  # a 取消 voids the 受付番号's submissions made up to it
+        rec for rec, s in standing.items() if (v := decided.voids.get(rec)) and s.result.occurred_at <= v.occurred_at
+    }
     outcomes: dict[str, MatchOutcome] = {}
     raw: dict[str, MatchOutcome] = {}  # an accepted submission's outcome before it was accepted
 

@@ -172,7 +172,7 @@ def test_an_acceptance_does_not_cover_reasons_fixed_at_their_source_nor_a_later_
 
 def test_a_void_takes_the_entry_out_with_a_fukuhon_delete_and_a_resubmission_brings_it_back() -> None:
     clean = _result(1)
-    void = _decision(D.VOID, 5, result_event_id=clean.event_id)
+    void = _decision(D.VOID, 5)  # the submissions of R1 made up to it
     before, _ = run([(_move_in(), None), (clean, None)])
     assert before["ledger"]
     assert before["fukuhon"]
@@ -182,7 +182,7 @@ def test_a_void_takes_the_entry_out_with_a_fukuhon_delete_and_a_resubmission_bri
     assert not tables["errors"]
     assert states[ATENA].book.entries == ()
     assert_same(tables, _every_order([_move_in(), clean, void]))
-    resent = _result(2)
+    resent = _result(2, occurred_at=datetime(2025, 10, 1, tzinfo=UTC))  # sent again after the 取消
     again = _every_order([_move_in(), clean, void, resent])
     assert set(_entries(again)) == {(ATENA, "COLORECTAL")}
 
@@ -213,7 +213,7 @@ def test_a_decision_must_say_who_why_and_on_what() -> None:
     with pytest.raises(ModelError, match="staff member"):
         _decision(D.ACCEPT, 1, result_event_id=uuid.uuid4(), reason=" ")
     with pytest.raises(ModelError, match="result_event_id"):
-        _decision(D.VOID, 1)
+        _decision(D.RESOLVE, 1)
     with pytest.raises(ModelError, match="corrected fields or the corrected result"):
         _decision(D.CORRECT, 1)
     wrong = _result(1, atena_no=WRONG)
