@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from hub.audit import add_parsers as audit_parsers
+from hub.corrections import add_parsers as ledger_parsers
 from hub.counter import add_parsers as counter_parsers
 from hub.errors import CommandError
 from hub.institutions import add_parsers as institution_parsers
@@ -368,6 +369,7 @@ def build_parser() -> argparse.ArgumentParser:
     counter_parsers(sub)
     notice_parsers(sub)
     institution_parsers(sub)
+    ledger_parsers(sub)
     audit_parsers(sub)
     review_parsers(sub)
 

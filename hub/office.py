@@ -1,4 +1,5 @@
-"""Staff-facing commands: accounts, login/logout, エラー処理 (errors list/show/resolve) and statistics.
+"""Staff-facing commands: accounts, login/logout, エラー処理 (errors list/show; resolve, accept and correct are
+:mod:`hub.corrections`) and statistics.
 
 Every command here runs under a personal login (`kenshin-hub login`), checks the role it needs, and records the
 operation (staff id, time, operation, target) to SQL and to the staff-operations topic: through
@@ -12,10 +13,8 @@ import argparse
 import getpass
 import os
 import sys
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 
@@ -29,14 +28,13 @@ from hub.settings import Settings
 from hub.staff import StaffError, StaffService
 from processors.rules.eligibility import load_rules
 from processors.rules.matching import WAITING_REASONS
-from schemas.models import ErrorStatus, ScreeningError, StaffOperation, StaffOperationType
+from schemas.models import ErrorStatus, StaffOperation, StaffOperationType
 from schemas.record import now_utc
 from schemas.serde import TopicSerde, registry_client
 from sinks.db import make_engine, upgrade
-from sinks.errors import ErrorsSink
 from sinks.statistics import query_statistics, refresh_statistics
 from sinks.tables import screening_errors, staff_operations
-from topics.catalog import SCREENING_ERRORS, STAFF_OPERATIONS
+from topics.catalog import STAFF_OPERATIONS
 
 
 class Office:
@@ -204,10 +202,7 @@ def cmd_errors(settings: Settings, args: argparse.Namespace) -> int:
                     print(f"{key:>18}: {value}")
                 print(f"{'age (days)':>18}: {_age_days(row.detected_at)}")
             return 0
-        with staff_operation(o, "health", StaffOperationType.RESOLVE_ERROR, target) as session:
-            _resolve(o, target, session.staff_id, args.note)
-    print(f"{target}: resolved")
-    return 0
+    raise CommandError(f"unknown action {args.action}")  # argparse allows only list and show here
 
 
 def _error_row(o: Office, reception_no: str) -> sa.Row[tuple[object, ...]]:
@@ -220,58 +215,6 @@ def _error_row(o: Office, reception_no: str) -> sa.Row[tuple[object, ...]]:
     if row is None:
         raise CommandError(f"no screening error with 受付番号 {reception_no}")
     return row
-
-
-def _resolve(o: Office, reception_no: str, staff_id: str, note: str) -> None:
-    """The RESOLVED record goes to the errors topic (the source of truth) and, at once, to SQL."""
-    row = _error_row(o, reception_no)
-    if row.status == ErrorStatus.RESOLVED.value:
-        raise CommandError(f"{reception_no} is already resolved")
-    sink = ErrorsSink()
-    current = ScreeningError.from_dict(_row_to_event(row))
-    at = now_utc()
-    resolved = replace(
-        current,
-        event_id=uuid.uuid4(),
-        occurred_at=at,
-        source_system="kenshin-hub.staff",
-        status=ErrorStatus.RESOLVED,
-        resolved_at=at,
-        resolved_by=staff_id,
-        resolution=note,
-    )
-    serde: TopicSerde[ScreeningError] = TopicSerde(SCREENING_ERRORS, o.registry)
-    o.producer.produce(SCREENING_ERRORS.name, key=serde.key(resolved), value=serde.value(resolved))
-    if o.producer.flush(30):
-        raise CommandError("the resolution could not be written to the errors topic; nothing was changed")
-    with o.engine.begin() as conn:
-        sink.add(resolved, serde.key(resolved), 0, 0)
-        sink.flush(conn)
-
-
-def _row_to_event(row: sa.Row[tuple[object, ...]]) -> dict[str, object]:
-    m = dict(row._mapping)
-    return {
-        "event_id": uuid.uuid4(),
-        "occurred_at": m["detected_at"],
-        "tenant": m["tenant"],
-        "source_system": "kenshin-hub.staff",
-        "reception_no": m["reception_no"],
-        "atena_no": m["atena_no"],
-        "kind": m["kind"],
-        "stage": m["stage"],
-        "reasons": [r for r in str(m["reasons"]).split(",") if r],
-        "mismatched_fields": [f for f in str(m["mismatched_fields"]).split(",") if f],
-        "status": m["status"],
-        "detected_at": m["detected_at"],
-        "source": None
-        if m["source_topic"] is None
-        else {"topic": m["source_topic"], "partition": m["source_partition"], "offset": m["source_offset"]},
-        "result_event_id": m["result_event_id"],
-    }
-
-
-# --- statistics -----------------------------------------------------------------------------------------------
 
 
 def print_statistics(engine: Engine, tenant: str, year: int) -> None:
@@ -326,10 +269,10 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     lst.add_argument("--limit", type=int, default=100)
     show = errors_sub.add_parser("show", help="one error in full")
     show.add_argument("reception_no")
-    resolve = errors_sub.add_parser("resolve", help="settle an error (recorded with your staff id)")
-    resolve.add_argument("reception_no")
-    resolve.add_argument("--note", required=True, help="what was done (no personal data)")
     errors.set_defaults(func=cmd_errors)
+    from hub import corrections  # hub.corrections imports this module
+
+    corrections.add_error_parsers(errors_sub)  # resolve, accept, correct: decisions for the processors
 
     report = sub.add_parser("report", help="reports (needs the health role)")
     report_sub = report.add_subparsers(dest="action", required=True)
