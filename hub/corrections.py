@@ -123,7 +123,7 @@ def send(o: Office, d: LedgerDecision) -> None:
         raise CommandError("the decision was not delivered to the broker; nothing was changed: send it again")
 
 
-def _error_outcome(o: Office, d: LedgerDecision, wait_s: float) -> dict[str, Any] | None:
+def await_error(o: Office, d: LedgerDecision, wait_s: float) -> dict[str, Any] | None:
     """The error row of the decision's 受付番号 once the processors have settled it with this staff member."""
     se = screening_errors
     query = sa.select(se).where(
@@ -137,7 +137,7 @@ def _error_outcome(o: Office, d: LedgerDecision, wait_s: float) -> dict[str, Any
     return found[0] if found else None
 
 
-def _entry_outcome(o: Office, atena_no: str, kind: str, d: LedgerDecision, wait_s: float) -> dict[str, Any] | None:
+def await_entry(o: Office, atena_no: str, kind: str, d: LedgerDecision, wait_s: float) -> dict[str, Any] | None:
     """The latest 台帳 version of the person's ``kind`` that this staff member's decision (its reason) is behind."""
     lv = ledger_versions
     query = (
@@ -156,7 +156,7 @@ def _entry_outcome(o: Office, atena_no: str, kind: str, d: LedgerDecision, wait_
     return found[0] if found else None
 
 
-def _entry_line(row: dict[str, Any]) -> str:
+def entry_line(row: dict[str, Any]) -> str:
     what = "取消 (withdrawn)" if row["withdrawn"] else "stands"
     return (f"台帳 {row['atena_no']} {row['kind']} {row['fiscal_year']}年度 version {row['version']}: {what} "
             f"(受付番号 {row['reception_no']}, by {row['decided_by']}: {row['decision_reason']})")  # fmt: skip
@@ -185,19 +185,19 @@ def cmd_decide(settings: Settings, args: argparse.Namespace) -> int:
                          result_event_id=uuid.UUID(str(row["result_event_id"])), corrections=corrections)  # fmt: skip
             send(o, d)
         print(f"{target}: {kind.value} sent (decision {d.event_id})")
-        settled = _error_outcome(o, d, args.wait)
+        settled = await_error(o, d, args.wait)
         moved = corrections is not None and corrections.get("atena_no", d.atena_no) != d.atena_no
         entry = None
         if kind is not LedgerDecisionType.RESOLVE and settled is not None:
             to = corrections["atena_no"] if moved and corrections else d.atena_no
-            entry = _entry_outcome(o, to, str(row["kind"]), d, args.wait)
+            entry = await_entry(o, to, str(row["kind"]), d, args.wait)
     if settled is None:
         print(f"  not settled yet after {args.wait:.0f}s: the error still stands as the processors last saw it; "
               f"`kenshin-hub errors show {target}` shows it")  # fmt: skip
         return 0
     print(f"  error {target} (宛名番号 {settled['atena_no']}): RESOLVED — {settled['resolution']}")
     if entry is not None:
-        print(f"  {_entry_line(entry)}")
+        print(f"  {entry_line(entry)}")
     return 0
 
 
@@ -230,11 +230,11 @@ def cmd_ledger(settings: Settings, args: argparse.Namespace) -> int:
                          args.reason)  # fmt: skip
             send(o, d)
         print(f"{target}: 取消 sent (受付番号 {reception}, decision {d.event_id})")
-        entry = _entry_outcome(o, args.atena_no, kind.value, d, args.wait)
+        entry = await_entry(o, args.atena_no, kind.value, d, args.wait)
     if entry is None:
         print(f"  not applied yet after {args.wait:.0f}s: `kenshin-hub person show {args.atena_no}` shows it")
         return 0
-    print(f"  {_entry_line(entry)}")
+    print(f"  {entry_line(entry)}")
     if entry["withdrawn"]:
         print("  副本: DELETE registered for the 中間サーバー")
     return 0

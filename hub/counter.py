@@ -266,9 +266,10 @@ def render(view: PersonView) -> str:
         for v in entry["versions"]:
             mark = " 取消" if v["withdrawn"] else ""
             follow = f" 精検 {v['followup_judgement']}" if v["followup_judgement"] else ""
+            by = f" [{v['decided_by']}: {v['decision_reason']}]" if v.get("decided_by") else ""
             lines.append(
                 f"      v{v['version']} {v['recorded_at']:%Y-%m-%d %H:%M} 受付 {v['reception_no']} "
-                f"{v['exam_date'].isoformat()} {v['institution_code']}{follow}{mark}"
+                f"{v['exam_date'].isoformat()} {v['institution_code']}{follow}{mark}{by}"
             )
     lines += _section(
         "転入前の受診履歴:",

@@ -215,6 +215,62 @@ def print_reports_example(settings: Settings, year: int) -> None:
     print(f"  in {out}")
 
 
+def print_corrections_example(settings: Settings) -> None:
+    """エラー処理 as staff do it (`errors accept`, `errors correct`, `ledger void`): decisions the processors apply."""
+    from hub.corrections import await_entry, await_error, decision, entry_line, send
+    from hub.office import office
+    from processors.rules.decisions import packaged_decisions
+    from schemas.models import ErrorReason, LedgerDecisionType
+
+    se, r = screening_errors, residents
+    rules = packaged_decisions()
+    with office(settings) as o:
+        with o.engine.connect() as conn:
+            open_errors = [dict(x._mapping) for x in conn.execute(
+                sa.select(se).where(se.c.tenant == settings.tenant, se.c.status == "OPEN").order_by(se.c.reception_no)
+            )]  # fmt: skip
+            entry = conn.execute(
+                sa.select(ledger_entries.c.atena_no, ledger_entries.c.kind, ledger_entries.c.fiscal_year,
+                          ledger_entries.c.reception_no)
+                .where(ledger_entries.c.tenant == settings.tenant, ledger_entries.c.follow_up.is_(None))
+                .order_by(ledger_entries.c.atena_no).limit(1)
+            ).first()  # fmt: skip
+            kana = {x.atena_no: x.name_kana for x in conn.execute(sa.select(r.c.atena_no, r.c.name_kana)
+                                                                  .where(r.c.tenant == settings.tenant))}  # fmt: skip
+        print(f"\nエラー処理: {len(open_errors)} open error(s); staff decide them, the processors apply the decision")
+
+        def reasons(row: dict[str, object]) -> list[ErrorReason]:
+            return [ErrorReason(x) for x in str(row["reasons"]).split(",") if x]
+
+        kana_only = [e for e in open_errors if reasons(e) == [ErrorReason.KANA_MISMATCH] and e["atena_no"] in kana]
+        acceptable = [e for e in open_errors if rules.accepts(reasons(e)) and e not in kana_only[:1]]
+        steps: list[tuple[str, LedgerDecisionType, dict[str, object], dict[str, object]]] = []
+        if kana_only:
+            fix = {"subject.name_kana": str(kana[str(kana_only[0]["atena_no"])])}
+            steps.append(("errors correct {rec} --set subject.name_kana=… --reason 'カナを住基に合わせて訂正'",
+                          LedgerDecisionType.CORRECT, kana_only[0], {"corrections": fix}))  # fmt: skip
+        if acceptable:
+            steps.append(("errors accept {rec} --reason '本人確認済み'", LedgerDecisionType.ACCEPT, acceptable[0], {}))
+        for shown, kind, row, more in steps:
+            reason = shown.split("'")[1]
+            d = decision(settings.tenant, kind, str(row["atena_no"]), str(row["reception_no"]), "demo", reason,
+                         result_event_id=uuid.UUID(str(row["result_event_id"])), **more)  # fmt: skip
+            send(o, d)
+            settled = await_error(o, d, 120)
+            made = await_entry(o, d.atena_no, str(row["kind"]), d, 60) if settled is not None else None
+            print(f"  `kenshin-hub {shown.format(rec=row['reception_no'])}` ({row['reasons']}): "
+                  + (f"RESOLVED — {settled['resolution']}" if settled else "not settled within 120 s"))  # fmt: skip
+            if made is not None:
+                print(f"    {entry_line(made)}")
+        if entry is not None:
+            d = decision(settings.tenant, LedgerDecisionType.VOID, entry.atena_no, entry.reception_no, "demo",
+                         "重複登録")  # fmt: skip
+            send(o, d)
+            made = await_entry(o, entry.atena_no, entry.kind, d, 120)
+            print(f"  `kenshin-hub ledger void {entry.atena_no} --kind {entry.kind} --year {entry.fiscal_year} "
+                  f"--reason 重複登録`: " + (entry_line(made) if made else "not applied within 120 s"))  # fmt: skip
+
+
 def cmd_demo(settings: Settings, args: argparse.Namespace, prepare: Callable[[], int],
              start_year: Callable[[int], None]) -> int:  # fmt: skip
     """The main job on the local stack: stack + topics + schemas, a synthetic city and a year of results."""
@@ -239,6 +295,7 @@ def cmd_demo(settings: Settings, args: argparse.Namespace, prepare: Callable[[],
         run_provision_demo(settings, run.city, args.seed, fiscal_year_start(args.year))
         print_counter_example(settings, args.year)
         print_carry_over_example(settings, args.year)
+        print_corrections_example(settings)
         print_mailing_example(settings, args.year)
         print_institutions_example(settings, args.year)
         print_reports_example(settings, args.year)
