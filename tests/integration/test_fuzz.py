@@ -103,6 +103,8 @@ PROCESSOR_STEPS = {
     catalog.HUB_COMMANDS.name: "commands.apply",
     catalog.NOTICE_REQUESTS.name: "notices.request",
     catalog.INSTITUTION_CHANGES.name: "institutions.apply",
+    catalog.LEDGER_DECISIONS.name: "decisions.apply",
+    catalog.RECEPTION_CLAIMS.name: "receptions.index",
 }
 
 
@@ -181,6 +183,8 @@ class Wiring:
     commands: Topic
     notices: Topic
     institutions: Topic
+    ledger_decisions: Topic  # also an output of the processors (SUPERSEDED), read back by them
+    receptions: Topic  # the reception claims: an output of the processors, read back by them
     residents: Topic
     ledger: Topic
     errors: Topic
@@ -200,6 +204,8 @@ class Wiring:
             self.commands: c.HUB_COMMANDS,
             self.notices: c.NOTICE_REQUESTS,
             self.institutions: c.INSTITUTION_CHANGES,
+            self.ledger_decisions: c.LEDGER_DECISIONS,
+            self.receptions: c.RECEPTION_CLAIMS,
         }
 
     @property
@@ -212,6 +218,8 @@ class Wiring:
             c.INVITATIONS: self.invitations,
             c.FUKUHON_REGISTRATIONS: self.fukuhon,
             c.NOTICE_DECISIONS: self.decisions,
+            c.LEDGER_DECISIONS: self.ledger_decisions,
+            c.RECEPTION_CLAIMS: self.receptions,
         }
 
     @property
@@ -244,6 +252,8 @@ def wiring(endpoints: Endpoints, admin: AdminClient, unique: str) -> Wiring:
         commands=_copy(catalog.HUB_COMMANDS, unique),
         notices=_copy(catalog.NOTICE_REQUESTS, unique, dlq=True),
         institutions=_copy(catalog.INSTITUTION_CHANGES, unique, dlq=True),
+        ledger_decisions=_copy(catalog.LEDGER_DECISIONS, unique, dlq=True),
+        receptions=_copy(catalog.RECEPTION_CLAIMS, unique, dlq=True),
         residents=_copy(catalog.RESIDENTS, unique),
         ledger=_copy(catalog.LEDGER_ENTRIES, unique),
         errors=_copy(catalog.SCREENING_ERRORS, unique),
@@ -386,6 +396,30 @@ def institution_change(rng: random.Random, atena_no: str) -> m.InstitutionChange
     )
 
 
+def ledger_decision(rng: random.Random, atena_no: str) -> m.LedgerDecision:
+    """A staff decision on a 受付番号 the person's (empty) book does not hold: it changes nothing."""
+    return m.LedgerDecision(
+        **_header("kenshin-hub.staff"),
+        atena_no=atena_no,
+        decision=rng.choice([m.LedgerDecisionType.ACCEPT, m.LedgerDecisionType.RESOLVE]),
+        reception_no=f"R-D-{atena_no}",
+        result_event_id=uuid.uuid4(),
+        staff_id="health-1",
+        reason="fuzz",
+    )
+
+
+def reception_claim(rng: random.Random, atena_no: str) -> m.ReceptionClaim:
+    """A claim of a 受付番号 of its own: the index keeps it and tells nobody."""
+    return m.ReceptionClaim(
+        **_header("kenshin-hub.matching"),
+        reception_no=f"R-C-{atena_no}",
+        atena_no=atena_no,
+        submitted_at=datetime(2026, 5, 12, 9, rng.randrange(60), tzinfo=UTC),
+        result_event_id=uuid.uuid4(),
+    )
+
+
 def notice_decision(rng: random.Random, atena_no: str) -> m.NoticeDecision:
     return m.NoticeDecision(
         **_header("kenshin-hub.invitations"),
@@ -476,6 +510,16 @@ PLANS: dict[str, Plan] = {
         {("kinds", 0): "ScreeningKind"},  # type: ignore[dict-item]  # the first kind of the array
         invariants=((("name",), " ", "name (医療機関名) is empty"), (("code",), "12345", "10-digit 医療機関コード")),
     ),
+    # not LedgerDecisionType: an unknown symbol reads as its default, OTHER, which the model refuses as it decodes
+    "ledger_decisions": Plan(
+        ledger_decision,
+        {},
+        invariants=(
+            (("reason",), " ", "needs the staff member who decided and the reason"),
+            (("result_event_id",), None, "names the submission it decides on"),
+        ),
+    ),
+    "receptions": Plan(reception_claim, {}, invariants=((("reception_no",), "", "names its 受付番号 and 宛名番号"),)),
     # a bad 個人番号 on a ResidentState: test_a_resident_state_with_a_bad_my_number_is_not_valid
     "residents": Plan(resident_state, {("status",): "ResidentStatus", ("person", "sex"): "Sex"}),
     "ledger": Plan(ledger_entry, {("kind",): "ScreeningKind", ("person", "sex"): "Sex"}),
@@ -978,6 +1022,8 @@ def test_100k_malformed_messages_crash_nothing_and_each_gets_one_dead_letter(
         "commands": wiring.commands,
         "notices": wiring.notices,
         "institutions": wiring.institutions,
+        "ledger_decisions": wiring.ledger_decisions,
+        "receptions": wiring.receptions,
         "residents": wiring.residents,
         "ledger": wiring.ledger,
         "errors": wiring.errors,
@@ -1059,6 +1105,10 @@ def test_100k_malformed_messages_crash_nothing_and_each_gets_one_dead_letter(
             processors.group_id: {k: v for k, v in fuzz_ends.items() if k[0] in processors.topics},
         }
         # the sinks also consume what the processors produce: once the processors are done, up to the high watermarks
+        committed = wait_until_committed(endpoints.bootstrap, ends, threads)
+        # the processors also read what they write (reception claims, SUPERSEDED): up to the high watermarks
+        own = [wiring.receptions, wiring.ledger_decisions]
+        ends[processors.group_id] |= high_watermarks(endpoints.bootstrap, own)
         committed = wait_until_committed(endpoints.bootstrap, ends, threads)
         ends[sinks.group_id] = high_watermarks(endpoints.bootstrap, wiring.sink_inputs)
         committed |= wait_until_committed(endpoints.bootstrap, {sinks.group_id: ends[sinks.group_id]}, threads)
