@@ -118,7 +118,8 @@ class World:
 
     def fukuhon(self, tenant: str, integrated_no: str, record_id: str, data: dict[str, str], *,
                 version: int = 1, start: date = date(2020, 4, 1), end: date | None = None,
-                event_id: uuid.UUID | None = None) -> FukuhonRegistration:  # fmt: skip
+                event_id: uuid.UUID | None = None,
+                operation: FukuhonOperation | None = None) -> FukuhonRegistration:  # fmt: skip
         header = self.header(tenant)
         if event_id is not None:
             header["event_id"] = event_id
@@ -132,7 +133,7 @@ class World:
             version=version,
             publication_start=start,
             publication_end=end,
-            operation=FukuhonOperation.REGISTER if version == 1 else FukuhonOperation.UPDATE,
+            operation=operation or (FukuhonOperation.REGISTER if version == 1 else FukuhonOperation.UPDATE),
             data=data,
         )
         self.publish((catalog.CHUKAN_FUKUHON, event))

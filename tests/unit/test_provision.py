@@ -38,6 +38,7 @@ from connectors.world import Clock, World
 from hub.retention import RetentionStores, record_run, run_retention
 from schemas.models import (
     DeadLetter,
+    FukuhonOperation,
     HeldProvision,
     HoldStatus,
     ProvisionOutcome,
@@ -188,6 +189,20 @@ def test_flagged_provisions_are_held_and_decided_by_staff(world: World) -> None:
     world.decide(SAPPORO, by_item.request_id, approve=False, reason="too late")
     assert [r.event_id for r in responses(world, by_item.request_id)] == [approved.event_id] * 2
     assert world.count("chukan", chukan_held, chukan_held.c.status == HoldStatus.HELD.value) == 0
+
+
+def test_a_deleted_fukuhon_is_never_provided_again(world: World) -> None:
+    """A 台帳 entry voided by staff (`ledger void`) or withdrawn by later data: its 副本's DELETE is honoured."""
+    person_in(world, HOME, "000000000000001", samples.my_number())
+    person_in(world, SAPPORO, "000000000000077", samples.my_number())
+    world.fukuhon(SAPPORO, "000000000000077", "R1", history(2024))
+    world.fukuhon(SAPPORO, "000000000000077", "R2", history(2023))
+    world.fukuhon(SAPPORO, "000000000000077", "R1", history(2024), version=2, operation=FukuhonOperation.DELETE)
+    assert world.events(catalog.CHUKAN_FUKUHON.dlq) == []  # type: ignore[arg-type]
+    query = world.query(HOME, "000000000000001", SAPPORO, ITEMS, fiscal_years=(2022, 2026))
+    [answer] = responses(world, query.request_id)
+    assert answer.outcome is ProvisionOutcome.PROVIDED_AUTOMATICALLY
+    assert [line.record_id for line in answer.lines] == ["R2"]  # R1 deleted: not provided
 
 
 def test_a_duplicate_record_id_is_rejected_to_the_dead_letter_topic(world: World) -> None:
