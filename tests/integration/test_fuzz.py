@@ -510,10 +510,11 @@ PLANS: dict[str, Plan] = {
         {("kinds", 0): "ScreeningKind"},  # type: ignore[dict-item]  # the first kind of the array
         invariants=((("name",), " ", "name (医療機関名) is empty"), (("code",), "12345", "10-digit 医療機関コード")),
     ),
-    # not LedgerDecisionType: an unknown symbol reads as its default, OTHER, which the model refuses as it decodes
+    # LedgerDecisionType: an unknown symbol reads as its default, OTHER, which the model refuses as it decodes
     "ledger_decisions": Plan(
         ledger_decision,
-        {},
+        {("decision",): "LedgerDecisionType"},
+        unknown_symbol=("unknown ledger decision", "DecodeError"),
         invariants=(
             (("reason",), " ", "needs the staff member who decided and the reason"),
             (("result_event_id",), None, "names the submission it decides on"),
@@ -580,7 +581,7 @@ def make_shape(registry: SchemaRegistryClient, role: str, topic: Topic, rng: ran
     schema = json.loads(topic.value_type.schema_str())
     defaults: list[str] = []
     extended = _extend_enums(schema, set(plan.enums.values()), defaults)
-    assert extended != schema
+    assert (extended != schema) == bool(plan.enums)  # a record without enums (ReceptionClaim) has none to extend
     assert bool(defaults) == (plan.unknown_symbol is not None), defaults  # an unknown symbol read as the default
     extended_id = registry.register_schema(f"it-{unique}-fuzz-{role}-value", Schema(json.dumps(extended), "AVRO"))
     return Shape(
@@ -740,7 +741,7 @@ class Fuzz:
 
     def enum_index(self) -> Input:
         """An index past the enum's symbols under the topic's own schema id (what a patched byte gives)."""
-        shape = self._shape()
+        shape = self._shape(lambda s: s.plan.enums)
         data, key = self._template(shape)
         path = self.rng.choice(list(shape.plan.enums))
         value = _write(shape.extended, shape.own_id, _set(data, path, self.rng.choice(FUZZ_SYMBOLS)))
@@ -749,7 +750,7 @@ class Fuzz:
 
     def enum_symbol(self) -> Input:
         """An unknown symbol under a registered writer schema that has it (schema resolution refuses it)."""
-        shape = self._shape()
+        shape = self._shape(lambda s: s.plan.enums)
         data, key = self._template(shape)
         path = self.rng.choice(list(shape.plan.enums))
         value = _write(shape.extended, shape.extended_id, _set(data, path, self.rng.choice(FUZZ_SYMBOLS)))
