@@ -23,7 +23,7 @@ from connectors.simulators.institution import ResultPlan
 from hub.kafka import ClientConfig, producer_config
 from hub.lag import wait_drained
 from hub.settings import Settings
-from processors.app import APP_ID
+from processors.app import APP_ID, INPUT_TOPICS
 from schemas.models import CommandType, Event, HubCommand
 from schemas.record import now_utc
 from schemas.serde import TopicSerde, registry_client
@@ -31,14 +31,9 @@ from sinks.runner import GROUP_ID as SINKS_GROUP
 from topics import catalog
 from topics.catalog import Topic
 
-PROCESSOR_INPUTS = (
-    catalog.RESIDENT_CHANGES.name,
-    catalog.INSTITUTION_RESULTS.name,
-    catalog.LEDGER_HISTORY.name,
-    catalog.HUB_COMMANDS.name,
-    catalog.NOTICE_REQUESTS.name,
-    catalog.INSTITUTION_CHANGES.name,
-)
+# every topic the processors read, their own outputs read back included (reception claims, SUPERSEDED, the 年度開始's
+# continuations): drained means all of them
+PROCESSOR_INPUTS = tuple(t.name for t in INPUT_TOPICS)
 SINK_INPUTS = (
     catalog.RESIDENTS.name,
     catalog.LEDGER_ENTRIES.name,
