@@ -59,7 +59,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
 import sqlalchemy as sa
@@ -71,7 +71,7 @@ from connectors.policy import Retention, default_policies
 from hub.engine import store as engine_store
 from hub.kafka import consumer_config
 from hub.pii import PiiError, PiiKeys, default_keys
-from hub.validation import fiscal_year, is_valid_tenant_code
+from hub.validation import JST, fiscal_year, is_valid_tenant_code
 from processors import store as processor_tables
 from processors.rules.steps import decode_log
 from schemas.models import ErrorStatus, HoldStatus, ResidentStatus
@@ -85,7 +85,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("kenshin_hub.retention")
 
-JST = timezone(timedelta(hours=9), "JST")  # the city's dates and the schedule's hour are local
 Position = tuple[str, int]  # topic, partition
 Tombstone = tuple[str, bytes]  # topic name, record key
 SCHEDULE_PREFIX = "schedule:"

@@ -12,7 +12,7 @@ Pure functions only; nothing here logs (a 個人番号 must never reach a log).
 from __future__ import annotations
 
 import functools
-from datetime import date, timedelta
+from datetime import date, timedelta, timezone
 
 MY_NUMBER_LENGTH = 12
 TENANT_CODE_LENGTH = 6
@@ -77,6 +77,9 @@ def legal_age(birth: date, on: date) -> int:
     if (nxt.month, nxt.day) < (birth.month, birth.day):
         age -= 1
     return age
+
+
+JST = timezone(timedelta(hours=9), "JST")  # the city's dates (年度, 住基, schedules) are local
 
 
 def fiscal_year(day: date) -> int:

@@ -132,6 +132,7 @@ class ResidentChangeType(enum.StrEnum):
     HOUSEHOLD_CHANGE = "HOUSEHOLD_CHANGE"
     SUPPORT_MEASURE_SET = "SUPPORT_MEASURE_SET"
     SUPPORT_MEASURE_CLEARED = "SUPPORT_MEASURE_CLEARED"
+    TARGET_AGE_REACHED = "TARGET_AGE_REACHED"
 
 
 class ResidentStatus(enum.StrEnum):
@@ -303,6 +304,14 @@ class PersonIdentity(AvroRecord):
 
 
 @dataclass(frozen=True, kw_only=True)
+class TargetBasis(AvroRecord):
+    """対象外者の最小情報: all a 住基異動 carries for a person who cannot yet be a screening target."""
+
+    sex: Sex
+    birth_date: date
+
+
+@dataclass(frozen=True, kw_only=True)
 class StomachFindings(AvroRecord):
     method: StomachMethod
 
@@ -389,6 +398,7 @@ class ResidentChange(Event):
             ResidentChangeType.MOVE_WITHIN,
             ResidentChangeType.NAME_CHANGE,
             ResidentChangeType.CORRECTION,
+            ResidentChangeType.TARGET_AGE_REACHED,
         }
     )
 
@@ -402,6 +412,8 @@ class ResidentChange(Event):
     previous_municipality: str | None = None
     next_municipality: str | None = None
     postcode: str | None = None  # 郵便番号 of the 住所 the change carries
+    basis: TargetBasis | None = None  # instead of person, for a person who cannot yet be a target
+    support_measure: bool | None = None  # 支援措置 in force as of this record (TARGET_AGE_REACHED)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -409,8 +421,13 @@ class ResidentChange(Event):
             raise ModelError("atena_no is empty")
         if self.my_number is not None and not is_valid_my_number(self.my_number):
             raise ModelError("my_number is not a valid 個人番号 (12 digits with check digit)")
-        if self.change_type in self.NEEDS_PERSON and self.person is None:
-            raise ModelError(f"a {self.change_type} change must carry the person's 基本5情報")
+        if self.change_type in self.NEEDS_PERSON and self.person is None and self.basis is None:
+            raise ModelError(f"a {self.change_type} change must carry the person's 基本5情報 (or the minimal basis)")
+        full = self.basis is None
+        if self.change_type is ResidentChangeType.TARGET_AGE_REACHED and full and self.support_measure is None:
+            raise ModelError("a TARGET_AGE_REACHED record must state the 支援措置 in force (support_measure)")
+        if self.person is not None and self.basis is not None:
+            raise ModelError("a change carries either the 基本5情報 or the minimal basis, not both")
         _check_tenant(self.previous_municipality, "previous_municipality")
         _check_tenant(self.next_municipality, "next_municipality")
         _check_postcode(self.postcode)

@@ -5,8 +5,13 @@
 転居, 死亡, 出生, 氏名変更, 支援措置 and 職権修正 in chronological order. ``City.residents`` is the ground truth the
 pipeline is checked against. Everything derives from ``random.Random(seed)``: same arguments, same events and ids.
 
-Every event carries ``my_number``, ``household_no`` and ``person`` (the 基本5情報 after the change; for 転出 and 死亡
-the last ones registered in the city), as the registry sends the full record with every 異動.
+The simulated registry keeps the hub's intake contract (the assessment's III.2: 対象者以外の情報や不必要な情報を入手
+できないようにする). For a person who can be a screening target in the fiscal year (``eligibility.toml``: old
+enough for some kind, for their sex), every event carries ``my_number``, ``household_no``, ``postcode`` and
+``person`` (the 基本5情報 after the change; for 転出 and 死亡 the last ones registered in the city). For anyone
+younger it carries only the change's type and dates and the :class:`~schemas.models.TargetBasis` (性別, 生年月日).
+:meth:`City.target_age_records` is what the registry sends at the start of the next fiscal year: the full record
+(``TARGET_AGE_REACHED``) of each resident who becomes a target in it.
 """
 
 from __future__ import annotations
@@ -22,6 +27,8 @@ from typing import Any
 
 from connectors.simulators import names
 from hub.validation import fiscal_year_end, fiscal_year_start, is_valid_tenant_code, legal_age, my_number_check_digit
+from processors.rules.eligibility import EligibilityRules, load_rules
+from processors.rules.residents import basis_of, reduced
 from schemas.models import PersonIdentity, ResidentChange, ResidentChangeType, ResidentStatus, Sex
 
 CITY_NAMESPACE = uuid.UUID("5b0f3a4e-2a51-5c33-9e0c-6b1d2f6a0412")
@@ -76,6 +83,7 @@ class PersonRecord:
     previous_municipality: str | None
     next_municipality: str | None
     identities: tuple[tuple[date, PersonIdentity], ...]  # (valid from, 基本5情報), chronological
+    in_scope: bool  # a possible target in the fiscal year: the registry sent the full record
 
     def identity_on(self, day: date) -> PersonIdentity:
         """The 基本5情報 registered on ``day`` (the first ones before the person was registered)."""
@@ -104,6 +112,37 @@ class City:
     def events(self) -> tuple[ResidentChange, ...]:
         """Everything to publish, in order: the initial population, then the year's changes."""
         return self.initial + self.changes
+
+    def target_age_records(self, rules: EligibilityRules | None = None) -> tuple[ResidentChange, ...]:
+        """対象年齢到達: the full records the registry sends on 1 April of the next fiscal year, one for each person
+        still resident at the end of this one who was kept minimal and becomes a possible target in the next.
+        """
+        rules = rules if rules is not None else load_rules()
+        day = fiscal_year_start(self.fiscal_year + 1)
+        out = []
+        for r in self.residents.values():
+            if r.in_scope or r.status is not ResidentStatus.RESIDENT:
+                continue
+            if not rules.can_be_target(r.person.sex, r.person.birth_date, self.fiscal_year + 1):
+                continue
+            out.append(
+                ResidentChange(
+                    event_id=uuid.uuid5(CITY_NAMESPACE, f"{self.seed}:{self.size}:{self.tenant}:target:{r.atena_no}"),
+                    occurred_at=datetime.combine(day, time(0), tzinfo=UTC),
+                    tenant=self.tenant,
+                    source_system=SOURCE_SYSTEM,
+                    atena_no=r.atena_no,
+                    my_number=r.my_number,
+                    change_type=CT.TARGET_AGE_REACHED,
+                    change_date=day,
+                    notified_date=day,
+                    person=r.person,
+                    household_no=r.household_no,
+                    postcode=names.postcode(r.person.address),
+                    support_measure=r.support_measure,
+                )
+            )
+        return tuple(sorted(out, key=lambda c: c.atena_no))
 
 
 # --- internal state ------------------------------------------------------------------------------------------
@@ -182,6 +221,7 @@ class _Builder:
         self._muni_weights = [m[2] for m in municipalities]
         self._addr_weights = [p.weight for p in names.ADDRESS_PATTERNS]
         self.plan: list[tuple[date, int, str, int, str]] = []  # (day, seq, action, count or flag, 宛名番号)
+        self.rules = load_rules()  # who can be a target this year: the intake contract's scope
         self._seq = 0
         self.day = self.start
 
@@ -514,22 +554,35 @@ class _Builder:
         """A time of day within 08:30–17:15 JST (23:30 the day before … 08:15 UTC, kept on the same UTC day)."""
         return self.rng.randrange(0, 8 * 3600 * 1000 + 15 * 60 * 1000)
 
+    def in_scope(self, atena_no: str) -> bool:
+        p = self.people[atena_no]
+        return self.rules.can_be_target(p.sex, p.birth, self.fy)
+
+    def sent(self, change: ResidentChange) -> ResidentChange:
+        """``change`` as the registry sends it under the intake contract (minimal below the scope)."""
+        basis = basis_of(change)
+        if basis is None or self.in_scope(change.atena_no):
+            return change
+        return reduced(change, basis)
+
     def initial_events(self, people: Sequence[_Person]) -> list[ResidentChange]:
         events = []
         for i, p in enumerate(people):
             day = p.resident_since
             events.append(
-                ResidentChange(
-                    **self.header(i, day, self.office_ms()),
-                    atena_no=p.atena_no,
-                    my_number=p.my_number,
-                    change_type=p.increase_reason,
-                    change_date=day,
-                    notified_date=min(self.notified(day, 14), self.start - timedelta(days=1)),
-                    person=p.identities[0][1],
-                    household_no=p.household_no,
-                    previous_municipality=p.previous_municipality,
-                    postcode=names.postcode(p.identities[0][1].address),
+                self.sent(
+                    ResidentChange(
+                        **self.header(i, day, self.office_ms()),
+                        atena_no=p.atena_no,
+                        my_number=p.my_number,
+                        change_type=p.increase_reason,
+                        change_date=day,
+                        notified_date=min(self.notified(day, 14), self.start - timedelta(days=1)),
+                        person=p.identities[0][1],
+                        household_no=p.household_no,
+                        previous_municipality=p.previous_municipality,
+                        postcode=names.postcode(p.identities[0][1].address),
+                    )
                 )
             )
         return events
@@ -544,7 +597,8 @@ class _Builder:
                 j += 1
             for k, offset in zip(range(i, j), sorted(offsets[i:j]), strict=True):
                 spec = self.specs[k]
-                events.append(ResidentChange(**self.header(first_index + k, spec["change_date"], offset), **spec))
+                header = self.header(first_index + k, spec["change_date"], offset)
+                events.append(self.sent(ResidentChange(**header, **spec)))
             i = j
         return events
 
@@ -576,6 +630,7 @@ def generate_city(*, seed: int, size: int, tenant: str = "012041", fiscal_year: 
             previous_municipality=p.previous_municipality,
             next_municipality=p.next_municipality,
             identities=tuple(p.identities),
+            in_scope=b.in_scope(p.atena_no),
         )
         for p in b.people.values()
     }

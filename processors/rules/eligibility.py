@@ -44,6 +44,11 @@ class KindRule:
             reasons.append(ErrorReason.NOT_ELIGIBLE_AGE)
         return reasons
 
+    @property
+    def youngest(self) -> int:
+        """The youngest age at which this kind takes anyone, whatever the method."""
+        return min((self.min_age, *(age for age, _ in self.method_overrides.values())))
+
     def is_target(self, sex: Sex, birth: date, fiscal_year: int) -> bool:
         """A target of the basic rule (no method override) in ``fiscal_year``."""
         return not self.age_sex_reasons(sex, age_at_fiscal_year_end(birth, fiscal_year))
@@ -61,6 +66,16 @@ class EligibilityRules:
 
     def rule(self, kind: ScreeningKind) -> KindRule:
         return self.kinds[kind]
+
+    def can_be_target(self, sex: Sex, birth: date, fiscal_year: int) -> bool:
+        """Whether the person is old enough, in ``fiscal_year``, to be a target of any kind for their sex.
+
+        This is the hub's scope (the assessment's 対象となる本人の範囲, III.2): below it the hub keeps only the
+        minimal basis of a person (:class:`schemas.models.TargetBasis`). Upper age limits do not count: a person
+        past one kind's range stays in scope, as the scope only ever grows with age.
+        """
+        age = age_at_fiscal_year_end(birth, fiscal_year)
+        return any((r.sex is None or r.sex is sex) and age >= r.youngest for r in self.kinds.values())
 
 
 def _int(raw: Mapping[str, Any], key: str, where: str, default: int | None = None) -> int:

@@ -46,12 +46,12 @@ from __future__ import annotations
 
 import tomllib
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time
 from importlib import resources
 
-from hub.validation import fiscal_year, fiscal_year_end, legal_age
+from hub.validation import JST, fiscal_year, fiscal_year_end, legal_age
 from processors.rules.decisions import DecisionRules, packaged_decisions
 from processors.rules.eligibility import EligibilityRules, RulesError
 from processors.rules.institutions import InstitutionRegistry
@@ -77,6 +77,7 @@ from schemas.models import (
     ScreeningResult,
     Sex,
     SourcePointer,
+    TargetBasis,
 )
 from schemas.record import ModelError
 
@@ -285,6 +286,11 @@ class Context:
     fukuhon: FukuhonPolicy
     items: ItemRules = field(default_factory=packaged_items)  # 別添1 items per kind (``items.toml``)
     decisions: DecisionRules = field(default_factory=packaged_decisions)  # what staff may accept (decisions.toml)
+    today: Callable[[], date] = field(default=lambda: datetime.now(JST).date())  # the city's date (scope)
+
+    def in_scope(self, basis: TargetBasis) -> bool:
+        """Whether a person of ``basis`` can be a target in the current fiscal year (else: kept minimal)."""
+        return self.rules.can_be_target(basis.sex, basis.birth_date, fiscal_year(self.today()))
 
 
 # --- 副本 ------------------------------------------------------------------------------------------------------

@@ -125,6 +125,12 @@ def match(
     reasons += (items if items is not None else packaged_items()).reasons(result)
     state = log.state() if log is not None else None
     if log is None or state is None:
+        basis = log.basis() if log is not None else None
+        if basis is not None and result.exam_date >= basis.birth_date:  # kept minimal: below target age
+            age = age_at_fiscal_year_end(basis.birth_date, fiscal_year(result.exam_date))
+            below = rules.rule(result.kind).age_sex_reasons(basis.sex, age, _method(result))
+            if below:  # the person could not be a target then: that is the reason, not a missing person
+                return MatchOutcome(tuple(dict.fromkeys((*reasons, *below))))
         return MatchOutcome((*reasons, ErrorReason.UNKNOWN_PERSON))
     registered = [p for p in (log.identity_on(result.exam_date), state.person) if p is not None]
     fields = identity_mismatches(result.subject, registered)

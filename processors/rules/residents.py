@@ -4,13 +4,21 @@ A person's state is the fold of all their changes sorted by (異動年月日, �
 (not only the state) makes the result independent of arrival order: a late, earlier-dated change is slotted in
 and the state recomputed; a duplicate (same イベントID) changes nothing. The output state carries a deterministic
 イベントID per version, so a replay re-emits byte-identical records.
+
+A person who cannot yet be a screening target (below every kind's age for their sex: the assessment's
+対象となる本人の範囲, and III.2 "対象者以外の情報や不必要な情報を入手できないようにする") is kept *minimal*: each of
+their changes keeps its type, its dates and the :class:`~schemas.models.TargetBasis` (性別, 生年月日), nothing
+else: no 基本5情報, no 個人番号, no 世帯番号, no 郵便番号, no municipalities (:meth:`PersonLog.minimised`). Such a
+log folds to no state at all, so nothing about the person leaves the processors. When the person becomes a
+target, the 住基 sends their full record (``TARGET_AGE_REACHED``, with the 支援措置 in force) and the fold goes on
+from it.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from typing import Any
 
@@ -21,6 +29,7 @@ from schemas.models import (
     ResidentHistoryItem,
     ResidentState,
     ResidentStatus,
+    TargetBasis,
 )
 
 STATE_NAMESPACE = uuid.UUID("6f1c1b2e-7d0a-4f5e-9a43-2b8f4c0d9e11")
@@ -32,6 +41,32 @@ _DECREASE = {ResidentChangeType.MOVE_OUT: ResidentStatus.MOVED_OUT, ResidentChan
 
 def order_key(change: ResidentChange) -> tuple[date, datetime, str]:
     return (change.change_date, change.occurred_at, str(change.event_id))
+
+
+def basis_of(change: ResidentChange) -> TargetBasis | None:
+    """性別 and 生年月日 as ``change`` states them (from its 基本5情報 or its minimal basis); None: it does not."""
+    if change.person is not None:
+        return TargetBasis(sex=change.person.sex, birth_date=change.person.birth_date)
+    return change.basis
+
+
+def reduced(change: ResidentChange, basis: TargetBasis) -> ResidentChange:
+    """``change`` as kept for a person who cannot yet be a target: its type, its dates and ``basis``, nothing else."""
+    return replace(
+        change,
+        my_number=None,
+        person=None,
+        basis=basis,
+        household_no=None,
+        previous_municipality=None,
+        next_municipality=None,
+        postcode=None,
+        support_measure=None,
+    )
+
+
+def is_minimal(change: ResidentChange, basis: TargetBasis) -> bool:
+    return change == reduced(change, basis)
 
 
 @dataclass(frozen=True)
@@ -53,6 +88,28 @@ class PersonLog:
 
     def state(self) -> ResidentState | None:
         return self._fold_until(None)
+
+    def basis(self) -> TargetBasis | None:
+        """性別 and 生年月日 as the latest change (in fold order) that states them has them."""
+        for c in reversed(self.changes):
+            basis = basis_of(c)
+            if basis is not None:
+                return basis
+        return None
+
+    def minimised(self, in_scope: Callable[[TargetBasis], bool]) -> tuple[PersonLog, int]:
+        """The log as kept, and how many of its changes had to be reduced to get there.
+
+        When the person's basis is out of scope (``in_scope`` false), every change is reduced to the minimal basis
+        (:func:`reduced`); an in-scope person, or one whose basis is not known yet, is kept as is. The result
+        depends only on the set of changes, not on their arrival order: reducing again changes nothing.
+        """
+        basis = self.basis()
+        if basis is None or in_scope(basis):
+            return self, 0
+        changes = tuple(reduced(c, basis) for c in self.changes)
+        count = sum(1 for before, after in zip(self.changes, changes, strict=True) if before != after)
+        return (PersonLog(changes), count) if count else (self, 0)
 
     def resident_on(self, day: date) -> bool:
         """Was the person a resident on ``day``? Walks every period (a person may leave and come back)."""
@@ -87,7 +144,7 @@ def _apply(
 ) -> dict[str, Any] | None:
     """One change applied to the fields of the state being folded (None: nothing known yet)."""
     if fields is None:
-        if c.person is None:
+        if c.person is None and c.basis is None:
             return None  # nothing known yet: the change stays in the log and is folded once the person is
         fields = {
             "event_id": c.event_id,
@@ -95,7 +152,7 @@ def _apply(
             "tenant": c.tenant,
             "source_system": SOURCE_SYSTEM,
             "atena_no": c.atena_no,
-            "person": c.person,
+            "person": c.person,  # None while the person is kept minimal
             "status": ResidentStatus.RESIDENT,
             "support_measure": False,
             "version": 0,
@@ -126,6 +183,8 @@ def _apply(
         fields["support_measure"] = True
     elif t is ResidentChangeType.SUPPORT_MEASURE_CLEARED:
         fields["support_measure"] = False
+    if c.support_measure is not None:  # a full record (TARGET_AGE_REACHED) states the 支援措置 in force
+        fields["support_measure"] = c.support_measure
     history.append(
         ResidentHistoryItem(event_id=c.event_id, change_type=t, change_date=c.change_date, occurred_at=c.occurred_at)
     )
@@ -135,7 +194,8 @@ def _apply(
 
 
 def fold(changes: Iterable[ResidentChange]) -> ResidentState | None:
-    """The state the changes add up to, in fold order (None until a change names the person).
+    """The state the changes add up to, in fold order (None until a change names the person with the 基本5情報:
+    a person kept minimal has no state).
 
     The state is built once, from the fields the changes left: each change was checked as it came in, and the
     state's own invariants are checked on the result.
@@ -144,7 +204,7 @@ def fold(changes: Iterable[ResidentChange]) -> ResidentState | None:
     history: list[ResidentHistoryItem] = []
     for change in sorted(changes, key=order_key):
         fields = _apply(fields, history, change)
-    if fields is None:
+    if fields is None or fields["person"] is None:
         return None
     key = f"{fields['tenant']}:{fields['atena_no']}:{fields['version']}"
     fields["event_id"] = uuid.uuid5(STATE_NAMESPACE, key)

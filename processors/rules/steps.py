@@ -53,6 +53,7 @@ def apply_change(
     arrives first does not take them away.
     """
     person_log, new = state.log.add(change)
+    person_log, _ = person_log.minimised(ctx.in_scope)  # below target age: the minimal basis only
     resident = person_log.state()
     out: list[m.Event] = [resident] if resident is not None else []
     year = fiscal_year(change.change_date)

@@ -15,6 +15,7 @@ from connectors.simulators.institution import DIRTY
 from hub.validation import age_at_fiscal_year_end, is_valid_my_number, is_valid_tenant_code, legal_age
 from processors.rules.eligibility import load_rules
 from processors.rules.institutions import load_institutions
+from processors.rules.residents import basis_of, is_minimal
 from schemas import models as m
 from schemas.serde import TopicSerde, registry_client
 from topics.catalog import INSTITUTION_RESULTS, RESIDENT_CHANGES
@@ -56,38 +57,42 @@ def test_initial_population(city: City) -> None:
     for e in city.initial:
         assert e.change_type in (CT.MOVE_IN, CT.BIRTH)
         assert e.change_date < FY_START
-        assert e.person is not None
+        basis = basis_of(e)
+        assert basis is not None
         if e.change_type is CT.BIRTH:
-            assert e.change_date == e.person.birth_date
+            assert e.change_date == basis.birth_date
             assert e.previous_municipality is None
         else:
-            assert e.previous_municipality is not None
-            assert is_valid_tenant_code(e.previous_municipality)
-            assert e.previous_municipality != TENANT
-            assert e.person.birth_date < e.change_date
+            assert basis.birth_date < e.change_date
+            if e.person is not None:  # below target age the registry does not say where from
+                assert e.previous_municipality is not None
+                assert is_valid_tenant_code(e.previous_municipality)
+                assert e.previous_municipality != TENANT
     assert 0.2 < Counter(e.change_type for e in city.initial)[CT.BIRTH] / SIZE < 0.6
 
 
 def test_age_pyramid_and_sex(city: City) -> None:
-    ages = [legal_age(e.person.birth_date, FY_START) for e in city.initial if e.person is not None]
+    bases = [b for b in map(basis_of, city.initial) if b is not None]
+    assert len(bases) == SIZE
+    ages = [legal_age(b.birth_date, FY_START) for b in bases]
     assert 0.28 <= sum(a >= 65 for a in ages) / SIZE <= 0.38
     assert 0.06 <= sum(a < 15 for a in ages) / SIZE <= 0.14
     assert max(ages) <= 105
-    females = sum(e.person is not None and e.person.sex is m.Sex.FEMALE for e in city.initial)
+    females = sum(b.sex is m.Sex.FEMALE for b in bases)
     assert 0.45 <= females / SIZE <= 0.56
 
 
 def test_households(city: City) -> None:
-    households: dict[str | None, list[m.ResidentChange]] = defaultdict(list)
-    for e in city.initial:
-        households[e.household_no].append(e)
-    assert None not in households
+    households: dict[str, list[m.PersonIdentity]] = defaultdict(list)
+    for e in city.initial:  # the ground truth: what the registry holds, children included
+        r = city.residents[e.atena_no]
+        households[r.household_no].append(r.identity_on(FY_START - timedelta(days=1)))
     assert {len(v) for v in households.values()} <= {1, 2, 3, 4, 5}
     assert 1.7 <= SIZE / len(households) <= 2.8
     for members in households.values():
-        assert len({p.person.address for p in members if p.person}) == 1
-        assert len({p.person.name.split(" ")[0] for p in members if p.person}) == 1
-        assert len({p.person.name_kana.split(" ")[0] for p in members if p.person}) == 1
+        assert len({p.address for p in members}) == 1
+        assert len({p.name.split(" ")[0] for p in members}) == 1
+        assert len({p.name_kana.split(" ")[0] for p in members}) == 1
 
 
 def test_my_numbers_are_valid_unique_and_stable(city: City) -> None:
@@ -95,7 +100,8 @@ def test_my_numbers_are_valid_unique_and_stable(city: City) -> None:
     assert all(is_valid_my_number(n) for n in numbers)
     assert len(set(numbers)) == len(numbers)
     for e in city.events:
-        assert e.my_number == city.residents[e.atena_no].my_number
+        r = city.residents[e.atena_no]
+        assert e.my_number == (r.my_number if r.in_scope else None)
 
 
 def test_changes_shares_and_order(city: City) -> None:
@@ -125,7 +131,7 @@ def test_event_headers(city: City) -> None:
         assert e.occurred_at.tzinfo is UTC
         assert e.occurred_at.microsecond % 1000 == 0
         assert e.occurred_at.date() == e.change_date
-        assert e.household_no is not None
+        assert (e.household_no is not None) is city.residents[e.atena_no].in_scope
 
 
 def test_changes_follow_the_rules(city: City) -> None:
@@ -138,14 +144,15 @@ def test_changes_follow_the_rules(city: City) -> None:
         ends = [i for i, e in enumerate(events) if e.change_type in (CT.MOVE_OUT, CT.DEATH)]
         assert ends in ([], [len(events) - 1]), atena_no  # nothing after 転出 or 死亡
         for e in events:
-            assert e.person is not None
-            assert e.person.birth_date <= e.change_date
+            basis = basis_of(e)
+            assert basis is not None
+            assert basis.birth_date <= e.change_date
         for e in events:
-            if e.change_type is CT.MOVE_OUT:
+            if e.change_type is CT.MOVE_OUT and city.residents[atena_no].in_scope:
                 assert e.next_municipality is not None
                 assert is_valid_tenant_code(e.next_municipality)
     name_changes = [e for e in city.changes if e.change_type is CT.NAME_CHANGE]
-    for e in name_changes:
+    for e in (e for e in name_changes if city.residents[e.atena_no].in_scope):
         before = city.residents[e.atena_no].identity_on(e.change_date - timedelta(days=1))
         assert e.person is not None
         assert e.person.name.split(" ")[0] != before.name.split(" ")[0]
@@ -162,8 +169,9 @@ def test_ground_truth_matches_the_events(city: City) -> None:
     support: dict[str, bool] = defaultdict(bool)
     person: dict[str, m.PersonIdentity] = {}
     for e in city.events:
-        assert e.person is not None
-        person[e.atena_no] = e.person
+        assert (e.person is not None) is city.residents[e.atena_no].in_scope
+        if e.person is not None:
+            person[e.atena_no] = e.person
         if e.change_type is CT.MOVE_OUT:
             status[e.atena_no] = m.ResidentStatus.MOVED_OUT
         elif e.change_type is CT.DEATH:
@@ -173,8 +181,46 @@ def test_ground_truth_matches_the_events(city: City) -> None:
     for atena_no, r in city.residents.items():
         assert r.status is status.get(atena_no, m.ResidentStatus.RESIDENT)
         assert r.support_measure is support[atena_no]
-        assert r.person == person[atena_no]
+        assert r.person == person[atena_no] if r.in_scope else atena_no not in person
         assert (r.ceased_on is None) is (r.status is m.ResidentStatus.RESIDENT)
+
+
+def test_the_registry_sends_below_target_age_only_the_minimal_basis(city: City) -> None:
+    """III.2: 対象者以外の情報や不必要な情報を入手できないようにする. The scope is eligibility.toml's youngest age per
+    sex (20 for everyone while ピロリ takes men from 20); below it an event carries its type, dates and basis."""
+    rules = load_rules()
+    for e in city.events:
+        r = city.residents[e.atena_no]
+        age = age_at_fiscal_year_end(r.person.birth_date, 2025)
+        assert r.in_scope is rules.can_be_target(r.person.sex, r.person.birth_date, 2025) is (age >= 20)
+        basis = basis_of(e)
+        assert basis is not None
+        assert is_minimal(e, basis) is not r.in_scope
+    minimal = {a for a, r in city.residents.items() if not r.in_scope}
+    assert 0.1 * SIZE < len(minimal) < 0.3 * SIZE  # the city's under-20s (about 11 % are under 15)
+    # 1 April 2026: the full record of each resident who becomes a possible target in the next fiscal year
+    records = city.target_age_records(rules)
+    assert records
+    for c in records:
+        r = city.residents[c.atena_no]
+        assert c.atena_no in minimal
+        assert r.status is m.ResidentStatus.RESIDENT
+        assert age_at_fiscal_year_end(r.person.birth_date, 2026) == 20
+        assert c.change_type is CT.TARGET_AGE_REACHED
+        assert c.change_date == date(2026, 4, 1)
+        assert (c.person, c.my_number, c.household_no, c.support_measure) == (
+            r.person,
+            r.my_number,
+            r.household_no,
+            r.support_measure,
+        )
+    turning = {
+        a
+        for a in minimal
+        if city.residents[a].status is m.ResidentStatus.RESIDENT
+        and age_at_fiscal_year_end(city.residents[a].person.birth_date, 2026) >= 20
+    }
+    assert {c.atena_no for c in records} == turning
 
 
 def test_events_round_trip_through_avro(city: City, plan: ResultPlan) -> None:
