@@ -14,19 +14,22 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from confluent_kafka import Consumer, Producer, TopicPartition
 from pypdf import PdfReader
 
-from connectors.simulators import publish
+from connectors.simulators import City, publish
 from connectors.simulators.institution import ResultTruth
 from hub.counter import KIND_LABEL
 from hub.kafka import producer_config
 from hub.lag import wait_drained
-from hub.pii import key_file_of
+from hub.pii import key_file_of, open_key_file
 from hub.scenario import PROCESSOR_INPUTS, SINK_INPUTS, build, run_scenario
+from processors import store
 from processors.app import APP_ID
 from processors.rules.eligibility import load_rules
 from processors.rules.ledger import fukuhon_for, load_fukuhon_policy
+from processors.store import open_log
 from schemas import models as m
 from schemas.serde import TopicSerde, registry_client
 from sinks.runner import GROUP_ID as SINKS_GROUP
@@ -72,6 +75,7 @@ def test_known_population_through_the_pipeline(endpoints: Endpoints, tmp_path: P
         carry_over = _carry_over_requests(pipeline)
         mailing = _mailing(pipeline)
         reports = _reports(pipeline)
+        target_age = _target_age(pipeline, run.city)
 
     plan = run.plan
     truth = Counter(plan.truth.values())
@@ -208,9 +212,61 @@ def test_known_population_through_the_pipeline(endpoints: Endpoints, tmp_path: P
     # Residents: every person with their final status; nobody who left or died was invited after leaving.
     got_residents = {r["atena_no"]: r for r in residents if r["tenant"] == tenant}
     assert {a: s.status.value for a, s in want.residents.items()} == {a: r["status"] for a, r in got_residents.items()}
-    assert {a: p.status.value for a, p in run.city.residents.items()} == {
+    assert {a: p.status.value for a, p in run.city.residents.items() if p.in_scope} == {
         a: r["status"] for a, r in got_residents.items()
     }
+
+    # Only what is needed is taken in (III.2): below target age the 住基 sends, and the processors keep, the types
+    # and dates of a person's changes and their 性別 / 生年月日; no resident row, no 個人番号, no name, no household.
+    minimal = {a: p for a, p in run.city.residents.items() if not p.in_scope}
+    assert len(minimal) > SIZE // 20
+    assert minimal.keys().isdisjoint(got_residents)
+    logs = target_age["logs"]
+    for atena, person in minimal.items():
+        changes = [json.loads(change) for change in json.loads(logs[f"{tenant}:{atena}"])]
+        assert changes, atena
+        for change in changes:
+            assert (change["person"], change["my_number"], change["household_no"], change["postcode"]) == (
+                None, None, None, None
+            ), atena  # fmt: skip
+            assert change["basis"]["birth_date"] == person.person.birth_date.isoformat()
+        text = logs[f"{tenant}:{atena}"]
+        assert person.my_number not in text
+        assert person.person.name not in text
+    # 1 April of the next year the 住基 sends the full record of each who becomes a target: they are residents now.
+    records = target_age["records"]
+    assert records
+    after = {str(r["atena_no"]): r for r in target_age["residents"] if r["tenant"] == tenant}
+    for record in records:
+        row = after[record.atena_no]
+        assert (row["name"], row["birth_date"], row["status"]) == (
+            record.person.name, record.person.birth_date, "RESIDENT"
+        )  # fmt: skip
+    assert set(after) - set(got_residents) == {r.atena_no for r in records}
+
+
+def _target_age(pipeline: Pipeline, city: City) -> dict[str, Any]:
+    """The processors' change logs (opened), then the 住基's 対象年齢到達 records published and the residents table
+    once every one of them is in it."""
+    keys = open_key_file(key_file_of(pipeline.settings))
+    engine = sa.create_engine(pipeline.settings.processors_url())
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(store.people.c.key, store.people.c.log).where(store.people.c.tenant == pipeline.tenant)
+            )
+            logs = {str(key): open_log(log, keys, pipeline.tenant, str(key)) or "[]" for key, log in rows}
+    finally:
+        engine.dispose()
+    records = city.target_age_records()
+    pipeline.publish(catalog.RESIDENT_CHANGES, records)
+    deadline = time.monotonic() + 120
+    while True:
+        residents = pipeline.rows("residents")
+        if {r.atena_no for r in records} <= {str(r["atena_no"]) for r in residents}:
+            return {"logs": logs, "records": records, "residents": residents}
+        assert time.monotonic() < deadline, "the 対象年齢到達 records did not reach the residents table"
+        time.sleep(0.5)
 
 
 def _history_from_the_previous_town(pipeline: Pipeline, ledger: list[dict[str, object]]) -> dict[str, object]:
