@@ -7,6 +7,7 @@ city through the same Avro serde as any upstream system, and read the results ba
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import time
@@ -19,14 +20,22 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
+from connectors.simulators import City, publish
 from hub.kafka import ClientConfig, producer_config
+from hub.lag import wait_drained
 from hub.office import print_statistics
+from hub.pii import key_file_of, open_key_file
 from hub.scenario import run_scenario
 from hub.settings import Settings
 from hub.supervise import Supervisor, hub_command
 from hub.validation import fiscal_year_start
+from processors import store
+from processors.app import APP_ID
+from schemas.serde import TopicSerde, registry_client
 from sinks.db import make_engine, upgrade
+from sinks.runner import GROUP_ID as SINKS_GROUP
 from sinks.tables import invitations, ledger_entries, residents, screening_errors
+from topics import catalog
 
 
 def pipeline_processes(
@@ -75,6 +84,48 @@ def print_summary(settings: Settings, year: int) -> None:
         print_statistics(engine, tenant, year)
     finally:
         engine.dispose()
+
+
+def print_intake_example(settings: Settings, city: City) -> None:
+    """Only what is needed is taken in: the people kept minimal, one of their stored change logs, and the 住基's
+    対象年齢到達 records of the next fiscal year making those who become targets residents.
+    """
+    minimal = sorted(a for a, p in city.residents.items() if not p.in_scope)
+    print(f"\n住基 intake (III.2): {len(minimal)} of {len(city.residents)} people are below target age; the 住基 sent,")
+    print("and the processors keep, only their changes' types and dates and 性別・生年月日 (no row in residents)")
+    if not minimal:
+        return
+    keys = open_key_file(key_file_of(settings))
+    engine = make_engine(settings.processors_url())
+    try:
+        with engine.connect() as conn:
+            key = f"{settings.tenant}:{minimal[0]}"
+            stored = conn.execute(sa.select(store.people.c.log).where(store.people.c.key == key)).scalar_one_or_none()
+    finally:
+        engine.dispose()
+    for text in json.loads(store.open_log(stored, keys, settings.tenant, key) or "[]"):
+        change = json.loads(text)
+        kept = {k: v for k, v in change.items() if v is not None and k not in ("event_id", "occurred_at", "tenant")}
+        print(f"  {minimal[0]}: {json.dumps(kept, ensure_ascii=False)}")
+    records = city.target_age_records()
+    with registry_client(settings.schema_registry_config()) as registry:
+        producer = Producer(producer_config(settings))
+        publish(producer, TopicSerde(catalog.RESIDENT_CHANGES, registry), records, progress=False)
+    conf: ClientConfig = dict(settings.kafka_config())
+    wait_drained(conf, APP_ID, (catalog.RESIDENT_CHANGES.name,), timeout_s=300)
+    wait_drained(conf, SINKS_GROUP, (catalog.RESIDENTS.name,), timeout_s=300)
+    engine = make_engine(settings.database_url.reveal())
+    try:
+        with engine.connect() as conn:
+            known = conn.execute(
+                sa.select(sa.func.count()).where(
+                    residents.c.tenant == settings.tenant, residents.c.atena_no.in_([r.atena_no for r in records])
+                )
+            ).scalar_one()
+    finally:
+        engine.dispose()
+    day = records[0].change_date if records else fiscal_year_start(city.fiscal_year + 1)
+    print(f"対象年齢到達 ({day}): the 住基 sent {len(records)} full record(s); {known} of them are now in residents")
 
 
 def print_counter_example(settings: Settings, year: int) -> None:
@@ -299,6 +350,7 @@ def cmd_demo(settings: Settings, args: argparse.Namespace, prepare: Callable[[],
         print_mailing_example(settings, args.year)
         print_institutions_example(settings, args.year)
         print_reports_example(settings, args.year)
+        print_intake_example(settings, run.city)
     print("\nThe stack keeps running (`kenshin-hub stack down` stops it); the tables are in", end=" ")
     print(settings.describe()[[k for k, _ in settings.describe()].index("KENSHIN_DATABASE_URL")][1])
     return 0

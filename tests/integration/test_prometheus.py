@@ -215,7 +215,7 @@ def test_prometheus_scrapes_the_hub_during_a_load(
     assert len(error_rows) > 5
     assert outputs[("ledger.entries.v1", "results.match")] >= len(ledger_rows)
     assert outputs[("screening.errors.v1", "results.match")] >= len(error_rows)
-    assert outputs[("residents.v1", "residents.apply")] >= len(run.city.residents)
+    assert outputs[("residents.v1", "residents.apply")] >= sum(p.in_scope for p in run.city.residents.values())
     assert outputs[("invitations.v1", "commands.apply")] > 0
     assert outputs[("juki.resident-changes.dlq.v1", "residents.apply")] >= GARBAGE
     sink_out = p.values('kenshin_hub_messages_out_total{job="kenshin-hub-sinks"}', "topic", "step")
