@@ -546,16 +546,11 @@ def retain_processors(
             ).all()
         for key, stored in rows:
             try:
-                state = decode_log(processor_tables.open_log(stored, pii, tenant, key)).state()
+                ceased = decode_log(processor_tables.open_log(stored, pii, tenant, key)).ceased_on()
             except (PiiError, ModelError, ValueError):
                 unreadable += 1
                 continue
-            if (
-                state is not None
-                and state.status is not ResidentStatus.RESIDENT
-                and state.ceased_on is not None
-                and state.ceased_on < cut.ceased_before
-            ):
+            if ceased is not None and ceased < cut.ceased_before:  # a person kept minimal (no state) included
                 judged[str(key)] = str(stored)
         if len(rows) < _SCAN:
             break

@@ -123,6 +123,18 @@ class PersonLog:
                 resident = False  # from the day of 転出 or 死亡
         return resident
 
+    def ceased_on(self) -> date | None:
+        """The day the person stopped being a resident (転出 or 死亡 after their last 転入 / 出生); None: still one,
+        or not known. Read from the changes' types and dates only, so it holds for a person kept minimal too.
+        """
+        ceased: date | None = None
+        for c in self.changes:
+            if c.change_type in _INCREASE:
+                ceased = None
+            elif c.change_type in _DECREASE:
+                ceased = c.change_date
+        return ceased
+
     def identity_on(self, day: date) -> PersonIdentity | None:
         """基本5情報 as registered at the end of ``day`` (None when not yet known)."""
         state = self._fold_until(day)

@@ -223,8 +223,10 @@ def _effects(tenant: str | None) -> str:
     return json.dumps([{"topic": "chukan.provision-records.v1", "value": {"tenant": tenant, "x": "副本"}}])
 
 
-def _change(tenant: str, atena: str, kind: m.ResidentChangeType, day: date) -> m.ResidentChange:
+def _change(tenant: str, atena: str, kind: m.ResidentChangeType, day: date, minimal: bool) -> m.ResidentChange:
+    """A change as the processors keep it: whole, or (``minimal``) for a person below target age."""
     needs = kind in m.ResidentChange.NEEDS_PERSON
+    basis = m.TargetBasis(sex=m.Sex.FEMALE, birth_date=date(2012, 5, 1))
     return m.ResidentChange(
         event_id=uuid.uuid4(),
         occurred_at=ago(1),
@@ -233,8 +235,9 @@ def _change(tenant: str, atena: str, kind: m.ResidentChangeType, day: date) -> m
         atena_no=atena,
         change_type=kind,
         change_date=day,
-        person=samples.person() if needs else None,
-        my_number=samples.my_number(),
+        person=samples.person() if needs and not minimal else None,
+        basis=basis if minimal else None,
+        my_number=None if minimal else samples.my_number(),
     )
 
 
@@ -445,10 +448,14 @@ def seed_tenant(s: Stores, t: str) -> None:
         "p-dead": ([(R.BIRTH, date(1950, 1, 1)), (R.DEATH, long_ago)], True),
         "p-left": ([(R.MOVE_IN, date(2000, 1, 1)), (R.MOVE_OUT, lately)], False),
         "p-live": ([(R.MOVE_IN, date(2000, 1, 1))], False),
+        # below target age: kept minimal (no resident state), and gone all the same once moved out long ago
+        "p-child-gone": ([(R.BIRTH, date(2012, 5, 1)), (R.MOVE_OUT, long_ago)], True),
+        "p-child": ([(R.BIRTH, date(2012, 5, 1))], False),
     }
     for atena, (changes, gone) in lives.items():
         key = f"{t}:{atena}"
-        person_log = PersonLog(tuple(_change(t, atena, kind, day) for kind, day in changes))
+        minimal = atena.startswith("p-child")
+        person_log = PersonLog(tuple(_change(t, atena, kind, day, minimal) for kind, day in changes))
         stored = pt.seal_log(encode_log(person_log), s.keys, t, key)
         x.add("processors", pt.people, gone, key=key, partition=0, log=stored, book=None)
         # the reception index's row of a 受付番号 the person sent a result under goes with them
@@ -796,7 +803,7 @@ def test_the_other_tenants_run_deletes_its_own_rows_afterwards(stores: Stores) -
     report = run_retention(stores.retention(), B, policy=policy, now=NOW, producer=FakeProducer(), pii_keys=stores.keys)
     counts = report.counts()
     assert counts["sinks"]["residents"] == 2
-    assert counts["processors"]["processor_people"] == 2
+    assert counts["processors"]["processor_people"] == 3
     assert counts["chukan"]["chukan_persons"] == 2
     assert counts["network"]["network_fugo"] == 2
     assert counts["network"]["network_log"] == 2  # B's old lines (B → C); B → A went with A's run
