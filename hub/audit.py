@@ -69,13 +69,23 @@ def _rows(conn: Connection, query: sa.Select[Any]) -> list[dict[str, Any]]:
 
 
 def person_document(conn: Connection, processors: Connection | None, tenant: str, atena_no: str) -> dict[str, Any]:
-    """Everything the hub's database (and, given ``processors``, the processors' store) holds on one resident."""
+    """Everything the hub's database (and, given ``processors``, the processors' store) holds on one resident.
+
+    A person below target age has no ``residents`` row: the processors keep their minimal change log only, and
+    that is what the document holds (``resident`` null).
+    """
     keys = default_keys()
     r = residents
+    key = f"{tenant}:{atena_no}"
     found = conn.execute(sa.select(r).where(r.c.tenant == tenant, r.c.atena_no == atena_no)).all()
-    if not found:
+    state = (
+        processors.execute(sa.select(people.c.log, people.c.book).where(people.c.key == key)).one_or_none()
+        if processors is not None
+        else None
+    )
+    if not found and state is None:
         raise CommandError(f"no resident {atena_no} in {tenant}")
-    resident = {k: _jsonable(v) for k, v in readable_row(dict(found[0]._mapping), keys).items()}
+    resident = {k: _jsonable(v) for k, v in readable_row(dict(found[0]._mapping), keys).items()} if found else None
 
     def of(table: sa.Table, *order: sa.ColumnElement[Any]) -> list[dict[str, Any]]:
         return _rows(
@@ -120,12 +130,10 @@ def person_document(conn: Connection, processors: Connection | None, tenant: str
         "staff_operations": operations,
     }
     if processors is not None:
-        key = f"{tenant}:{atena_no}"
-        row = processors.execute(sa.select(people.c.log, people.c.book).where(people.c.key == key)).one_or_none()
-        log = open_log(row.log, keys, tenant, key) if row is not None else None
+        log = open_log(state.log, keys, tenant, key) if state is not None else None
         document["processor_state"] = {
             "log": json.loads(log) if log else [],
-            "book": json.loads(row.book) if row is not None and row.book else None,
+            "book": json.loads(state.book) if state is not None and state.book else None,
         }
     return document
 

@@ -16,6 +16,10 @@ from sqlalchemy.engine import Engine
 from hub import pii
 from hub.audit import audit_lines, person_document, write_private
 from hub.errors import CommandError
+from processors import store as processor_store
+from processors.rules.residents import PersonLog
+from processors.rules.steps import encode_log
+from schemas import models as m
 from sinks.db import make_engine, upgrade
 from sinks.ledger import LedgerSink
 from sinks.residents import ResidentsSink
@@ -103,3 +107,33 @@ def test_an_audit_export_is_the_period_only_and_the_file_is_the_owners_and_new(e
     assert len(digest) == 64
     with pytest.raises(CommandError, match="never overwrites"):
         write_private(out, ["x"])
+
+
+def test_a_person_below_target_age_is_exported_from_the_processors_minimal_log(engine: Engine, tmp_path: Path) -> None:
+    """開示請求 for a child: no residents row, but the processors keep a minimal change log, and that is exported."""
+    child = "0000000077"
+    basis = m.TargetBasis(sex=m.Sex.FEMALE, birth_date=date(2015, 7, 1))
+    birth = m.ResidentChange(
+        **samples.header("juki"),  # type: ignore[arg-type]
+        atena_no=child,
+        change_type=m.ResidentChangeType.BIRTH,
+        change_date=basis.birth_date,
+        basis=basis,
+    )
+    processors = make_engine(f"sqlite:///{tmp_path / 'processors.db'}")
+    upgrade(processors, script_location=processor_store.PROCESSORS_MIGRATIONS)
+    key = f"{TENANT}:{child}"
+    stored = processor_store.seal_log(encode_log(PersonLog((birth,))), KEYS, TENANT, key)
+    with processors.begin() as conn:
+        conn.execute(sa.insert(processor_store.people), [{"key": key, "tenant": TENANT, "partition": 0, "log": stored}])
+    try:
+        with engine.connect() as conn, processors.connect() as pconn:
+            doc = person_document(conn, pconn, TENANT, child)
+            with pytest.raises(CommandError, match="no resident"):
+                person_document(conn, pconn, TENANT, "0000000078")
+    finally:
+        processors.dispose()
+    assert doc["resident"] is None
+    (change,) = (json.loads(c) for c in doc["processor_state"]["log"])
+    assert change["basis"] == {"sex": "FEMALE", "birth_date": "2015-07-01"}
+    assert change["person"] is None
