@@ -39,7 +39,6 @@ from schemas.models import (
     StaffOperationType,
 )
 from schemas.record import now_utc
-from schemas.serde import TopicSerde
 from sinks.tables import ledger_entries, ledger_versions, screening_errors
 from topics.catalog import LEDGER_DECISIONS
 
@@ -117,10 +116,9 @@ def decision(
 
 
 def send(o: Office, d: LedgerDecision) -> None:
-    serde: TopicSerde[LedgerDecision] = TopicSerde(LEDGER_DECISIONS, o.registry)
-    o.producer.produce(LEDGER_DECISIONS.name, key=serde.key(d), value=serde.value(d))
-    if o.producer.flush(30):
-        raise CommandError("the decision was not delivered to the broker; nothing was changed: send it again")
+    o.publish(
+        [(LEDGER_DECISIONS, d)], "the decision was not delivered to the broker; nothing was changed: send it again"
+    )
 
 
 def await_error(o: Office, d: LedgerDecision, wait_s: float) -> dict[str, Any] | None:

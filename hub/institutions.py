@@ -34,7 +34,6 @@ from hub.settings import Settings
 from processors.rules.institutions import Institution, InstitutionRegistry, load_institutions
 from schemas.models import InstitutionChange, ScreeningKind, StaffOperationType
 from schemas.record import ModelError, now_utc
-from schemas.serde import TopicSerde
 from sinks.tables import institution_versions
 from topics.catalog import INSTITUTION_CHANGES
 
@@ -71,10 +70,7 @@ def _change(settings: Settings, code: str, inst: Institution, staff_id: str, rea
 
 
 def send(o: Office, change: InstitutionChange) -> None:
-    serde: TopicSerde[InstitutionChange] = TopicSerde(INSTITUTION_CHANGES, o.registry)
-    o.producer.produce(INSTITUTION_CHANGES.name, key=serde.key(change), value=serde.value(change))
-    if o.producer.flush(30):
-        raise CommandError("the institution change was not delivered to hub.institutions.v1")
+    o.publish([(INSTITUTION_CHANGES, change)], "the institution change was not delivered to hub.institutions.v1")
 
 
 def await_recorded(engine: Engine, change: InstitutionChange, wait_s: float) -> bool:

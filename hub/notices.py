@@ -24,7 +24,6 @@ from sqlalchemy.engine import Connection, Engine
 
 from hub import mailing
 from hub.counter import KIND_LABEL, SEX_LABEL, await_rows
-from hub.errors import CommandError
 from hub.office import Office, office
 from hub.settings import Settings
 from hub.validation import age_at_fiscal_year_end, fiscal_year
@@ -39,7 +38,6 @@ from schemas.models import (
     StaffOperationType,
 )
 from schemas.record import now_utc
-from schemas.serde import TopicSerde
 from sinks.tables import ledger_entries, ledger_history, notice_decisions, residents
 from topics.catalog import NOTICE_REQUESTS
 
@@ -121,10 +119,7 @@ def new_request(
 
 def send_request(o: Office, request: NoticeRequest) -> None:
     """Publish ``request`` for the processors (a :class:`CommandError` when the broker did not take it)."""
-    serde: TopicSerde[NoticeRequest] = TopicSerde(NOTICE_REQUESTS, o.registry)
-    o.producer.produce(NOTICE_REQUESTS.name, key=serde.key(request), value=serde.value(request))
-    if o.producer.flush(30):
-        raise CommandError("the request was not delivered to the broker; record it again")
+    o.publish([(NOTICE_REQUESTS, request)], "the request was not delivered to the broker; record it again")
 
 
 def await_decision(engine: Engine, request: NoticeRequest, wait_s: float) -> dict[str, Any] | None:

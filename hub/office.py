@@ -13,7 +13,7 @@ import argparse
 import getpass
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -28,13 +28,13 @@ from hub.settings import Settings
 from hub.staff import StaffError, StaffService
 from processors.rules.eligibility import load_rules
 from processors.rules.matching import WAITING_REASONS
-from schemas.models import ErrorStatus, StaffOperation, StaffOperationType
+from schemas.models import ErrorStatus, Event, StaffOperation, StaffOperationType
 from schemas.record import now_utc
 from schemas.serde import TopicSerde, registry_client
 from sinks.db import make_engine, upgrade
 from sinks.statistics import query_statistics, refresh_statistics
 from sinks.tables import screening_errors, staff_operations
-from topics.catalog import STAFF_OPERATIONS
+from topics.catalog import STAFF_OPERATIONS, Topic
 
 
 class Office:
@@ -69,10 +69,19 @@ class Office:
                     performed_at=op.performed_at,
                 )
             )
-        serde: TopicSerde[StaffOperation] = TopicSerde(STAFF_OPERATIONS, self.registry)
-        self.producer.produce(STAFF_OPERATIONS.name, key=serde.key(op), value=serde.value(op))
+        self.publish(
+            [(STAFF_OPERATIONS, op)], "the staff operation could not be recorded on the staff-operations topic"
+        )
+
+    def publish(self, outputs: Iterable[tuple[Topic, Event]], failure: str) -> None:
+        """Publish staff commands and records, and wait until the broker has them all; a :class:`CommandError`
+        saying ``failure`` when it has not (nothing the command decided counts then: it is to be sent again).
+        """
+        for topic, event in outputs:
+            serde: TopicSerde[Event] = TopicSerde(topic, self.registry)
+            self.producer.produce(topic.name, key=serde.key(event), value=serde.value(event))
         if self.producer.flush(30):
-            raise CommandError("the staff operation could not be recorded on the staff-operations topic")
+            raise CommandError(failure)
 
     # -- sessions -------------------------------------------------------------------------------------------------
 

@@ -39,18 +39,13 @@ from hub.retention import KafkaOffsets, RetentionError, RetentionStores, record_
 from hub.settings import Settings
 from hub.staff import ROLES, Session, StaffError
 from processors.runner import processors_engine
-from schemas.models import Event, HoldStatus, OperationOutcome, ProvisionRequest, StaffOperationType
+from schemas.models import HoldStatus, OperationOutcome, ProvisionRequest, StaffOperationType
 from schemas.record import now_utc
-from schemas.serde import TopicSerde
 from topics import catalog
 
 
 def produce(o: Office, outputs: Sequence[Output]) -> None:
-    for topic, event in outputs:
-        serde: TopicSerde[Event] = TopicSerde(topic, o.registry)
-        o.producer.produce(topic.name, key=serde.key(event), value=serde.value(event))
-    if o.producer.flush(30):
-        raise CommandError("the answer could not be sent to the broker; run the same command again to re-send it")
+    o.publish(outputs, "the answer could not be sent to the broker; run the same command again to re-send it")
 
 
 @contextmanager
