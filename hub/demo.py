@@ -128,6 +128,52 @@ def print_intake_example(settings: Settings, city: City) -> None:
     print(f"対象年齢到達 ({day}): the 住基 sent {len(records)} full record(s); {known} of them are now in residents")
 
 
+def print_audit_example(settings: Settings) -> None:
+    """開示請求 and 監査 (`kenshin-hub person export`, `audit export` under an admin login): one resident's
+    document, and today's operation log and 情報提供等記録, each a new 0600 file in ``<state>/exports``.
+    """
+    from datetime import UTC, datetime, timedelta
+
+    from hub.audit import audit_lines, person_document, write_private
+
+    out = settings.state_dir / "exports"
+    out.mkdir(mode=0o700, exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+    engine, processors = make_engine(settings.database_url.reveal()), make_engine(settings.processors_url())
+    try:
+        with engine.connect() as conn, processors.connect() as pconn:
+            atena = conn.execute(
+                sa.select(ledger_entries.c.atena_no)
+                .where(ledger_entries.c.tenant == settings.tenant)
+                .order_by(ledger_entries.c.atena_no)
+                .limit(1)
+            ).scalar_one_or_none()
+            if atena is None:
+                return
+            document = person_document(conn, pconn, settings.tenant, str(atena))
+            person_file = out / f"person-{atena}-{stamp}.json"
+            write_private(person_file, [json.dumps(document, ensure_ascii=False, indent=2, sort_keys=True) + "\n"])
+            counts: dict[str, int] = {}
+            lines = []
+            start = datetime.now(UTC).date()  # what the demo itself did: today's operations and records
+            end = start + timedelta(days=1)
+            for table, row in audit_lines(conn, settings.tenant, start, end):
+                counts[table] = counts.get(table, 0) + 1
+                lines.append(json.dumps({"table": table, "row": row}, ensure_ascii=False, sort_keys=True) + "\n")
+            audit_file = out / f"audit-{start}-{stamp}.jsonl"
+            write_private(audit_file, lines)
+    finally:
+        engine.dispose()
+        processors.dispose()
+    held = {k: len(v) for k, v in document.items() if isinstance(v, list) and v}
+    print(
+        f"\n開示請求 (`kenshin-hub person export {atena} --out FILE`, admin): {person_file} (0600): "
+        + ", ".join(f"{k} {n}" for k, n in sorted(held.items()))
+    )
+    print(f"監査 (`kenshin-hub audit export --from {start} --to {end} --out FILE`): {audit_file} (0600): "
+          + (", ".join(f"{t} {n}" for t, n in sorted(counts.items())) or "no rows"))  # fmt: skip
+
+
 def print_counter_example(settings: Settings, year: int) -> None:
     """The counter view of one resident who moved in and whose history came from their previous town (else one with
     a 台帳 entry): what staff see with `kenshin-hub person show` under their login.
@@ -350,6 +396,7 @@ def cmd_demo(settings: Settings, args: argparse.Namespace, prepare: Callable[[],
         print_mailing_example(settings, args.year)
         print_institutions_example(settings, args.year)
         print_reports_example(settings, args.year)
+        print_audit_example(settings)
         print_intake_example(settings, run.city)
     print("\nThe stack keeps running (`kenshin-hub stack down` stops it); the tables are in", end=" ")
     print(settings.describe()[[k for k, _ in settings.describe()].index("KENSHIN_DATABASE_URL")][1])
