@@ -10,12 +10,16 @@ its own consumer group, four times (``--rounds R``: R times each, in rotated ord
   output is produced per input. It is the real runtime: Avro decode into the typed model, one SQL transaction
   with the outbox and the stored offsets, Avro encode, delivery acknowledged, then the offsets committed;
 * **quix**: Quix Streams with a RocksDB per-key counter (changelog topic on), one output per input, at least once;
-* **quix_eos**: the same with ``processing_guarantee="exactly-once"`` (transactional producer).
+* **quix_eos**: the same with ``processing_guarantee="exactly-once"`` (transactional producer);
+* **quix_avro**: Quix stateful as above, but decoding and encoding the values as the hub does (Confluent wire
+  format, through the registry), with Quix's own ``AvroDeserializer`` / ``AvroSerializer`` given the registry: the
+  same job as the hub's, the way Quix Streams does it.
 
 The input values are the Confluent wire format of a small model (:class:`schemas.models.HubCommand`, whose string
-field carries a padded JSON dict), so the hub decodes what it reads; the raw passthrough and Quix carry them as
-opaque bytes. Quix Streams pins its own confluent-kafka, so it is never a project dependency: it is installed once
-into its own venv (``<cache dir>/bench-quix``) and its job (:data:`QUIX_JOB`) runs there as a subprocess.
+field carries a padded JSON dict), so the hub decodes what it reads; the raw passthrough, ``quix`` and ``quix_eos``
+carry them as opaque bytes, ``quix_avro`` decodes and encodes them. Quix Streams pins its own confluent-kafka,
+so it is never a project dependency: it is installed once into its own venv (``<cache dir>/bench-quix``) and its
+job (:data:`QUIX_JOB`) runs there as a subprocess.
 
 Every rate is messages / seconds from the first message the code under test sees to the last output acknowledged
 (and, for the hub and Quix, the offsets committed), so group joins, topic checks and recovery are not counted.
@@ -78,9 +82,30 @@ import time
 from quixstreams import Application
 from quixstreams.kafka.configuration import ConnectionConfig
 
-inp, out, group, count, guarantee, state_dir = sys.argv[1:7]
+inp, out, group, count, guarantee, state_dir, codec = sys.argv[1:8]
 count = int(count)
 conf = json.loads(os.environ["BENCH_KAFKA_CONFIG"])
+if codec == "avro":  # the Confluent wire format through the registry, with Quix's own Avro serializers
+    from quixstreams.models.serializers.avro import AvroDeserializer, AvroSerializer
+    from quixstreams.models.serializers.schema_registry import (
+        SchemaRegistryClientConfig,
+        SchemaRegistrySerializationConfig,
+    )
+
+    registry = json.loads(os.environ["BENCH_REGISTRY_CONFIG"])
+    client = SchemaRegistryClientConfig(
+        url=registry["url"],
+        ssl_ca_location=registry.get("ssl.ca.location"),
+        basic_auth_user_info=registry.get("basic.auth.user.info"),
+    )
+    value_deserializer = AvroDeserializer(schema_registry_client_config=client)
+    value_serializer = AvroSerializer(
+        json.loads(os.environ["BENCH_SCHEMA"]),
+        schema_registry_client_config=client,
+        schema_registry_serialization_config=SchemaRegistrySerializationConfig(auto_register_schemas=False),
+    )
+else:
+    value_deserializer, value_serializer = "bytes", "bytes"
 app = Application(
     broker_address=ConnectionConfig.from_librdkafka_dict(conf, ignore_extras=True),
     consumer_group=group,
@@ -115,9 +140,9 @@ def count_key(value, state):
     return value
 
 
-sdf = app.dataframe(app.topic(inp, key_deserializer="bytes", value_deserializer="bytes"))
+sdf = app.dataframe(app.topic(inp, key_deserializer="bytes", value_deserializer=value_deserializer))
 sdf = sdf.apply(count_key, stateful=True)
-sdf.to_topic(app.topic(out, key_serializer="bytes", value_serializer="bytes"))
+sdf.to_topic(app.topic(out, key_serializer="bytes", value_serializer=value_serializer))
 app.run()
 done = time.perf_counter()
 first = marks["first"] or done
@@ -397,15 +422,32 @@ def quix_python(settings: Settings) -> Path:
 
 
 def bench_quix(
-    settings: Settings, python: Path, source: str, target: str, group: str, messages: int, guarantee: str, work: Path
+    settings: Settings,
+    python: Path,
+    source: str,
+    target: str,
+    group: str,
+    messages: int,
+    guarantee: str,
+    work: Path,
+    codec: str = "bytes",
 ) -> dict[str, float]:
-    """Run :data:`QUIX_JOB` in its venv over ``source``; its JSON report (``seconds``: first message to commit)."""
+    """Run :data:`QUIX_JOB` in its venv over ``source``; its JSON report (``seconds``: first message to commit).
+
+    ``codec`` "avro" has the job decode and encode the values through the registry (the output's subject must be
+    registered: the job does not register schemas).
+    """
     job = work / "bench_quix_job.py"
     job.write_text(QUIX_JOB, encoding="utf-8")
     state_dir = work / f"quix-state-{group}"
-    env = {**os.environ, "BENCH_KAFKA_CONFIG": json.dumps(settings.kafka_config())}
+    env = {
+        **os.environ,
+        "BENCH_KAFKA_CONFIG": json.dumps(settings.kafka_config()),
+        "BENCH_REGISTRY_CONFIG": json.dumps(settings.schema_registry_config()),
+        "BENCH_SCHEMA": HubCommand.schema_str(),
+    }
     proc = subprocess.run(  # noqa: S603 - our own interpreter and script
-        [str(python), str(job), source, target, group, str(messages), guarantee, str(state_dir)],
+        [str(python), str(job), source, target, group, str(messages), guarantee, str(state_dir), codec],
         capture_output=True,
         text=True,
         env=env,
@@ -425,7 +467,7 @@ def bench_quix(
 # --- the benchmark --------------------------------------------------------------------------------------------
 
 
-KINDS = ("raw", "hub", "quix", "quix_eos")
+KINDS = ("raw", "hub", "quix", "quix_eos", "quix_avro")
 
 
 def bench_runtime(
@@ -447,7 +489,8 @@ def bench_runtime(
     source = _topic(scratch.name("input"), HubCommand, partitions, dlq)
     outputs = {kind: scratch.name(f"out.{kind}") for kind in KINDS}
     target = _topic(outputs["hub"], HubCommand, partitions, None)
-    subjects = {t.value_subject: t.value_type.schema_str() for t in (source, target, dlq)}
+    quix_avro = _topic(outputs["quix_avro"], HubCommand, partitions, None)
+    subjects = {t.value_subject: t.value_type.schema_str() for t in (source, target, dlq, quix_avro)}
     registry = registry_client(settings.schema_registry_config())
     work = Path(tempfile.mkdtemp(prefix="bench-runtime-"))
     rates: dict[str, list[float]] = {kind: [] for kind in KINDS}
@@ -475,7 +518,10 @@ def bench_runtime(
                     detail = f" {checks}"
                 else:
                     guarantee = "exactly-once" if kind == "quix_eos" else "at-least-once"
-                    job = bench_quix(settings, python, source.name, outputs[kind], group, messages, guarantee, work)
+                    codec = "avro" if kind == "quix_avro" else "bytes"
+                    job = bench_quix(
+                        settings, python, source.name, outputs[kind], group, messages, guarantee, work, codec
+                    )
                     seconds, detail = job["seconds"], f" (to the last message {job['to_last_s']:.2f}s)"
                 rates[kind].append(messages / seconds)
                 _say(f"round {r + 1}/{rounds}: {kind:<8} {seconds:7.2f}s {messages / seconds:9,.0f} msgs/s{detail}")
@@ -505,6 +551,7 @@ def bench_runtime(
     }
     results["hub_over_quix"] = results["hub_msgs_s"] / results["quix_msgs_s"]
     results["hub_over_quix_eos"] = results["hub_msgs_s"] / results["quix_eos_msgs_s"]
+    results["hub_over_quix_avro"] = results["hub_msgs_s"] / results["quix_avro_msgs_s"]
     results["hub_over_raw"] = results["hub_msgs_s"] / results["raw_msgs_s"]
     return results
 
@@ -521,6 +568,7 @@ def report(results: dict[str, float], command: str) -> str:
         ("**hub runtime** (`Runner` + SQLite per-key counter)", "hub"),
         ("Quix Streams, stateful (RocksDB per-key counter)", "quix"),
         ('Quix Streams, stateful, `processing_guarantee="exactly-once"`', "quix_eos"),
+        ("Quix Streams, stateful, decoding and encoding the Avro through the registry (as the hub)", "quix_avro"),
     )
     spread = rounds > 1
     head = "| runtime | msgs/s" + (f" (median of {rounds}) | min–max |" if spread else " |")
@@ -543,7 +591,8 @@ def report(results: dict[str, float], command: str) -> str:
         + "; msgs/s from the first message its code sees to the last output acknowledged and offsets committed\n\n"
         f"{table}\n\n"
         f"- ratio hub / Quix stateful: **{results['hub_over_quix']:.2f}**; hub / Quix exactly-once: "
-        f"**{results['hub_over_quix_eos']:.2f}**; hub / raw: {results['hub_over_raw']:.2f}\n"
+        f"**{results['hub_over_quix_eos']:.2f}**; hub / Quix decoding the same Avro: "
+        f"**{results['hub_over_quix_avro']:.2f}**; hub / raw: {results['hub_over_raw']:.2f}\n"
         "- raw: per message the bytes consumed and produced again (idempotent acks=all zstd producer); nothing "
         "decoded, no state, no commits\n"
         "- hub: per message an Avro decode into the typed model (registry wire format, model invariants checked) "
@@ -558,6 +607,9 @@ def report(results: dict[str, float], command: str) -> str:
         "committed). No SQL, no outbox, no stored offsets, no decode/encode\n"
         "- Quix exactly-once: the same, with outputs, changelog records and offsets in one Kafka transaction per "
         "checkpoint\n"
+        "- Quix decoding the Avro: Quix stateful, with `quixstreams.models.serializers.avro.AvroDeserializer` / "
+        "`AvroSerializer` given the registry (what Quix offers for the Confluent wire format: confluent-kafka's "
+        "registry-aware wrappers underneath), the output subject registered beforehand\n"
     )
 
 

@@ -31,7 +31,7 @@ import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
@@ -193,6 +193,57 @@ class _Decoded(OrderedDict[str, tuple[str | None, str | None, PersonState, int]]
             self.popitem(last=False)
 
 
+@dataclass
+class _Index:
+    """The reception index rows of a batch's 受付番号 (read in one query per tenant), changed in memory as the
+    batch's claims arrive in offset order, and the changed rows written back in one statement.
+    """
+
+    claims: dict[tuple[str, str], dict[str, m.ReceptionClaim]]
+    changed: dict[tuple[str, str, str], m.ReceptionClaim] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, conn: Connection, deliveries: Sequence[Delivery]) -> _Index:
+        first: dict[tuple[str, str], m.ReceptionClaim] = {}  # a claim of each 受付番号, as the rows' template
+        for d in deliveries:
+            if isinstance(d.event, m.ReceptionClaim):
+                first.setdefault((d.event.tenant, d.event.reception_no), d.event)
+        claims: dict[tuple[str, str], dict[str, m.ReceptionClaim]] = {key: {} for key in first}
+        rc = receptions
+        for tenant in sorted({t for t, _ in first}):
+            numbers = sorted(r for t, r in first if t == tenant)
+            for i in range(0, len(numbers), _CHUNK):
+                query = sa.select(rc).where(rc.c.tenant == tenant, rc.c.reception_no.in_(numbers[i : i + _CHUNK]))
+                for r in conn.execute(query):
+                    claims[(tenant, r.reception_no)][r.atena_no] = replace(
+                        first[(tenant, r.reception_no)],
+                        atena_no=r.atena_no,
+                        submitted_at=r.submitted_at,
+                        result_event_id=uuid.UUID(r.result_event_id),
+                        staff_id=r.staff_id,
+                    )
+        return cls(claims)
+
+    def claim(self, claim: m.ReceptionClaim) -> list[Output]:
+        """The reception index: keep the person's latest claim of the 受付番号; SUPERSEDED to whom it left."""
+        held = self.claims[(claim.tenant, claim.reception_no)]
+        kept, decisions = index(held, claim)
+        if kept is not None:
+            held[kept.atena_no] = kept
+            self.changed[(kept.tenant, kept.reception_no, kept.atena_no)] = kept
+        return [(catalog.LEDGER_DECISIONS, d) for d in decisions]
+
+    def store(self, conn: Connection) -> None:
+        if not self.changed:
+            return
+        rows = [
+            {"tenant": c.tenant, "reception_no": c.reception_no, "atena_no": c.atena_no,
+             "submitted_at": c.submitted_at, "result_event_id": str(c.result_event_id), "staff_id": c.staff_id}
+            for _, c in sorted(self.changed.items())
+        ]  # fmt: skip
+        upsert(conn, receptions, rows, ["tenant", "reception_no", "atena_no"])
+
+
 class Processors(Handler):
     """The processors' handler: 住基 → residents, 突合 → ledger / errors / 副本, invitations, 年度開始."""
 
@@ -231,20 +282,27 @@ class Processors(Handler):
         self._refresh_institutions(conn)  # another worker may have stored a change since the last batch
         started = self._lock_partitions(conn, deliveries)
         persons = self._load(conn, deliveries)
+        index = _Index.load(conn, deliveries)
         outcomes: list[Outcome] = []
         for d in deliveries:
             step = STEPS[d.topic.name]
             began = time.perf_counter()
             try:
-                outcomes.append(self._one(conn, d, persons, started))
+                outcomes.append(self._one(conn, d, persons, started, index))
             except (ModelError, ValueError) as exc:  # the data itself is wrong: its state is left as it was
                 outcomes.append(Refusal(step, str(exc)[:300], exc, DeadLetterReason.INVALID))
             self.metrics.processing_time(step, time.perf_counter() - began)
         self._store(conn, persons.values())
+        index.store(conn)
         return outcomes
 
     def _one(
-        self, conn: Connection, d: Delivery, persons: dict[str, _Person], started: dict[tuple[str, int], int]
+        self,
+        conn: Connection,
+        d: Delivery,
+        persons: dict[str, _Person],
+        started: dict[tuple[str, int], int],
+        receptions: _Index,
     ) -> list[Output]:
         event = d.event
         if isinstance(event, m.HubCommand):
@@ -253,7 +311,7 @@ class Processors(Handler):
             self._record_institution(conn, event)
             return []
         if isinstance(event, m.ReceptionClaim):
-            return self._index(conn, event)
+            return receptions.claim(event)
         key = d.topic.key_of(event)
         person = persons.get(key)
         if person is None:
@@ -323,30 +381,6 @@ class Processors(Handler):
             len(out),
         )
         return out
-
-    def _index(self, conn: Connection, claim: m.ReceptionClaim) -> list[Output]:
-        """The reception index: keep the person's latest claim of the 受付番号; SUPERSEDED to whom it left."""
-        rc = receptions
-        rows = conn.execute(
-            sa.select(rc).where(rc.c.tenant == claim.tenant, rc.c.reception_no == claim.reception_no)
-        ).all()
-        claims = {
-            r.atena_no: replace(
-                claim,
-                atena_no=r.atena_no,
-                submitted_at=r.submitted_at,
-                result_event_id=uuid.UUID(r.result_event_id),
-                staff_id=r.staff_id,
-            )
-            for r in rows
-        }
-        store, decisions = index(claims, claim)
-        if store is not None:
-            values = {"submitted_at": store.submitted_at, "result_event_id": str(store.result_event_id),
-                      "staff_id": store.staff_id}  # fmt: skip
-            key = {"tenant": store.tenant, "reception_no": store.reception_no, "atena_no": store.atena_no}
-            upsert(conn, rc, [{**key, **values}], list(key))
-        return [(catalog.LEDGER_DECISIONS, d) for d in decisions]
 
     # --- state -----------------------------------------------------------------------------------------------
 
