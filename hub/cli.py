@@ -13,6 +13,8 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from confluent_kafka import KafkaException
+
 from hub.audit import add_parsers as audit_parsers
 from hub.corrections import add_parsers as ledger_parsers
 from hub.counter import add_parsers as counter_parsers
@@ -23,6 +25,7 @@ from hub.office import add_parsers as office_parsers
 from hub.review import add_parsers as review_parsers
 from hub.runtime.errors import StackError
 from hub.settings import Settings, SettingsError, load_settings
+from schemas.serde import RegistryUnavailable
 
 log = logging.getLogger("kenshin_hub")
 
@@ -401,6 +404,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except (StackError, CommandError) as exc:
         print(f"kenshin-hub: error: {exc}", file=sys.stderr)
+        return 1
+    except (RegistryUnavailable, KafkaException) as exc:  # an outage, not the command's fault
+        print(f"kenshin-hub: error: the schema registry or the broker did not answer ({exc}); what the command "
+              "recorded in SQL stays: run the command again once they are back", file=sys.stderr)  # fmt: skip
         return 1
     except KeyboardInterrupt:
         return 130

@@ -145,10 +145,9 @@ def prometheus(prometheus_server_bin: str, pipeline: Pipeline, tmp_path: Path) -
         server.close()
 
 
-def staff(pipeline: Pipeline, *args: str, password: str) -> int:
-    run = subprocess.run([sys.executable, "-m", "hub.cli", *args, "--password-stdin"], env=pipeline.env,
-                         input=password + "\n", capture_output=True, text=True, timeout=120, check=False)  # fmt: skip
-    return run.returncode
+def staff(pipeline: Pipeline, *args: str, password: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "hub.cli", *args, "--password-stdin"], env=pipeline.env,
+                          input=password + "\n", capture_output=True, text=True, timeout=120, check=False)  # fmt: skip
 
 
 def test_prometheus_scrapes_the_hub_during_a_load(
@@ -171,12 +170,18 @@ def test_prometheus_scrapes_the_hub_during_a_load(
             [(garbage_key, b"\x00not avro at all")] * GARBAGE)  # fmt: skip
     # The first admin came from `staff init` when the year was started (Pipeline.start_year: an admin, a health
     # staff member, two logins, FISCAL_YEAR_START); a second `staff init` is refused; that admin adds monitor1.
-    assert staff(pipeline, "staff", "init", "monitor1", "--name", "監視担当", password=STAFF_PASSWORD) != 0
-    assert staff(pipeline, "login", STAFF_ADMIN, password=PIPELINE_STAFF_PASSWORD) == 0
-    assert staff(pipeline, "staff", "add", "monitor1", "--name", "監視担当", "--role", "admin",
-                 password=STAFF_PASSWORD) == 0  # fmt: skip
-    assert staff(pipeline, "login", "monitor1", password=STAFF_PASSWORD) == 0
-    assert staff(pipeline, "login", "monitor1", password="not the password") != 0
+    refused = staff(pipeline, "staff", "init", "monitor1", "--name", "監視担当", password=STAFF_PASSWORD)
+    assert refused.returncode == 1
+    assert "staff accounts exist already" in refused.stderr, refused.stderr
+    for run in (
+        staff(pipeline, "login", STAFF_ADMIN, password=PIPELINE_STAFF_PASSWORD),
+        staff(pipeline, "staff", "add", "monitor1", "--name", "監視担当", "--role", "admin", password=STAFF_PASSWORD),
+        staff(pipeline, "login", "monitor1", password=STAFF_PASSWORD),
+    ):
+        assert run.returncode == 0, run.stderr
+    wrong = staff(pipeline, "login", "monitor1", password="not the password")
+    assert wrong.returncode == 1
+    assert "login failed" in wrong.stderr, wrong.stderr  # refused as a login, and recorded: not any other error
     conf = dict(pipeline.settings.kafka_config())
     wait_drained(conf, APP_ID, PROCESSOR_INPUTS, timeout_s=120)
     wait_drained(conf, SINKS_GROUP, (*SINK_INPUTS, catalog.STAFF_OPERATIONS.name), timeout_s=120)

@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 import hub.cli
@@ -24,7 +25,9 @@ from hub.review import staff_operation
 from hub.settings import Settings, load_settings
 from hub.staff import ANONYMOUS, MAX_FAILED_LOGINS, StaffService, unit_test_password_cost
 from schemas.models import OperationOutcome, StaffOperation, StaffOperationType
+from schemas.serde import RegistryUnavailable
 from sinks.db import make_engine, upgrade
+from sinks.tables import staff_operations
 
 pytestmark = pytest.mark.unit
 
@@ -206,3 +209,48 @@ def test_the_review_commands_record_a_denied_attempt_and_do_no_work(
         (ANONYMOUS, Op.RETENTION_PURGE, Out.DENIED, "retention run"),
         (ANONYMOUS, Op.OTHER, Out.DENIED, "import-offline medium.json"),
     ]
+
+
+def test_a_registry_or_broker_outage_is_a_clear_error_and_the_sql_record_stays(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The audit trail is written to SQL first; when the topic cannot take the record (registry or broker down),
+    the command says so and exits 1 instead of dying with a traceback."""
+    env = {"KENSHIN_STATE_DIR": str(tmp_path / "state"), "KENSHIN_DATABASE_URL": f"sqlite:///{tmp_path / 'hub.db'}"}
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    settings = load_settings(env)
+    engine = make_engine(env["KENSHIN_DATABASE_URL"])
+    upgrade(engine)
+
+    class DownOffice(Office):
+        def __init__(self) -> None:
+            self.settings = settings
+            self.engine = engine
+            self.staff = StaffService(engine, settings.tenant, self._record)
+
+        def publish(self, outputs: object, failure: str) -> None:
+            raise RegistryUnavailable("schema registry failed to answer subject 'chukan.staff-operations.v1-value'")
+
+        def close(self) -> None:
+            pass
+
+    @contextmanager
+    def office(_settings: Settings) -> Iterator[Office]:
+        yield DownOffice()
+
+    monkeypatch.setattr(hub.review, "office", office)
+    try:
+        with unit_test_password_cost():
+            assert (
+                cli(monkeypatch, "staff", "init", "admin1", "--name", "管理者", "--password-stdin", stdin=ADMIN_PW) == 1
+            )
+        err = capsys.readouterr().err
+        assert "Traceback" not in err
+        assert "registry" in err
+        assert "run the command again" in err
+        with engine.connect() as conn:
+            rows = conn.execute(sa.select(staff_operations.c.staff_id, staff_operations.c.operation)).all()
+        assert [tuple(r) for r in rows] == [("admin1", "INIT")]
+    finally:
+        engine.dispose()
