@@ -10,6 +10,7 @@ import argparse
 import json
 import os
 import platform
+import tempfile
 import time
 import uuid
 from collections.abc import Callable
@@ -130,14 +131,17 @@ def print_intake_example(settings: Settings, city: City) -> None:
 
 def print_audit_example(settings: Settings) -> None:
     """開示請求 and 監査 (`kenshin-hub person export`, `audit export` under an admin login): one resident's
-    document, and today's operation log and 情報提供等記録, each a new 0600 file in ``<state>/exports``.
+    document, and today's operation log and 情報提供等記録, each written as a new 0600 file as the commands do.
+
+    The resident's document holds their 個人番号 in clear (it is theirs, for them): the demo writes both files into
+    a private temporary folder and removes it once it has shown what they hold, so it leaves no such file behind.
     """
     from datetime import UTC, datetime, timedelta
 
     from hub.audit import audit_lines, person_document, write_private
 
-    out = settings.state_dir / "exports"
-    out.mkdir(mode=0o700, exist_ok=True)
+    scratch = tempfile.TemporaryDirectory(prefix="kenshin-demo-exports-")
+    out = Path(scratch.name)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
     engine, processors = make_engine(settings.database_url.reveal()), make_engine(settings.processors_url())
     try:
@@ -162,15 +166,19 @@ def print_audit_example(settings: Settings) -> None:
                 lines.append(json.dumps({"table": table, "row": row}, ensure_ascii=False, sort_keys=True) + "\n")
             audit_file = out / f"audit-{start}-{stamp}.jsonl"
             write_private(audit_file, lines)
+            sizes = {f.name: f.stat().st_size for f in (person_file, audit_file)}
     finally:
         engine.dispose()
         processors.dispose()
+        scratch.cleanup()
     held = {k: len(v) for k, v in document.items() if isinstance(v, list) and v}
     print(
-        f"\n開示請求 (`kenshin-hub person export {atena} --out FILE`, admin): {person_file} (0600): "
+        f"\n開示請求 (`kenshin-hub person export {atena} --out FILE`, admin): {person_file.name}, "
+        f"{sizes[person_file.name]:,} bytes (0600; the demo's copy removed): "
         + ", ".join(f"{k} {n}" for k, n in sorted(held.items()))
     )
-    print(f"監査 (`kenshin-hub audit export --from {start} --to {end} --out FILE`): {audit_file} (0600): "
+    print(f"監査 (`kenshin-hub audit export --from {start} --to {end} --out FILE`): {audit_file.name}, "
+          f"{sizes[audit_file.name]:,} bytes (0600; removed): "
           + (", ".join(f"{t} {n}" for t, n in sorted(counts.items())) or "no rows"))  # fmt: skip
 
 
