@@ -92,8 +92,11 @@ def print_intake_example(settings: Settings, city: City) -> None:
     対象年齢到達 records of the next fiscal year making those who become targets residents.
     """
     minimal = sorted(a for a, p in city.residents.items() if not p.in_scope)
-    print(f"\n住基 intake (III.2): {len(minimal)} of {len(city.residents)} people are below target age; the 住基 sent,")
-    print("and the processors keep, only their changes' types and dates and 性別・生年月日 (no row in residents)")
+    print(f"\n住基 intake (III.2): {len(minimal)} of {len(city.residents)} people are below target age: for them the "
+          "住基 sends, and the processors keep,")  # fmt: skip
+    print(
+        "  only the types and dates of their changes and 性別・生年月日 (no residents row, nothing at the 中間サーバー)"
+    )
     if not minimal:
         return
     keys = open_key_file(key_file_of(settings))
