@@ -102,7 +102,9 @@ if codec == "avro":  # the Confluent wire format through the registry, with Quix
     value_serializer = AvroSerializer(
         json.loads(os.environ["BENCH_SCHEMA"]),
         schema_registry_client_config=client,
-        schema_registry_serialization_config=SchemaRegistrySerializationConfig(auto_register_schemas=False),
+        schema_registry_serialization_config=SchemaRegistrySerializationConfig(
+            auto_register_schemas=False, use_latest_version=True
+        ),
     )
 else:
     value_deserializer, value_serializer = "bytes", "bytes"
