@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -74,8 +75,15 @@ class EligibilityRules:
         minimal basis of a person (:class:`schemas.models.TargetBasis`). Upper age limits do not count: a person
         past one kind's range stays in scope, as the scope only ever grows with age.
         """
-        age = age_at_fiscal_year_end(birth, fiscal_year)
-        return any((r.sex is None or r.sex is sex) and age >= r.youngest for r in self.kinds.values())
+        return age_at_fiscal_year_end(birth, fiscal_year) >= self.youngest_of[sex]
+
+    @functools.cached_property
+    def youngest_of(self) -> Mapping[Sex, int]:
+        """Per sex, the youngest age at which any kind takes them (above every age when none does)."""
+        return {
+            sex: min((r.youngest for r in self.kinds.values() if r.sex is None or r.sex is sex), default=10**6)
+            for sex in Sex
+        }
 
 
 def _int(raw: Mapping[str, Any], key: str, where: str, default: int | None = None) -> int:

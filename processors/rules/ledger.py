@@ -77,7 +77,6 @@ from schemas.models import (
     ScreeningResult,
     Sex,
     SourcePointer,
-    TargetBasis,
 )
 from schemas.record import ModelError
 
@@ -288,9 +287,9 @@ class Context:
     decisions: DecisionRules = field(default_factory=packaged_decisions)  # what staff may accept (decisions.toml)
     today: Callable[[], date] = field(default=lambda: datetime.now(JST).date())  # the city's date (scope)
 
-    def in_scope(self, basis: TargetBasis) -> bool:
-        """Whether a person of ``basis`` can be a target in the current fiscal year (else: kept minimal)."""
-        return self.rules.can_be_target(basis.sex, basis.birth_date, fiscal_year(self.today()))
+    def in_scope(self, sex: Sex, birth: date) -> bool:
+        """Whether a person of this 性別 and 生年月日 can be a target this fiscal year (else: kept minimal)."""
+        return self.rules.can_be_target(sex, birth, fiscal_year(self.today()))
 
 
 # --- 副本 ------------------------------------------------------------------------------------------------------

@@ -29,6 +29,7 @@ from schemas.models import (
     ResidentHistoryItem,
     ResidentState,
     ResidentStatus,
+    Sex,
     TargetBasis,
 )
 
@@ -48,6 +49,12 @@ def basis_of(change: ResidentChange) -> TargetBasis | None:
     if change.person is not None:
         return TargetBasis(sex=change.person.sex, birth_date=change.person.birth_date)
     return change.basis
+
+
+def _stated(change: ResidentChange) -> tuple[Sex, date] | None:
+    """:func:`basis_of` as a plain pair (no model built: this runs for every 住基異動)."""
+    stated = change.person if change.person is not None else change.basis
+    return (stated.sex, stated.birth_date) if stated is not None else None
 
 
 def reduced(change: ResidentChange, basis: TargetBasis) -> ResidentChange:
@@ -91,22 +98,27 @@ class PersonLog:
 
     def basis(self) -> TargetBasis | None:
         """性別 and 生年月日 as the latest change (in fold order) that states them has them."""
+        stated = self._stated()
+        return TargetBasis(sex=stated[0], birth_date=stated[1]) if stated is not None else None
+
+    def _stated(self) -> tuple[Sex, date] | None:
         for c in reversed(self.changes):
-            basis = basis_of(c)
-            if basis is not None:
-                return basis
+            stated = _stated(c)
+            if stated is not None:
+                return stated
         return None
 
-    def minimised(self, in_scope: Callable[[TargetBasis], bool]) -> tuple[PersonLog, int]:
+    def minimised(self, in_scope: Callable[[Sex, date], bool]) -> tuple[PersonLog, int]:
         """The log as kept, and how many of its changes had to be reduced to get there.
 
         When the person's basis is out of scope (``in_scope`` false), every change is reduced to the minimal basis
         (:func:`reduced`); an in-scope person, or one whose basis is not known yet, is kept as is. The result
         depends only on the set of changes, not on their arrival order: reducing again changes nothing.
         """
-        basis = self.basis()
-        if basis is None or in_scope(basis):
+        stated = self._stated()
+        if stated is None or in_scope(*stated):
             return self, 0
+        basis = TargetBasis(sex=stated[0], birth_date=stated[1])
         changes = tuple(reduced(c, basis) for c in self.changes)
         count = sum(1 for before, after in zip(self.changes, changes, strict=True) if before != after)
         return (PersonLog(changes), count) if count else (self, 0)
