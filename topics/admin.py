@@ -91,7 +91,11 @@ def _configs(admin: AdminClient, names: list[str]) -> dict[str, dict[str, str]]:
 
 
 def _await_metadata(admin: AdminClient, names: set[str]) -> None:
-    """Wait (bounded) until every broker's metadata shows the new topics with leaders, so callers can produce."""
+    """Wait (bounded) until the metadata shows the new topics with leaders, so callers can produce.
+
+    The answer comes from the one broker librdkafka asks: on a cluster another broker's copy of the KRaft metadata
+    may still lag behind for a moment (a client asking it sees the topic a little later; producers retry).
+    """
     deadline = time.monotonic() + TIMEOUT_S
     while time.monotonic() < deadline:
         metadata = admin.list_topics(timeout=TIMEOUT_S).topics

@@ -173,12 +173,12 @@ def test_prometheus_scrapes_the_hub_during_a_load(
     refused = staff(pipeline, "staff", "init", "monitor1", "--name", "監視担当", password=STAFF_PASSWORD)
     assert refused.returncode == 1
     assert "staff accounts exist already" in refused.stderr, refused.stderr
-    for run in (
+    for done in (
         staff(pipeline, "login", STAFF_ADMIN, password=PIPELINE_STAFF_PASSWORD),
         staff(pipeline, "staff", "add", "monitor1", "--name", "監視担当", "--role", "admin", password=STAFF_PASSWORD),
         staff(pipeline, "login", "monitor1", password=STAFF_PASSWORD),
     ):
-        assert run.returncode == 0, run.stderr
+        assert done.returncode == 0, done.stderr
     wrong = staff(pipeline, "login", "monitor1", password="not the password")
     assert wrong.returncode == 1
     assert "login failed" in wrong.stderr, wrong.stderr  # refused as a login, and recorded: not any other error

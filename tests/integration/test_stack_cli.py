@@ -91,7 +91,13 @@ def test_three_node_cluster_survives_the_loss_of_one_node(tmp_path: Path) -> Non
         assert len(info.bootstrap.split(",")) == 3
         admin = AdminClient({"bootstrap.servers": info.bootstrap})
         apply(admin, [RESIDENTS])
+        # apply waits until the broker it asks shows the topic; describe may ask another broker, whose copy of the
+        # KRaft metadata log can lag behind by seconds on a loaded machine (CI saw it absent there): bounded wait
+        deadline = time.monotonic() + 60
         [state] = describe(admin, [RESIDENTS])
+        while not state.exists and time.monotonic() < deadline:
+            time.sleep(0.5)
+            [state] = describe(admin, [RESIDENTS])
         assert state.replication_factor == 3
         assert state.configs["min.insync.replicas"] == "2"
 
