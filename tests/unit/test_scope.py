@@ -132,33 +132,26 @@ def test_a_target_age_record_must_state_the_support_measure() -> None:
         dataclasses.replace(FULL, basis=m.TargetBasis(sex=m.Sex.FEMALE, birth_date=GIRL.birth_date))
 
 
+def cervical(day: date, seq: int) -> m.ScreeningResult:
+    """The girl's 子宮がん result of ``day``."""
+    return result(
+        m.ScreeningKind.CERVICAL, day=day, seq=seq, reception=f"R-{seq}", subject=GIRL, institution_code=FOLLOW_INST
+    )
+
+
+def error_reasons(out: list[m.Event]) -> tuple[m.ErrorReason, ...] | None:
+    """The reasons of the first error among ``out`` (None: no error)."""
+    errors = [e for e in out if isinstance(e, m.ScreeningError)]
+    return errors[0].reasons if errors else None
+
+
 def test_a_result_below_target_age_is_not_eligible_and_one_at_target_age_waits_for_the_record() -> None:
     minimal, _ = fold(IN_2025, BIRTH)
-    young = result(
-        m.ScreeningKind.CERVICAL,
-        day=date(2025, 11, 4),
-        seq=50,
-        reception="R-young",
-        subject=GIRL,
-        institution_code=FOLLOW_INST,
-    )
-    _, out = apply_result(minimal, young, IN_2025, None)
-    errors = [e for e in out if isinstance(e, m.ScreeningError)]
-    assert errors
-    assert errors[0].reasons == (m.ErrorReason.NOT_ELIGIBLE_AGE,)
+    _, out = apply_result(minimal, cervical(date(2025, 11, 4), 50), IN_2025, None)
+    assert error_reasons(out) == (m.ErrorReason.NOT_ELIGIBLE_AGE,)
     # fiscal year 2026: she is a target, but the registry's full record has not come yet: the result waits
-    adult = result(
-        m.ScreeningKind.CERVICAL,
-        day=date(2026, 5, 7),
-        seq=51,
-        reception="R-adult",
-        subject=GIRL,
-        institution_code=FOLLOW_INST,
-    )
-    waiting, out = apply_result(minimal, adult, IN_2026, None)
-    errors = [e for e in out if isinstance(e, m.ScreeningError)]
-    assert errors
-    assert errors[0].reasons == (m.ErrorReason.UNKNOWN_PERSON,)
+    waiting, out = apply_result(minimal, cervical(date(2026, 5, 7), 51), IN_2026, None)
+    assert error_reasons(out) == (m.ErrorReason.UNKNOWN_PERSON,)
     full = dataclasses.replace(FULL, person=GIRL)
     _, out = apply_change(waiting, full, IN_2026, started_year=0)
     entries = [e for e in out if isinstance(e, m.LedgerEntry)]

@@ -49,6 +49,16 @@ class LocalOffice(Office):
         pass
 
 
+def _settings_and_database(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Settings, Engine]:
+    """The settings of a state folder and a migrated SQLite database under ``tmp_path``, exported to the CLI."""
+    env = {"KENSHIN_STATE_DIR": str(tmp_path / "state"), "KENSHIN_DATABASE_URL": f"sqlite:///{tmp_path / 'hub.db'}"}
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    engine = make_engine(env["KENSHIN_DATABASE_URL"])
+    upgrade(engine)
+    return load_settings(env), engine
+
+
 @pytest.fixture
 def records() -> list[StaffOperation]:
     return []
@@ -56,12 +66,7 @@ def records() -> list[StaffOperation]:
 
 @pytest.fixture
 def local(tmp_path: Path, records: list[StaffOperation], monkeypatch: pytest.MonkeyPatch) -> Iterator[LocalOffice]:
-    env = {"KENSHIN_STATE_DIR": str(tmp_path / "state"), "KENSHIN_DATABASE_URL": f"sqlite:///{tmp_path / 'hub.db'}"}
-    for key, value in env.items():
-        monkeypatch.setenv(key, value)
-    settings = load_settings(env)
-    engine = make_engine(env["KENSHIN_DATABASE_URL"])
-    upgrade(engine)
+    settings, engine = _settings_and_database(tmp_path, monkeypatch)
     o = LocalOffice(settings, engine, records)
 
     @contextmanager
@@ -216,12 +221,7 @@ def test_a_registry_or_broker_outage_is_a_clear_error_and_the_sql_record_stays(
 ) -> None:
     """The audit trail is written to SQL first; when the topic cannot take the record (registry or broker down),
     the command says so and exits 1 instead of dying with a traceback."""
-    env = {"KENSHIN_STATE_DIR": str(tmp_path / "state"), "KENSHIN_DATABASE_URL": f"sqlite:///{tmp_path / 'hub.db'}"}
-    for key, value in env.items():
-        monkeypatch.setenv(key, value)
-    settings = load_settings(env)
-    engine = make_engine(env["KENSHIN_DATABASE_URL"])
-    upgrade(engine)
+    settings, engine = _settings_and_database(tmp_path, monkeypatch)
 
     class DownOffice(Office):
         def __init__(self) -> None:
