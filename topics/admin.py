@@ -120,6 +120,7 @@ def apply(admin: AdminClient, topics: Iterable[TopicSpec] = CLUSTER_TOPICS) -> l
     plans = {t.name: plan_for(t, brokers) for t in wanted}
     states = {s.name: s for s in describe(admin, wanted)}
     changes: list[str] = []
+    changed: list[str] = []
 
     missing = [plans[t.name] for t in wanted if not states[t.name].exists]
     if missing:
@@ -154,6 +155,7 @@ def apply(admin: AdminClient, topics: Iterable[TopicSpec] = CLUSTER_TOPICS) -> l
         if state.partitions is not None and state.partitions < topic.partitions:
             admin.create_partitions([NewPartitions(topic.name, topic.partitions)])[topic.name].result(timeout=TIMEOUT_S)
             changes.append(f"{topic.name}: partitions {state.partitions} -> {topic.partitions}")
+            changed.append(topic.name)
         elif state.partitions is not None and state.partitions > topic.partitions:
             changes.append(
                 f"{topic.name}: WARNING has {state.partitions} partitions, catalog says {topic.partitions} "
@@ -173,12 +175,43 @@ def apply(admin: AdminClient, topics: Iterable[TopicSpec] = CLUSTER_TOPICS) -> l
             changes.append(
                 f"{topic.name}: " + ", ".join(f"{k} {state.configs.get(k)} -> {v}" for k, v in sorted(drift.items()))
             )
+            if topic.name not in changed:
+                changed.append(topic.name)
         if state.replication_factor is not None and state.replication_factor != plan.replication_factor:
             changes.append(
                 f"{topic.name}: WARNING replication {state.replication_factor}, wanted {plan.replication_factor} "
                 "(reassign partitions to change it)"
             )
+    _await_applied(admin, [plans[n] for n in changed])
     return changes
+
+
+def _shows(state: TopicState, plan: Plan) -> bool:
+    return (
+        state.exists
+        and (state.partitions or 0) >= plan.topic.partitions
+        and all(state.configs.get(k) == v for k, v in plan.configs().items())
+    )
+
+
+def _await_applied(admin: AdminClient, plans: list[Plan]) -> None:
+    """Wait (bounded) until describes show the partitions and configs just set, so `apply` then `list` agree.
+
+    KRaft acknowledges a change once the controller has committed it; the broker that answers a describe applies
+    the record in its own time, and CI once read the old `retention.ms` right after an apply.
+    """
+    deadline = time.monotonic() + TIMEOUT_S
+    pending = plans
+    while pending:
+        states = {s.name: s for s in describe(admin, [p.topic for p in pending])}
+        pending = [p for p in pending if not _shows(states[p.topic.name], p)]
+        if not pending:
+            return
+        if time.monotonic() >= deadline:
+            raise TimeoutError(
+                f"the cluster does not show the changes after {TIMEOUT_S:.0f}s: {sorted(p.topic.name for p in pending)}"
+            )
+        time.sleep(0.2)
 
 
 def listing(admin: AdminClient, topics: Iterable[TopicSpec] = CLUSTER_TOPICS) -> list[dict[str, str]]:

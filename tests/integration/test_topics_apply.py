@@ -3,6 +3,7 @@
 import dataclasses
 import subprocess
 import sys
+import time
 
 import pytest
 from confluent_kafka.admin import AdminClient
@@ -11,7 +12,7 @@ from confluent_kafka.admin._config import AlterConfigOpType, ConfigEntry, Config
 from tests.integration.conftest import Endpoints
 from tests.integration.helpers import private_topic
 from topics.admin import apply, describe, listing
-from topics.catalog import CLUSTER_TOPICS, INVITATIONS
+from topics.catalog import CLUSTER_TOPICS, INVITATIONS, TopicSpec
 
 pytestmark = pytest.mark.integration
 
@@ -50,6 +51,14 @@ def test_cli_apply_and_list(endpoints: Endpoints) -> None:
     assert "missing" not in listed.stdout
 
 
+def _await_retention(admin: AdminClient, topic: TopicSpec, value: str) -> None:
+    """The broker that answers describes applies a committed config change in its own time: wait (bounded)."""
+    deadline = time.monotonic() + 30
+    while describe(admin, [topic])[0].configs.get("retention.ms") != value:
+        assert time.monotonic() < deadline, f"{topic.name} never showed retention.ms {value}"
+        time.sleep(0.2)
+
+
 def test_apply_mends_config_drift_and_adds_partitions(admin: AdminClient, unique: str) -> None:
     small = dataclasses.replace(private_topic(INVITATIONS, unique), partitions=1)
     apply(admin, [small])
@@ -60,6 +69,7 @@ def test_apply_mends_config_drift_and_adds_partitions(admin: AdminClient, unique
     )
     for future in admin.incremental_alter_configs([resource]).values():
         future.result(timeout=30)
+    _await_retention(admin, small, "1000")
 
     grown = dataclasses.replace(small, partitions=3)
     changes = apply(admin, [grown])
