@@ -47,7 +47,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import ColumnElement
 
-from connectors.keys import PermitVerifier, fugo_digest
+from connectors.keys import PermitVerifier, fugo_digest, public_key_of, valid_review_signature
 from connectors.network import MSG_NO_FUGO, derived_id, not_permitted
 from connectors.policy import Policies
 from connectors.service import Output, Position, decode_outputs, encode_outputs
@@ -57,6 +57,8 @@ from connectors.stores import (
     chukan_outgoing,
     chukan_persons,
     chukan_records,
+    chukan_review_decisions,
+    chukan_reviewers,
     chukan_used_permits,
 )
 from hub.validation import fiscal_year
@@ -79,6 +81,8 @@ from schemas.models import (
     RecordSide,
     ResponseItem,
     ResponseLine,
+    ReviewDecision,
+    ReviewVerdict,
 )
 from schemas.record import now_utc
 from sinks.db import upsert
@@ -95,6 +99,11 @@ MSG_PERMIT_EXPIRED = "提供許可証の有効期限が切れています"
 MSG_PERMIT_USED = "提供許可証は使用済みです"
 MSG_UNKNOWN_FUGO = "符号に該当する者がありません"
 MSG_NO_DATA = "該当する副本がありません"
+
+REVIEWER_ACTIVE = "ACTIVE"
+REVIEWER_DISABLED = "DISABLED"
+DECISION_ACCEPTED = "ACCEPTED"
+DECISION_REJECTED = "REJECTED"
 
 NOTE_SUPPORT_MEASURE = "住基のDV等支援措置の対象者のため自動応答しません"
 NOTE_FLAG_UNKNOWN = "自動応答不可フラグの状態が不明です（住基の支援措置の状態が確認できません）: 職員が確認します"
@@ -255,6 +264,37 @@ class TenantStore:
         t = chukan_held
         self.conn.execute(sa.update(t).where(t.c.tenant == self.tenant, t.c.request_id == request_id).values(**values))
 
+    # --- the reviewers it acts for (enrolled by this server's operator) and the decisions they sent -------------
+
+    def reviewer(self, staff_id: str) -> sa.Row[Any] | None:
+        t = chukan_reviewers
+        return self.conn.execute(sa.select(t).where(t.c.tenant == self.tenant, t.c.staff_id == staff_id)).one_or_none()
+
+    def reviewers(self) -> list[sa.Row[Any]]:
+        t = chukan_reviewers
+        return list(self.conn.execute(sa.select(t).where(t.c.tenant == self.tenant).order_by(t.c.staff_id)).all())
+
+    def enrol_reviewer(self, staff_id: str, public_key: str, now: datetime) -> None:
+        """Enrol (or re-key and re-activate) a reviewer of this tenant under ``public_key``."""
+        public_key_of(public_key)  # ValueError unless it is an Ed25519 public key
+        row = {"tenant": self.tenant, "staff_id": staff_id, "public_key": public_key, "status": REVIEWER_ACTIVE,
+               "enrolled_at": now, "changed_at": now}  # fmt: skip
+        upsert(self.conn, chukan_reviewers, [row], ["tenant", "staff_id"],
+               assign=lambda t, _new: {"enrolled_at": t.c.enrolled_at})  # fmt: skip
+
+    def set_reviewer_status(self, staff_id: str, status: str, now: datetime) -> bool:
+        t = chukan_reviewers
+        done = self.conn.execute(
+            sa.update(t)
+            .where(t.c.tenant == self.tenant, t.c.staff_id == staff_id)
+            .values(status=status, changed_at=now)
+        )
+        return bool(done.rowcount)
+
+    def review_decision(self, event_id: str) -> sa.Row[Any] | None:
+        t = chukan_review_decisions
+        return self.conn.execute(sa.select(t).where(t.c.tenant == self.tenant, t.c.event_id == event_id)).one_or_none()
+
 
 class ChukanServer:
     """The 中間サーバー platform: every municipality of the network is a tenant with a store of its own."""
@@ -267,6 +307,7 @@ class ChukanServer:
         catalog.FUGO_ISSUED,
         catalog.PROVISION_REQUESTS,
         catalog.PROVISION_RESPONSES,
+        catalog.REVIEW_DECISIONS,
     )
 
     def __init__(self, policies: Policies, verifier: PermitVerifier, clock: Callable[[], datetime] = now_utc) -> None:
@@ -296,6 +337,8 @@ class ChukanServer:
                 return self._provision(store, event)
             if isinstance(event, ProvisionResponse):
                 return self._answer(store, event)
+            if isinstance(event, ReviewDecision):
+                return self._review(store, event)
         except Rejected as exc:
             return [self._dead_letter(topic, event, str(exc))]
         raise TypeError(f"the 中間サーバー does not take {type(event).__name__}")
@@ -703,6 +746,43 @@ class ChukanServer:
             reason=reason,
         )
         return [(catalog.PROVISION_RESPONSES, response), record]
+
+    def _review(self, store: TenantStore, decision: ReviewDecision) -> list[Output]:
+        """A reviewer's signed decision (``chukan.review-decisions.v1``): acted on only when this server enrolled
+        the staff id as an active reviewer of the decision's tenant and the signature verifies against that key
+        (it covers every field: tenant, request, verdict and reason cannot be changed on the way), and only for a
+        request still held. Every decision received is kept with its outcome; a rejected one is also dead-lettered
+        with the reason, and changes nothing.
+        """
+        reviewer = store.reviewer(decision.staff_id)
+        reason: str | None = None
+        if reviewer is None:
+            reason = f"{decision.staff_id} is not a reviewer of {store.tenant} at this 中間サーバー"
+        elif reviewer.status != REVIEWER_ACTIVE:
+            reason = f"reviewer {decision.staff_id} of {store.tenant} is {reviewer.status.lower()}"
+        elif not valid_review_signature(reviewer.public_key, decision):
+            reason = f"the decision's signature does not verify against reviewer {decision.staff_id}'s key"
+        else:
+            held = store.held(str(decision.request_id))
+            if held is None:
+                reason = f"no held provision {decision.request_id} for {store.tenant}"
+            elif held.status != HoldStatus.HELD.value:
+                reason = f"{decision.request_id} was already decided ({held.status} by {held.decided_by})"
+        store.add(
+            chukan_review_decisions,
+            event_id=str(decision.event_id),
+            request_id=str(decision.request_id),
+            staff_id=decision.staff_id,
+            verdict=decision.verdict.value,
+            outcome=DECISION_REJECTED if reason else DECISION_ACCEPTED,
+            reason=reason,
+            received_at=self.clock(),
+        )
+        if reason is not None:
+            return [self._dead_letter(catalog.REVIEW_DECISIONS, decision, reason)]
+        approve = decision.verdict is ReviewVerdict.APPROVE
+        return self.decide(store.conn, store.tenant, str(decision.request_id), decision.staff_id, approve,
+                           decision.reason)  # fmt: skip
 
     def decide(
         self, conn: Connection, tenant: str, request_id: str, staff_id: str, approve: bool, reason: str | None

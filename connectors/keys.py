@@ -3,6 +3,9 @@
 * The **linkage key** stands in for J-LIS's derivation of 符号 from the 住民票コード: connectors turn a 個人番号 into a
   keyed digest (:func:`person_token`) before anything leaves them, so the 個人番号 itself goes no further than the
   connector, and the network can still recognise one person across institutions.
+* The **reviewers' key pairs** (Ed25519): each reviewer of a municipality signs their decisions on held provisions
+  (:func:`review_message`); the 中間サーバー holds only the public keys it enrolled, per tenant and staff id, so a
+  decision it acts on comes from a reviewer it knows, for that tenant, unchanged (:func:`valid_review_signature`).
 * The **permit key pair** (Ed25519): the network signs every 提供許可証 with its private key; a 中間サーバー holds
   only the public key, so it can verify a permit but never forge one. The signature covers a canonical, typed and
   length-prefixed encoding of every field the permit binds (:func:`permit_message`), the 符号 as its SHA-256.
@@ -18,7 +21,7 @@ import hashlib
 import hmac
 import os
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from pathlib import Path
 
@@ -31,7 +34,7 @@ from cryptography.hazmat.primitives.serialization import (
     load_pem_public_key,
 )
 
-from schemas.models import ProvisionPermit
+from schemas.models import ProvisionPermit, ReviewDecision
 from schemas.record import EPOCH
 
 _LINKAGE = "linkage.key"
@@ -177,3 +180,72 @@ class PermitVerifier:
         except (InvalidSignature, ValueError, OverflowError):  # OverflowError: a value the encoding cannot hold
             return False
         return True
+
+
+REVIEW_SCHEME = "kenshin-hub-review-decision-v1"
+
+
+def review_message(decision: ReviewDecision) -> bytes:
+    """The bytes a reviewer signs: the canonical encoding (as :func:`permit_message`'s) of the scheme name
+    ``kenshin-hub-review-decision-v1``, event id, occurred at (epoch milliseconds), tenant, source system, request id,
+    staff id, verdict and reason (absent for an approval), in that order: every field of the decision but the
+    signature.
+    """
+    fields: tuple[str | int | tuple[str, ...] | None, ...] = (
+        REVIEW_SCHEME,
+        str(decision.event_id),
+        (decision.occurred_at - EPOCH) // timedelta(milliseconds=1),
+        decision.tenant,
+        decision.source_system,
+        str(decision.request_id),
+        decision.staff_id,
+        decision.verdict.value,
+        decision.reason,
+    )
+    return b"".join(_enc(f) for f in fields)
+
+
+def _reviewer_path(state_dir: Path, tenant: str, staff_id: str) -> Path:
+    if not (staff_id.isascii() and staff_id.replace("-", "").replace("_", "").isalnum() and tenant.isdigit()):
+        raise ValueError("a reviewer's key is named by a 団体コード and a staff id of ASCII letters, digits, '-', '_'")
+    return state_dir / "keys" / "reviewers" / f"{tenant}-{staff_id}.pem"
+
+
+def reviewer_key(state_dir: Path, tenant: str, staff_id: str, create: bool = False) -> Ed25519PrivateKey | None:
+    """A reviewer's private key (0600, in the staff tools' key folder); made when ``create`` and missing, else None."""
+    from cryptography.hazmat.primitives.serialization import NoEncryption, PrivateFormat
+
+    path = _reviewer_path(state_dir, tenant, staff_id)
+    if not path.exists():
+        if not create:
+            return None
+        pem = Ed25519PrivateKey.generate().private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption())
+        _create_once(path, pem)
+    key = load_pem_private_key(path.read_bytes(), password=None)
+    if not isinstance(key, Ed25519PrivateKey):
+        raise ValueError(f"{path} is not an Ed25519 private key")
+    return key
+
+
+UNSIGNED = "unsigned"
+
+
+def sign_review(key: Ed25519PrivateKey, decision: ReviewDecision) -> ReviewDecision:
+    """``decision`` (made with ``signature=UNSIGNED``) with the reviewer's signature over its other fields."""
+    return replace(decision, signature=base64.b64encode(key.sign(review_message(decision))).decode())
+
+
+def public_key_of(text: str) -> Ed25519PublicKey:
+    """An enrolled reviewer's public key from its :func:`public_key_text` (raw 32 bytes, base64)."""
+    raw = base64.b64decode(text, validate=True)
+    if len(raw) != 32:
+        raise ValueError("an Ed25519 public key is 32 bytes")
+    return Ed25519PublicKey.from_public_bytes(raw)
+
+
+def valid_review_signature(public_key: str, decision: ReviewDecision) -> bool:
+    try:
+        public_key_of(public_key).verify(base64.b64decode(decision.signature, validate=True), review_message(decision))
+    except (InvalidSignature, ValueError, OverflowError):
+        return False
+    return True

@@ -100,7 +100,7 @@ def build(
             refresh_held(bundle, engine)
 
     if what == "chukan":
-        refresh_held(bundle, engine)  # at start-up, after new holds, and every HELD_REFRESH_S (staff decide in the CLI)
+        refresh_held(bundle, engine)  # at start-up, after new holds, and every HELD_REFRESH_S (and after decisions)
         heartbeat = _with_held_refresh(heartbeat, bundle, engine)
     return SinkRunner(
         settings,
@@ -123,7 +123,7 @@ HELD_REFRESH_S = 10.0
 
 
 def _with_held_refresh(beat: Callable[[], None] | None, metrics: HubMetrics, engine: Engine) -> Callable[[], None]:
-    """The liveness beat, plus the held-provisions gauges refreshed now and then (staff decide in the CLI)."""
+    """The liveness beat, plus the held-provisions gauges refreshed now and then (retention deletes decided holds)."""
     last = [time.monotonic()]
 
     def turn() -> None:

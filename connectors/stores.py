@@ -143,6 +143,35 @@ chukan_retention_runs = sa.Table(
     sa.Index("ix_chukan_retention_runs_tenant", "tenant", "run_by", "ran_at"),
 )
 
+# since 0005: the reviewers this 中間サーバー knows, per tenant (their public keys), and every review decision it
+# received with what it did with it
+chukan_reviewers = sa.Table(
+    "chukan_reviewers",
+    chukan_metadata,
+    sa.Column("tenant", TENANT, primary_key=True),
+    sa.Column("staff_id", sa.String(64), primary_key=True),
+    sa.Column("public_key", sa.String(64), nullable=False),  # Ed25519, raw 32 bytes, base64
+    sa.Column("status", sa.String(16), nullable=False),  # ACTIVE | DISABLED
+    sa.Column("enrolled_at", UtcDateTime, nullable=False),
+    sa.Column("changed_at", UtcDateTime, nullable=False),
+    sa.PrimaryKeyConstraint("tenant", "staff_id", name="pk_chukan_reviewers"),
+)
+
+chukan_review_decisions = sa.Table(
+    "chukan_review_decisions",
+    chukan_metadata,
+    sa.Column("tenant", TENANT, primary_key=True),
+    sa.Column("event_id", UUID_TEXT, primary_key=True),
+    sa.Column("request_id", UUID_TEXT, nullable=False),
+    sa.Column("staff_id", sa.String(64), nullable=False),
+    sa.Column("verdict", sa.String(16), nullable=False),
+    sa.Column("outcome", sa.String(16), nullable=False),  # ACCEPTED | REJECTED
+    sa.Column("reason", sa.Text, nullable=True),  # why it was rejected
+    sa.Column("received_at", UtcDateTime, nullable=False),
+    sa.PrimaryKeyConstraint("tenant", "event_id", name="pk_chukan_review_decisions"),
+    sa.Index("ix_chukan_review_decisions_request", "tenant", "request_id"),
+)
+
 network_metadata = sa.MetaData()
 
 network_effects = service_effects_table(network_metadata)

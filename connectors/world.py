@@ -13,10 +13,11 @@ from datetime import date, datetime
 from pathlib import Path
 
 import sqlalchemy as sa
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy.engine import Engine
 
-from connectors.chukan import ChukanServer
-from connectors.keys import PermitSigner, PermitVerifier, person_token
+from connectors.chukan import ChukanServer, TenantStore
+from connectors.keys import UNSIGNED, PermitSigner, PermitVerifier, person_token, public_key_text, sign_review
 from connectors.network import NetworkSimulator
 from connectors.policy import Policies, default_policies
 from connectors.service import Bus, Output
@@ -29,11 +30,14 @@ from schemas.models import (
     FukuhonRegistration,
     PersonIdentity,
     ResidentStatus,
+    ReviewDecision,
+    ReviewVerdict,
 )
 from sinks.db import make_engine, upgrade
 from topics import catalog
 
 SOURCE = "kenshin-hub.world"
+REVIEWER = "reviewer1"
 _TEMPLATES: dict[str, bytes] = {}
 
 
@@ -56,10 +60,9 @@ class World:
     chukan: ChukanServer = field(init=False)
     network: NetworkSimulator = field(init=False)
     engines: dict[str, Engine] = field(default_factory=dict)
+    reviewer_keys: dict[tuple[str, str], Ed25519PrivateKey] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
         key = Ed25519PrivateKey.generate()
         self.signer = PermitSigner(key)
         self.chukan = ChukanServer(self.policies, PermitVerifier(key.public_key()), self.clock)
@@ -157,10 +160,26 @@ class World:
         self.publish((catalog.CHUKAN_QUERIES, event))
         return event
 
-    def decide(self, tenant: str, request_id: uuid.UUID, approve: bool, reason: str | None = None) -> None:
-        with self.engines["chukan"].begin() as conn:
-            outputs = self.chukan.decide(conn, tenant, str(request_id), "reviewer1", approve, reason)
-        self.publish(*outputs)
+    def enrol(self, tenant: str, staff_id: str = REVIEWER) -> Ed25519PrivateKey:
+        """A reviewer of ``tenant`` with a key of their own, enrolled at the 中間サーバー (as its operator does)."""
+        key = self.reviewer_keys.get((tenant, staff_id))
+        if key is None:
+            key = self.reviewer_keys[(tenant, staff_id)] = Ed25519PrivateKey.generate()
+            with self.engines["chukan"].begin() as conn:
+                TenantStore(conn, tenant).enrol_reviewer(staff_id, public_key_text(key.public_key()), self.clock())
+        return key
+
+    def decide(
+        self, tenant: str, request_id: uuid.UUID, approve: bool, reason: str | None = None, staff_id: str = REVIEWER
+    ) -> ReviewDecision:
+        """A reviewer's decision, signed and sent to the 中間サーバー as the staff tools send it (enrolled first)."""
+        verdict = ReviewVerdict.APPROVE if approve else ReviewVerdict.REFUSE
+        unsigned = ReviewDecision(event_id=uuid.uuid4(), occurred_at=self.clock(), tenant=tenant, source_system=SOURCE,
+                                  request_id=request_id, staff_id=staff_id, verdict=verdict,
+                                  reason=None if approve else reason, signature=UNSIGNED)  # fmt: skip
+        decision = sign_review(self.enrol(tenant, staff_id), unsigned)
+        self.publish((catalog.REVIEW_DECISIONS, decision))
+        return decision
 
     def events(self, topic: catalog.Topic) -> list[Event]:
         return list(self.bus.log.get(topic.name, []))

@@ -21,9 +21,10 @@ from datetime import date
 import sqlalchemy as sa
 from confluent_kafka import Producer
 
-from connectors.keys import linkage_key
+from connectors.chukan import TenantStore
+from connectors.keys import linkage_key, public_key_text, reviewer_key
 from connectors.network import SOURCE as NETWORK
-from connectors.runner import GROUPS, chukan_engine, chukan_server
+from connectors.runner import GROUPS, chukan_engine
 from connectors.service import Output
 from connectors.simulators.city import City
 from connectors.simulators.municipalities import simulate_others
@@ -31,11 +32,12 @@ from connectors.stores import chukan_held, chukan_records
 from hub.demo import end_offsets, pipeline_processes
 from hub.kafka import ClientConfig, producer_config
 from hub.office import office
-from hub.review import produce
+from hub.review import await_decision, send_decision
 from hub.settings import Settings
 from hub.staff import StaffError
 from hub.supervise import check_running, wait_drained
 from schemas.models import Event, HoldStatus, StaffOperationType
+from schemas.record import now_utc
 from schemas.serde import TopicSerde, registry_client
 from sinks.db import make_engine
 from sinks.runner import GROUP_ID as SINKS_GROUP
@@ -96,7 +98,6 @@ def settle(conf: ClientConfig, groups: Sequence[str], timeout_s: float = 900) ->
 def _review(settings: Settings) -> tuple[int, int]:
     """The demo reviewer decides every held provision; (approved, refused). Skipped when others hold accounts."""
     engine = chukan_engine(settings)
-    server = chukan_server(settings)
     approved = refused = 0
     try:
         with office(settings) as o:
@@ -114,16 +115,19 @@ def _review(settings: Settings) -> tuple[int, int]:
             except StaffError as exc:
                 print(f"  demo review skipped: {exc}")
                 return 0, 0
-            with engine.connect() as conn:
-                held = server.store(conn, settings.tenant).held_list(HoldStatus.HELD.value)
+            # the reviewer's key, enrolled at the 中間サーバー by its operator (`review enrol`, `chukan reviewer add`)
+            key = reviewer_key(settings.state_dir, settings.tenant, REVIEWER, create=True)
+            assert key is not None
+            with engine.begin() as conn:
+                store = TenantStore(conn, settings.tenant)
+                store.enrol_reviewer(REVIEWER, public_key_text(key.public_key()), now_utc())
+                held = store.held_list(HoldStatus.HELD.value)
             for row in held:
                 approve = "PERSON_FLAG" not in row.hold_reasons
                 op = StaffOperationType.APPROVE if approve else StaffOperationType.REFUSE
                 with o.staff.operation(session.token, "reviewer", op, row.request_id):  # recorded after, as it went
-                    with engine.begin() as conn:
-                        outputs = server.decide(conn, settings.tenant, row.request_id, REVIEWER, approve,
-                                                None if approve else REFUSAL)  # fmt: skip
-                    produce(o, outputs)
+                    decision = send_decision(o, REVIEWER, row.request_id, approve, None if approve else REFUSAL)
+                    await_decision(engine, decision)  # the 中間サーバー verified the signature and acted on it
                 approved += approve
                 refused += not approve
             o.staff.logout(session.token)

@@ -16,8 +16,10 @@ One function per store, each acting in ONE transaction of that store and returni
   ledger book) of persons whose log says they moved out or died more than ``ceased_resident_years`` ago;
 * :func:`retain_chukan` — the 中間サーバー (``connectors/stores.py``): 情報提供等記録 past ``provision_record_years``
   and 副本 past their 公開終了日 (the behaviour of the first retention job, now for the one tenant), decided held
-  provisions, answered outgoing queries, used permit ids, and persons registered as moved out or died more than
-  ``ceased_resident_years`` ago with their 副本, decided holds and queries;
+  provisions, answered outgoing queries, used permit ids, the reviewers' decisions as received past
+  ``staff_operation_years`` (``chukan_reviewers``, the enrolled reviewers' keys, are accounts and kept), and persons
+  registered as moved out or died more than ``ceased_resident_years`` ago with their 副本, decided holds and
+  queries;
 * :func:`retain_network` — the network simulator's store: the tenant's 符号 of persons its 中間サーバー no longer holds,
   and its log of the tenant's queries and provisions past ``provision_record_years`` (the period is the same for
   every party, so a line past it for this tenant is past it for the other party too).
@@ -648,6 +650,8 @@ def _chukan_rows(tenant: str, cut: Cutoffs) -> Callable[[_Purge], None]:
         )
         up = s.chukan_used_permits
         p.remove(up, p.keys(up, up.c.tenant == tenant, up.c.used_at < cut.permits_before))
+        rd = s.chukan_review_decisions  # the reviewers' decisions as received: an operation record, kept as long
+        p.remove(rd, p.keys(rd, rd.c.tenant == tenant, rd.c.received_at < cut.staff_operations_before))
         _effects(p, s.chukan_effects, tenant, cut.effects_before)
 
     return body

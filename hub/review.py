@@ -21,16 +21,20 @@ import argparse
 import getpass
 import json
 import sys
+import time
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
 from confluent_kafka import KafkaException
 
-from connectors.chukan import ChukanServer, sanitized_request
+from connectors.chukan import DECISION_ACCEPTED, REVIEWER_DISABLED, ChukanServer, TenantStore, sanitized_request
 from connectors.connector import export_offline, read_offline
+from connectors.keys import UNSIGNED, public_key_text, reviewer_key, sign_review
 from connectors.runner import chukan_engine, chukan_server, network_engine
 from connectors.service import Output
 from hub.errors import CommandError
@@ -38,10 +42,20 @@ from hub.office import Office, office
 from hub.retention import KafkaOffsets, RetentionError, RetentionStores, record_run, run_retention
 from hub.settings import Settings
 from hub.staff import ROLES, Session, StaffError
+from hub.validation import is_valid_tenant_code
 from processors.runner import processors_engine
-from schemas.models import HoldStatus, OperationOutcome, ProvisionRequest, StaffOperationType
-from schemas.record import now_utc
+from schemas.models import (
+    HoldStatus,
+    OperationOutcome,
+    ProvisionRequest,
+    ReviewDecision,
+    ReviewVerdict,
+    StaffOperationType,
+)
+from schemas.record import ModelError, now_utc
 from topics import catalog
+
+STAFF_SOURCE = "kenshin-hub.staff"
 
 
 def produce(o: Office, outputs: Sequence[Output]) -> None:
@@ -81,6 +95,10 @@ def cmd_review(settings: Settings, args: argparse.Namespace) -> int:
                               f"{hours:>9.1f}  {r.hold_reasons} {r.flagged_items}")  # fmt: skip
                     print(f"({len(rows)} shown)")
                 return 0
+            if args.action == "enrol":
+                with staff_operation(o, "reviewer", StaffOperationType.OTHER, "review enrol") as session:
+                    _enrol(settings, session.staff_id)
+                return 0
             target = args.request_id
             if args.action == "show":
                 with staff_operation(o, "reviewer", StaffOperationType.SHOW, target):
@@ -89,19 +107,112 @@ def cmd_review(settings: Settings, args: argparse.Namespace) -> int:
             approve = args.action == "approve"
             operation = StaffOperationType.APPROVE if approve else StaffOperationType.REFUSE
             with staff_operation(o, "reviewer", operation, target) as session:
-                with engine.begin() as conn:
-                    try:
-                        outputs = server.decide(conn, settings.tenant, target, session.staff_id, approve,
-                                                None if approve else args.reason)  # fmt: skip
-                    except LookupError as exc:
-                        raise CommandError(str(exc)) from None
-                    except ValueError as exc:
-                        raise CommandError(str(exc)) from None
-                produce(o, outputs)
-        print(f"{target}: {'approved and sent' if approve else 'refused'}")
+                decision = send_decision(o, session.staff_id, target, approve, None if approve else args.reason)
+                decided = await_decision(engine, decision)
+        print(f"{target}: {'approved and sent' if approve else 'refused'} by the 中間サーバー "
+              f"(decision {decided.event_id})")  # fmt: skip
         return 0
     finally:
         engine.dispose()
+
+
+DECISION_WAIT_S = 60.0
+
+
+def _enrol(settings: Settings, staff_id: str) -> None:
+    key = reviewer_key(settings.state_dir, settings.tenant, staff_id, create=True)
+    assert key is not None
+    public = public_key_text(key.public_key())
+    print(f"reviewer key of {staff_id} for {settings.tenant}: {public}")
+    print("the 中間サーバー acts on your decisions once its operator has enrolled this key:")
+    print(f"  kenshin-hub chukan reviewer add {settings.tenant} {staff_id} {public}")
+
+
+def send_decision(o: Office, staff_id: str, request_id: str, approve: bool, reason: str | None) -> ReviewDecision:
+    """The reviewer's decision, signed with their key, on its way to the 中間サーバー (which alone acts on it)."""
+    settings = o.settings
+    key = reviewer_key(settings.state_dir, settings.tenant, staff_id)
+    if key is None:
+        raise CommandError(f"{staff_id} has no reviewer key here: run `kenshin-hub review enrol`, then have the "
+                           "中間サーバー's operator enrol it")  # fmt: skip
+    try:
+        unsigned = ReviewDecision(
+            event_id=uuid.uuid4(),
+            occurred_at=now_utc(),
+            tenant=settings.tenant,
+            source_system=STAFF_SOURCE,
+            request_id=uuid.UUID(request_id),
+            staff_id=staff_id,
+            verdict=ReviewVerdict.APPROVE if approve else ReviewVerdict.REFUSE,
+            reason=reason,
+            signature=UNSIGNED,
+        )
+    except (ValueError, ModelError) as exc:
+        raise CommandError(f"not a decision the 中間サーバー could take: {exc}") from None
+    decision = sign_review(key, unsigned)
+    o.publish([(catalog.REVIEW_DECISIONS, decision)],
+              "the decision could not be sent to the broker; run the same command again")  # fmt: skip
+    return decision
+
+
+def await_decision(engine: sa.Engine, decision: ReviewDecision, timeout_s: float = DECISION_WAIT_S) -> sa.Row[Any]:
+    """What the 中間サーバー did with ``decision`` (bounded): its row, ACCEPTED; REJECTED is a :class:`CommandError`
+    with the 中間サーバー's reason, and no answer within ``timeout_s`` one that says the decision is still queued.
+    """
+    deadline = time.monotonic() + timeout_s
+    while True:
+        with engine.connect() as conn:
+            row = TenantStore(conn, decision.tenant).review_decision(str(decision.event_id))
+        if row is not None:
+            if row.outcome != DECISION_ACCEPTED:
+                raise CommandError(f"the 中間サーバー refused the decision: {row.reason}")
+            return row
+        if time.monotonic() >= deadline:
+            raise CommandError(f"the decision {decision.event_id} was sent, but the 中間サーバー has not taken it "
+                               f"within {timeout_s:.0f}s (is `run chukan` running?); `review show` tells when it is "
+                               "decided")  # fmt: skip
+        time.sleep(0.2)
+
+
+def cmd_chukan_reviewer(settings: Settings, args: argparse.Namespace) -> int:
+    """`chukan reviewer add|disable|list`: the 中間サーバー operator's own enrolment of the reviewers it acts for.
+
+    It runs where the 中間サーバー's store is, on that store alone (the city's staff database has no say in it): a
+    reviewer's public key, bound to one 団体コード and staff id. Disabling a reviewer makes the 中間サーバー reject
+    every later decision of theirs; re-adding one with a new key replaces the old key.
+    """
+    engine = chukan_engine(settings)
+    try:
+        with engine.begin() as conn:
+            if args.action == "list":
+                rows = TenantStore(conn, args.tenant).reviewers()
+                for r in rows:
+                    print(f"{r.staff_id:<20}{r.status:<10}{r.public_key}  enrolled {r.enrolled_at:%Y-%m-%d %H:%M} UTC")
+                print(f"({len(rows)} reviewers of {args.tenant})")
+                return 0
+            store = TenantStore(conn, args.tenant)
+            if args.action == "add":
+                try:
+                    _reviewer_key_checked(args.tenant, args.staff_id)
+                    store.enrol_reviewer(args.staff_id, args.public_key, now_utc())
+                except ValueError as exc:
+                    raise CommandError(str(exc)) from None
+                done = "enrolled"
+            elif not store.set_reviewer_status(args.staff_id, REVIEWER_DISABLED, now_utc()):
+                raise CommandError(f"{args.staff_id} is not a reviewer of {args.tenant}")
+            else:
+                done = "disabled"
+    finally:
+        engine.dispose()
+    print(f"reviewer {args.staff_id} of {args.tenant} {done}")
+    return 0
+
+
+def _reviewer_key_checked(tenant: str, staff_id: str) -> None:
+    if not is_valid_tenant_code(tenant):
+        raise ValueError(f"{tenant} is not a 団体コード")
+    if not (0 < len(staff_id) <= 64 and staff_id.isascii() and staff_id.replace("-", "").replace("_", "").isalnum()):
+        raise ValueError("a staff id is 1 to 64 ASCII letters, digits, '-' and '_'")
 
 
 def _show(server: ChukanServer, engine: sa.Engine, tenant: str, request_id: str) -> None:
@@ -339,7 +450,23 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     refuse = review_sub.add_parser("refuse", help="refuse the provision, with a reason the requester receives")
     refuse.add_argument("request_id")
     refuse.add_argument("--reason", required=True)
+    review_sub.add_parser("enrol", help="make your reviewer key (once) and print it for the 中間サーバー's operator")
     review.set_defaults(func=cmd_review)
+
+    chukan = sub.add_parser("chukan", help="the 中間サーバー operator's commands, on its own store")
+    chukan_sub = chukan.add_subparsers(dest="what", required=True)
+    reviewer = chukan_sub.add_parser("reviewer", help="the reviewers whose signed decisions it acts on, per tenant")
+    reviewer_sub = reviewer.add_subparsers(dest="action", required=True)
+    add = reviewer_sub.add_parser("add", help="enrol (or re-key) a reviewer of a tenant")
+    add.add_argument("tenant")
+    add.add_argument("staff_id")
+    add.add_argument("public_key", help="as `review enrol` printed it")
+    disable = reviewer_sub.add_parser("disable", help="reject every later decision of a reviewer")
+    disable.add_argument("tenant")
+    disable.add_argument("staff_id")
+    listed = reviewer_sub.add_parser("list", help="a tenant's reviewers")
+    listed.add_argument("tenant")
+    chukan.set_defaults(func=cmd_chukan_reviewer)
 
     retention = sub.add_parser(
         "retention", help="delete what is past retention.toml's periods, this tenant's, in every store (admin)"

@@ -1002,6 +1002,42 @@ class ReceptionClaim(Event):
             raise ModelError("submitted_at must be timezone-aware")
 
 
+class ReviewVerdict(enum.StrEnum):
+    APPROVE = "APPROVE"  # 提供: the held provision is sent
+    REFUSE = "REFUSE"  # 不提供: refused, with a reason
+    OTHER = "OTHER"
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReviewDecision(Event):
+    """審査結果: a reviewer's decision on a held provision, signed with the reviewer's key (connectors.keys).
+
+    The 中間サーバー acts on it only when the signature verifies against the key it enrolled for that staff id and
+    tenant; the signature covers every other field, so none can be changed on the way.
+    """
+
+    SCHEMA_FILE: ClassVar[str] = "review_decision.avsc"
+
+    request_id: uuid.UUID
+    staff_id: str
+    verdict: ReviewVerdict
+    reason: str | None = None
+    signature: str
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not self.staff_id:
+            raise ModelError("a review decision names its reviewer")
+        if self.verdict is ReviewVerdict.OTHER:
+            raise ModelError("unknown review verdict")
+        if self.verdict is ReviewVerdict.REFUSE and not (self.reason or "").strip():
+            raise ModelError("a refusal needs a reason")
+        if self.verdict is ReviewVerdict.APPROVE and self.reason is not None:
+            raise ModelError("an approval carries no reason")
+        if not self.signature:
+            raise ModelError("a review decision is signed")
+
+
 EVENT_TYPES: tuple[type[Event], ...] = (
     HubCommand,
     NoticeRequest,
@@ -1026,4 +1062,5 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     ScreeningHistory,
     LedgerDecision,
     ReceptionClaim,
+    ReviewDecision,
 )

@@ -185,6 +185,14 @@ HELD_PROVISIONS = Topic(
     retention_ms=FOREVER,
     doc="provisions held by the 自動応答不可フラグ for staff review; latest state per request",
 )
+REVIEW_DECISIONS = _input(
+    "chukan.review-decisions.v1",
+    models.ReviewDecision,
+    ("tenant", "request_id"),
+    3,
+    30,  # the transport: the 中間サーバー keeps every decision it received, with its outcome (chukan_review_decisions)
+    "審査結果: reviewers' signed decisions on held provisions, for the 中間サーバー to verify and act on",
+)
 PROVISION_RECORDS = Topic(
     name="chukan.provision-records.v1",
     value_type=models.ProvisionRecord,
@@ -344,6 +352,7 @@ PRIMARY_TOPICS: tuple[Topic, ...] = (
     PROVISION_REQUESTS,
     PROVISION_RESPONSES,
     HELD_PROVISIONS,
+    REVIEW_DECISIONS,
     PROVISION_RECORDS,
     STAFF_OPERATIONS,
     CHUKAN_PERSONS,

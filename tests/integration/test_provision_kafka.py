@@ -240,14 +240,28 @@ def test_the_provision_flow_end_to_end_on_kafka(
     shown = cli(env, "review", "show", str(held_q.request_id)).stdout
     assert "PERSON_FLAG" in shown
     assert "fugo" not in shown
-    cli(env, "review", "approve", str(held_q.request_id))
+    # the 中間サーバー acts only for a reviewer its operator enrolled, on a decision signed with their key
+    unknown = cli(env, "review", "approve", str(held_q.request_id), check=False)
+    assert unknown.returncode == 1
+    assert "no reviewer key" in unknown.stderr
+    enrolled = cli(env, "review", "enrol").stdout
+    [add] = [line.split() for line in enrolled.splitlines() if "chukan reviewer add" in line]
+    assert add[-3:-1] == [HAKODATE, "rev1"]
+    cli(env, *add[1:])  # the 中間サーバー's operator enrols the printed key on its own store
+    approved = cli(env, "review", "approve", str(held_q.request_id)).stdout
+    assert "approved and sent by the 中間サーバー" in approved
+    again = cli(env, "review", "refuse", str(held_q.request_id), "--reason", "再確認", check=False)
+    assert again.returncode == 1
+    assert "the 中間サーバー refused the decision" in again.stderr and "already decided" in again.stderr
     cli(env, "logout")
     with hub.connect() as conn:
         ops = conn.execute(sa.select(staff_operations.c.staff_id, staff_operations.c.operation,
                                      staff_operations.c.outcome, staff_operations.c.target)).all()  # fmt: skip
     assert ("admin1", "INIT", "SUCCESS", "admin1") in ops  # the first admin: `staff init`
     assert ("admin1", "ACCOUNT_CREATED", "SUCCESS", "rev1") in ops
+    assert ("rev1", "APPROVE", "FAILED", str(held_q.request_id)) in ops  # before the 中間サーバー enrolled rev1
     assert ("rev1", "APPROVE", "SUCCESS", str(held_q.request_id)) in ops
+    assert ("rev1", "REFUSE", "FAILED", str(held_q.request_id)) in ops  # the 中間サーバー rejected it: decided
     assert ("admin1", "LIST", "DENIED", "held provisions") in ops
     # a poison message on the 中間サーバー's input: dead-lettered, the services keep going
     produce(endpoints.bootstrap, catalog.CHUKAN_QUERIES.name, [(b"011002:x", b"\x00garbage")])

@@ -204,6 +204,14 @@ def test_refusals_are_immediate_and_named(secured: Secured) -> None:
         tried += 1
         assert error is not None, (process, error)
         assert error.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED, (process, error)
+    # The staff tools send a signed decision; only the 中間サーバー answers a requester or writes its records.
+    staff = secured.as_process("staff")
+    assert _delivery_error(staff, "chukan.review-decisions.v1") is None
+    for topic in ("network.provision-responses.v1", "chukan.provision-records.v1"):
+        error = _delivery_error(staff, topic)
+        tried += 1
+        assert error is not None, (topic, error)
+        assert error.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED, (topic, error)
     # A group that is not its own.
     error = _read_error(processors, "juki.resident-changes.v1", "kenshin-hub-sinks")
     tried += 1

@@ -76,7 +76,11 @@ KEPT: dict[str, set[str]] = {
         "institution_versions",
     },
     "processors": {"processor_years", "processor_runtime_offsets", "processor_institutions"},
-    "chukan": {"chukan_retention_runs", "runtime_offsets"},
+    "chukan": {
+        "chukan_retention_runs",
+        "runtime_offsets",
+        "chukan_reviewers",
+    },  # reviewers: accounts, as staff_accounts
     "network": {"runtime_offsets"},
 }
 METADATA: dict[str, sa.MetaData] = {
@@ -599,6 +603,11 @@ def seed_tenant(s: Stores, t: str) -> None:
         )
     x.add("chukan", ct.chukan_used_permits, True, permit_id=str(uuid.uuid4()), request_id="q", used_at=ago(31))
     x.add("chukan", ct.chukan_used_permits, False, permit_id=str(uuid.uuid4()), request_id="q", used_at=ago(2))
+    review = {"request_id": "q", "staff_id": "r1", "verdict": "APPROVE", "outcome": "ACCEPTED"}
+    x.add("chukan", ct.chukan_review_decisions, True, event_id=str(uuid.uuid4()), received_at=ago(years=7, days=1),
+          **review)  # fmt: skip
+    x.add("chukan", ct.chukan_review_decisions, False, event_id=str(uuid.uuid4()), received_at=ago(years=6),
+          **review)  # fmt: skip
     # --- the network ----------------------------------------------------------------------------------------------
     for fugo, issued, gone in (
         (f"F{t}-1", ago(years=9), False),  # held by I1
@@ -779,7 +788,7 @@ def test_retention_deletes_exactly_the_expired_rows_of_one_tenant_in_every_store
     assert all(v is None for _, _, v in producer.sent)
     assert {t for t, _, _ in producer.sent} == {t.name for t in catalog.ALL_TOPICS if t.cleanup_policy == "compact"}
     assert report.tombstones_sent == len(stores.tombstones)
-    assert (len(report.results), report.tables_checked) == (4, 31)
+    assert (len(report.results), report.tables_checked) == (4, 32)
     print(f"\nstores checked by retention: {len(report.results)} stores, {report.tables_checked} tables")
     # a second run finds nothing
     again = run_retention(
@@ -1065,7 +1074,7 @@ def test_the_command_runs_for_the_callers_tenant_and_records_the_counts(
     assert stores.snapshot() == before
     assert cli("retention", "run") == 0
     out = capsys.readouterr().out
-    assert "4 store(s), 31 table(s) checked" in out
+    assert "4 store(s), 32 table(s) checked" in out
     assert "residents" in out
     assert "processor_people" in out
     assert "network_fugo" in out
