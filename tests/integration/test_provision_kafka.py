@@ -252,7 +252,8 @@ def test_the_provision_flow_end_to_end_on_kafka(
     assert "approved and sent by the 中間サーバー" in approved
     again = cli(env, "review", "refuse", str(held_q.request_id), "--reason", "再確認", check=False)
     assert again.returncode == 1
-    assert "the 中間サーバー refused the decision" in again.stderr and "already decided" in again.stderr
+    assert "the 中間サーバー refused the decision" in again.stderr
+    assert "already decided" in again.stderr
     cli(env, "logout")
     with hub.connect() as conn:
         ops = conn.execute(sa.select(staff_operations.c.staff_id, staff_operations.c.operation,
