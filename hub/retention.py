@@ -49,7 +49,9 @@ rolls the deletion back, to be done again by the next run. Dead letters are kept
 is no SQL copy); their topics' retention is checked against ``dead_letter_days`` when ``retention.toml`` loads.
 
 :func:`run_retention` runs the stores in order (sinks, processors, 中間サーバー, network); :func:`record_run` writes
-the run to ``chukan_retention_runs``; :class:`RetentionSchedule` runs it daily from a long-running process.
+the run to ``chukan_retention_runs``; :class:`RetentionSchedule` runs it daily from a long-running process, for
+each tenant the process's store holds (:class:`TenantSchedules`: every municipality for the 中間サーバー and the
+network).
 """
 
 from __future__ import annotations
@@ -1005,21 +1007,18 @@ class RetentionSchedule:
         if thread is not None:
             thread.join(timeout)
 
+    def running(self) -> bool:
+        thread = self._thread
+        return thread is not None and thread.is_alive()
+
     def heartbeat(self, beat: Callable[[], None] | None) -> Callable[[], None]:
         """``beat`` (a runner's heartbeat), plus :meth:`tick` at most every ``check_every_s``."""
-        last = [float("-inf")]
-
-        def turn() -> None:
-            if beat is not None:
-                beat()
-            if time.monotonic() - last[0] >= self.check_every_s:
-                last[0] = time.monotonic()
-                self.tick()
-
-        return turn
+        return _throttled(beat, self.tick, self.check_every_s)
 
     @classmethod
-    def for_process(cls, settings: Settings, process: str, engine: Engine) -> RetentionSchedule:
+    def for_process(
+        cls, settings: Settings, process: str, engine: Engine, tenant: str | None = None
+    ) -> RetentionSchedule:
         """The schedule of a long-running process over its own store ``engine``: ``sinks`` (the hub's database,
         which the connector shares: its schedule is the sinks'), ``processors``, ``chukan`` or ``network``. Runs
         are recorded in the 中間サーバー store (``chukan_retention_runs``); tombstones go out with the process's
@@ -1040,9 +1039,62 @@ class RetentionSchedule:
         stores = RetentionStores(**{process: engine}, fugo_source=record if process == "network" else None)
         return cls(
             stores,
-            settings.tenant,
+            tenant if tenant is not None else settings.tenant,
             name=process,
             record=record,
             kafka=KafkaOffsets(settings),
             producer=lambda: Producer(producer_config(settings)),
         )
+
+
+def _throttled(beat: Callable[[], None] | None, tick: Callable[[], bool], every_s: float) -> Callable[[], None]:
+    last = [float("-inf")]
+
+    def turn() -> None:
+        if beat is not None:
+            beat()
+        if time.monotonic() - last[0] >= every_s:
+            last[0] = time.monotonic()
+            tick()
+
+    return turn
+
+
+SHARED = ("chukan", "network")  # the stores that hold every municipality's rows
+
+
+def served_tenants(process: str, tenant: str) -> tuple[str, ...]:
+    """The tenants a process's store holds rows of: every municipality of ``network.toml`` for the 中間サーバー and
+    the network (one platform for all of them), the city's own (``tenant``) for the others.
+    """
+    if process in SHARED:
+        return tuple(sorted(default_policies().network.bodies))
+    return (tenant,)
+
+
+class TenantSchedules:
+    """The daily runs of one store for each tenant it holds (:func:`served_tenants`), ticked in turn: at most one
+    runs at a time, so the runs never contend for the store.
+    """
+
+    def __init__(self, schedules: Sequence[RetentionSchedule], check_every_s: float = 60.0) -> None:
+        self.schedules = list(schedules)
+        self.check_every_s = check_every_s
+
+    @classmethod
+    def for_process(cls, settings: Settings, process: str, engine: Engine) -> TenantSchedules:
+        tenants = served_tenants(process, settings.tenant)
+        return cls([RetentionSchedule.for_process(settings, process, engine, t) for t in tenants])
+
+    def tick(self, now: datetime | None = None, *, background: bool = True) -> bool:
+        """Start the first due run, unless one is running; whether one was started."""
+        if any(s.running() for s in self.schedules):
+            return False
+        return any(s.tick(now, background=background) for s in self.schedules)
+
+    def join(self, timeout: float | None = None) -> None:
+        for s in self.schedules:
+            s.join(timeout)
+
+    def heartbeat(self, beat: Callable[[], None] | None) -> Callable[[], None]:
+        return _throttled(beat, self.tick, self.check_every_s)

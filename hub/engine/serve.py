@@ -9,7 +9,7 @@ from collections.abc import Callable
 from types import FrameType
 
 from hub.engine.runner import Runner
-from hub.retention import STORES, RetentionSchedule
+from hub.retention import STORES, TenantSchedules
 from hub.settings import ProcessName, Settings
 from monitoring.health import cached
 from monitoring.metrics import HubMetrics
@@ -48,7 +48,7 @@ def serve_runner(settings: Settings, process: ProcessName, build: RunnerFactory)
 
     with monitored(settings, process) as monitor, build(monitor.metrics, beat(monitor.beat)) as runner:
         if settings.retention_schedule == "on" and process in STORES:
-            retention.append(RetentionSchedule.for_process(settings, process, runner.engine).heartbeat(None))
+            retention.append(TenantSchedules.for_process(settings, process, runner.engine).heartbeat(None))
         monitor.health.ready_when("partitions assigned", lambda: bool(runner.assignment))
         monitor.health.ready_when("database reachable", cached(runner.database_reachable, DATABASE_CHECK_TTL_S))
         monitor.watch_lag(runner.group_id, runner.topics)

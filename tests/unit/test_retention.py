@@ -28,7 +28,7 @@ import hub.cli
 import hub.office
 import hub.review
 from connectors import stores as ct
-from connectors.policy import PolicyError, Retention, load_retention
+from connectors.policy import PolicyError, Retention, default_policies, load_retention
 from hub.office import Office
 from hub.pii import PiiKeys
 from hub.retention import (
@@ -40,10 +40,12 @@ from hub.retention import (
     RetentionError,
     RetentionSchedule,
     RetentionStores,
+    TenantSchedules,
     last_run,
     record_run,
     run_retention,
     send_tombstones,
+    served_tenants,
     tombstone_key,
 )
 from hub.settings import Settings, load_settings
@@ -1015,6 +1017,35 @@ def test_the_schedule_runs_in_the_background_from_a_heartbeat_and_survives_a_fai
     assert s.last_report is not None
     assert s.last_report.tombstones_sent == 2
     assert beats == [1, 1]
+
+
+def test_a_shared_services_schedule_runs_for_every_tenant_it_serves_one_at_a_time(stores: Stores) -> None:
+    """The 中間サーバー and the network hold every municipality's rows: their daily run covers each, not only the
+    tenant of the process's settings (which left the other municipalities' expired rows there for ever)."""
+    chukan = stores.engines["chukan"]
+    assert set(served_tenants("chukan", A)) == set(default_policies().network.bodies) >= {A, B, C}
+    assert served_tenants("network", A) == served_tenants("chukan", A)
+    assert served_tenants("sinks", A) == served_tenants("processors", A) == (A,)
+
+    def one(tenant: str) -> RetentionSchedule:
+        return RetentionSchedule(RetentionStores(chukan=chukan), tenant, name="chukan", record=chukan,
+                                 policy=load_retention(), producer=FakeProducer)  # fmt: skip
+
+    pe = ct.chukan_persons
+
+    def persons() -> dict[str, int]:
+        with chukan.connect() as conn:
+            rows = conn.execute(sa.select(pe.c.tenant, sa.func.count()).group_by(pe.c.tenant)).all()
+        return {str(t): int(n) for t, n in rows}
+
+    before = persons()
+    every = TenantSchedules([one(A), one(B)])
+    assert every.tick(jst(1, 2, 5), background=False) is True
+    assert every.tick(jst(1, 2, 6), background=False) is True
+    assert every.tick(jst(1, 2, 7), background=False) is False  # both ran today
+    assert [s.last_report.count("chukan", "chukan_persons") for s in every.schedules if s.last_report] == [2, 2]
+    assert persons() == {A: before[A] - 2, B: before[B] - 2}
+    assert last_run(chukan, B, f"{SCHEDULE_PREFIX}chukan") == jst(1, 2, 6)
 
 
 # --- the command ------------------------------------------------------------------------------------------------
