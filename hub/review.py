@@ -32,7 +32,14 @@ from typing import Any
 import sqlalchemy as sa
 from confluent_kafka import KafkaException
 
-from connectors.chukan import DECISION_ACCEPTED, REVIEWER_DISABLED, ChukanServer, TenantStore, sanitized_request
+from connectors.chukan import (
+    DECISION_ACCEPTED,
+    REVIEWER_ACTIVE,
+    REVIEWER_DISABLED,
+    ChukanServer,
+    TenantStore,
+    sanitized_request,
+)
 from connectors.connector import export_offline, read_offline
 from connectors.keys import UNSIGNED, public_key_text, reviewer_key, sign_review
 from connectors.runner import chukan_engine, chukan_server, network_engine
@@ -83,7 +90,8 @@ def cmd_review(settings: Settings, args: argparse.Namespace) -> int:
     try:
         with office(settings) as o:
             if args.action == "list":
-                with staff_operation(o, "reviewer", StaffOperationType.LIST, "held provisions"):
+                with staff_operation(o, "reviewer", StaffOperationType.LIST, "held provisions") as session:
+                    check_enrolled(engine, settings, session.staff_id)
                     with engine.connect() as conn:
                         status = None if args.all else HoldStatus.HELD.value
                         rows = server.store(conn, settings.tenant).held_list(status)
@@ -101,7 +109,8 @@ def cmd_review(settings: Settings, args: argparse.Namespace) -> int:
                 return 0
             target = args.request_id
             if args.action == "show":
-                with staff_operation(o, "reviewer", StaffOperationType.SHOW, target):
+                with staff_operation(o, "reviewer", StaffOperationType.SHOW, target) as session:
+                    check_enrolled(engine, settings, session.staff_id)
                     _show(server, engine, settings.tenant, target)
                 return 0
             approve = args.action == "approve"
@@ -126,6 +135,22 @@ def _enrol(settings: Settings, staff_id: str) -> None:
     print(f"reviewer key of {staff_id} for {settings.tenant}: {public}")
     print("the 中間サーバー acts on your decisions once its operator has enrolled this key:")
     print(f"  kenshin-hub chukan reviewer add {settings.tenant} {staff_id} {public}")
+
+
+def check_enrolled(engine: sa.Engine, settings: Settings, staff_id: str) -> None:
+    """Held provisions are shown only to a reviewer the 中間サーバー enrolled for this tenant, with the key held here.
+
+    The city's staff database alone is not enough: an admin of any database (an empty one, `staff init`) could make
+    a reviewer for any KENSHIN_TENANT. The enrolment is the 中間サーバー operator's, on its own store.
+    """
+    key = reviewer_key(settings.state_dir, settings.tenant, staff_id)
+    with engine.connect() as conn:
+        enrolled = TenantStore(conn, settings.tenant).reviewer(staff_id)
+    if key is None or enrolled is None or enrolled.status != REVIEWER_ACTIVE:
+        raise CommandError(f"{staff_id} is not an enrolled reviewer of {settings.tenant} at the 中間サーバー: run "
+                           "`kenshin-hub review enrol` and have its operator enrol the key")  # fmt: skip
+    if enrolled.public_key != public_key_text(key.public_key()):
+        raise CommandError(f"the reviewer key of {staff_id} here is not the one the 中間サーバー enrolled")
 
 
 def send_decision(o: Office, staff_id: str, request_id: str, approve: bool, reason: str | None) -> ReviewDecision:

@@ -236,11 +236,10 @@ def test_the_provision_flow_end_to_end_on_kafka(
     denied = cli(env, "review", "list", check=False)
     assert denied.returncode != 0  # an admin is not a reviewer
     cli(env, "login", "rev1", "--password-stdin", stdin="a-long-passphrase-2")
-    assert str(held_q.request_id) in cli(env, "review", "list").stdout
-    shown = cli(env, "review", "show", str(held_q.request_id)).stdout
-    assert "PERSON_FLAG" in shown
-    assert "fugo" not in shown
-    # the 中間サーバー acts only for a reviewer its operator enrolled, on a decision signed with their key
+    # the 中間サーバー shows and acts only for a reviewer its operator enrolled, on decisions signed with their key
+    unenrolled = cli(env, "review", "list", check=False)
+    assert unenrolled.returncode == 1
+    assert "not an enrolled reviewer of 012025 at the 中間サーバー" in unenrolled.stderr
     unknown = cli(env, "review", "approve", str(held_q.request_id), check=False)
     assert unknown.returncode == 1
     assert "no reviewer key" in unknown.stderr
@@ -248,6 +247,10 @@ def test_the_provision_flow_end_to_end_on_kafka(
     [add] = [line.split() for line in enrolled.splitlines() if "chukan reviewer add" in line]
     assert add[-3:-1] == [HAKODATE, "rev1"]
     cli(env, *add[1:])  # the 中間サーバー's operator enrols the printed key on its own store
+    assert str(held_q.request_id) in cli(env, "review", "list").stdout
+    shown = cli(env, "review", "show", str(held_q.request_id)).stdout
+    assert "PERSON_FLAG" in shown
+    assert "fugo" not in shown
     approved = cli(env, "review", "approve", str(held_q.request_id)).stdout
     assert "approved and sent by the 中間サーバー" in approved
     again = cli(env, "review", "refuse", str(held_q.request_id), "--reason", "再確認", check=False)
@@ -264,6 +267,7 @@ def test_the_provision_flow_end_to_end_on_kafka(
     assert ("rev1", "APPROVE", "SUCCESS", str(held_q.request_id)) in ops
     assert ("rev1", "REFUSE", "FAILED", str(held_q.request_id)) in ops  # the 中間サーバー rejected it: decided
     assert ("admin1", "LIST", "DENIED", "held provisions") in ops
+    assert ("rev1", "LIST", "FAILED", "held provisions") in ops  # before the 中間サーバー enrolled rev1
     # a poison message on the 中間サーバー's input: dead-lettered, the services keep going
     produce(endpoints.bootstrap, catalog.CHUKAN_QUERIES.name, [(b"011002:x", b"\x00garbage")])
     eventually("records on both sides", lambda: count(chukan, chukan_records) == 1 + 1 + 2 + 1)

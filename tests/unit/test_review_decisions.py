@@ -20,9 +20,19 @@ import sqlalchemy as sa
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from connectors.chukan import DECISION_ACCEPTED, DECISION_REJECTED, REVIEWER_DISABLED, TenantStore
-from connectors.keys import UNSIGNED, review_message, sign_review, valid_review_signature
+from connectors.keys import (
+    UNSIGNED,
+    public_key_text,
+    review_message,
+    reviewer_key,
+    sign_review,
+    valid_review_signature,
+)
 from connectors.stores import chukan_held, chukan_review_decisions
 from connectors.world import REVIEWER, Clock, World
+from hub.errors import CommandError
+from hub.review import check_enrolled
+from hub.settings import load_settings
 from schemas.models import DeadLetter, ProvisionOutcome, ProvisionResponse, ReviewDecision, ReviewVerdict
 from schemas.record import ModelError
 from tests import samples
@@ -203,3 +213,29 @@ def test_the_model_refuses_a_decision_the_server_could_not_take() -> None:
         ReviewDecision(**base, verdict=ReviewVerdict.OTHER)
     with pytest.raises(ModelError, match="signed"):
         ReviewDecision(**{**base, "signature": ""}, verdict=ReviewVerdict.APPROVE)
+
+
+def test_held_provisions_are_shown_only_to_a_reviewer_the_server_enrolled_with_this_key(
+    world: World, tmp_path: Path
+) -> None:
+    settings = load_settings({"KENSHIN_STATE_DIR": str(tmp_path / "state"), "KENSHIN_TENANT": SAPPORO})
+    engine = world.engines["chukan"]
+
+    def refused() -> str:
+        with pytest.raises(CommandError) as caught:
+            check_enrolled(engine, settings, REVIEWER)
+        return str(caught.value)
+
+    assert "not an enrolled reviewer of 011002" in refused()  # no key here, none there
+    key = reviewer_key(settings.state_dir, SAPPORO, REVIEWER, create=True)
+    assert key is not None
+    assert (settings.state_dir / "keys" / "reviewers" / f"{SAPPORO}-{REVIEWER}.pem").stat().st_mode & 0o777 == 0o600
+    assert "not an enrolled reviewer" in refused()  # a key here, not enrolled there
+    world.enrol(SAPPORO)  # the 中間サーバー enrolled another key under that staff id
+    assert "not the one the 中間サーバー enrolled" in refused()
+    with engine.begin() as conn:
+        TenantStore(conn, SAPPORO).enrol_reviewer(REVIEWER, public_key_text(key.public_key()), world.clock())
+    check_enrolled(engine, settings, REVIEWER)
+    with engine.begin() as conn:
+        TenantStore(conn, SAPPORO).set_reviewer_status(REVIEWER, REVIEWER_DISABLED, world.clock())
+    assert "not an enrolled reviewer" in refused()
