@@ -2,8 +2,9 @@
 
 `review list|show|approve|refuse` act on the provisions the 自動応答不可フラグ held for this city (the
 ``reviewer`` role); every call is recorded (staff id, time, operation, target: the request id) like any other
-staff operation. `retention run [--dry-run]` (``admin``) deletes, for this city's tenant and in every store, what
-is past ``retention.toml``'s periods (:mod:`hub.retention`) and records the counts. `connector
+staff operation. `retention run [--dry-run]` (``admin``) deletes, for this city's tenant and in the city's stores
+(the hub's database, the processors'), what is past ``retention.toml``'s periods (:mod:`hub.retention`) and records
+the counts; the 中間サーバー's and the network's stores are their operator's (`chukan retention run`). `connector
 export-offline|import-offline` (``admin``) write and load the offline linkage medium.
 
 Each of these runs inside :func:`staff_operation`, which records the operation *after* it, with its real outcome
@@ -30,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from confluent_kafka import KafkaException
+from confluent_kafka import KafkaException, Producer
 
 from connectors.chukan import (
     DECISION_ACCEPTED,
@@ -45,6 +46,7 @@ from connectors.keys import UNSIGNED, public_key_text, reviewer_key, sign_review
 from connectors.runner import chukan_engine, chukan_server, network_engine
 from connectors.service import Output
 from hub.errors import CommandError
+from hub.kafka import producer_config
 from hub.office import Office, office
 from hub.retention import KafkaOffsets, RetentionError, RetentionStores, record_run, run_retention
 from hub.settings import Settings
@@ -258,10 +260,14 @@ def _show(server: ChukanServer, engine: sa.Engine, tenant: str, request_id: str)
 
 
 def _retention_stores(settings: Settings, o: Office) -> tuple[RetentionStores, list[sa.Engine]]:
-    """Every store of the hub (the sinks' is the office's database); the engines this command opened."""
-    opened = [processors_engine(settings), chukan_engine(settings), network_engine(settings)]
-    processors, chukan, network = opened
-    return RetentionStores(sinks=o.engine, processors=processors, chukan=chukan, network=network), opened
+    """The city's own stores (the sinks' is the office's database); the engines this command opened.
+
+    The 中間サーバー's and the network's stores are not the city's to write: they delete their expired rows
+    themselves, daily for every municipality they hold (:class:`hub.retention.TenantSchedules`), and on demand by
+    their operator (`chukan retention run`).
+    """
+    processors = processors_engine(settings)
+    return RetentionStores(sinks=o.engine, processors=processors), [processors]
 
 
 def _failure(exc: BaseException) -> str:
@@ -272,12 +278,11 @@ def _failure(exc: BaseException) -> str:
 
 
 def cmd_retention(settings: Settings, args: argparse.Namespace) -> int:
-    """`retention run [--dry-run]` (admin): retention for this city's tenant (KENSHIN_TENANT) in every store.
+    """`retention run [--dry-run]` (admin): retention for this city's tenant (KENSHIN_TENANT) in the city's stores.
 
     Authorized and recorded as :func:`staff_operation` does (DENIED without a valid admin session, and no store is
     opened; FAILED with the error), except that the SUCCESS record carries the counts per store and table in its
-    detail. A real run is also recorded in ``chukan_retention_runs``; a dry run deletes, sends and records nothing
-    but the staff operation.
+    detail; a dry run deletes and sends nothing.
     """
     dry_run = bool(args.dry_run)
     operation = StaffOperationType.RETENTION_PURGE
@@ -295,8 +300,6 @@ def cmd_retention(settings: Settings, args: argparse.Namespace) -> int:
             stores, opened = _retention_stores(settings, o)
             report = run_retention(stores, settings.tenant, dry_run=dry_run, kafka=KafkaOffsets(o.settings),
                                    producer=o.producer, now=now_utc())  # fmt: skip
-            if not dry_run and stores.chukan is not None:
-                record_run(stores.chukan, report, session.staff_id)
         except BaseException as exc:
             o.staff.record(session.staff_id, operation, OperationOutcome.FAILED, target, _failure(exc))
             if isinstance(exc, RetentionError | KafkaException | sa.exc.SQLAlchemyError):
@@ -307,7 +310,39 @@ def cmd_retention(settings: Settings, args: argparse.Namespace) -> int:
                 engine.dispose()
         o.staff.record(session.staff_id, operation, OperationOutcome.SUCCESS, target, report.detail())
     print("\n".join(report.lines()))
+    print("the 中間サーバー and the network delete their own expired rows (daily; on demand: their operator's "
+          "`kenshin-hub chukan retention run <団体コード>`)")  # fmt: skip
     return 0
+
+
+def cmd_chukan_retention(settings: Settings, args: argparse.Namespace) -> int:
+    """`chukan retention run <団体コード> [--dry-run]`: the shared platform operator's on-demand run over its own
+    stores, the 中間サーバー's and the network simulator's, for one municipality (the daily run does every one).
+
+    Connects as the operator's tooling (``admin``): the held provisions' tombstones, and the committed offsets of
+    both services' groups. A real run is recorded in ``chukan_retention_runs`` (``run_by`` ``operator``).
+    """
+    if not is_valid_tenant_code(args.tenant):
+        raise CommandError(f"{args.tenant} is not a 団体コード")
+    opened = [chukan_engine(settings), network_engine(settings)]
+    chukan, network = opened
+    producer = Producer(producer_config(settings))
+    try:
+        report = run_retention(RetentionStores(chukan=chukan, network=network), args.tenant, dry_run=args.dry_run,
+                               kafka=KafkaOffsets(settings), producer=producer, now=now_utc())  # fmt: skip
+        if not args.dry_run:
+            record_run(chukan, report, OPERATOR)
+    except (RetentionError, KafkaException, sa.exc.SQLAlchemyError) as exc:
+        raise CommandError(f"retention stopped: {_failure(exc)} (the stores before it are done)") from None
+    finally:
+        producer.flush(30)
+        for engine in opened:
+            engine.dispose()
+    print("\n".join(report.lines()))
+    return 0
+
+
+OPERATOR = "operator"
 
 
 def cmd_connector(settings: Settings, args: argparse.Namespace) -> int:
@@ -491,7 +526,14 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     disable.add_argument("staff_id")
     listed = reviewer_sub.add_parser("list", help="a tenant's reviewers")
     listed.add_argument("tenant")
-    chukan.set_defaults(func=cmd_chukan_reviewer)
+    reviewer.set_defaults(func=cmd_chukan_reviewer)
+    chukan_retention = chukan_sub.add_parser(
+        "retention", help="delete one municipality's expired rows in the 中間サーバー's and the network's stores"
+    )
+    chukan_retention.add_argument("action", choices=["run"])
+    chukan_retention.add_argument("tenant")
+    chukan_retention.add_argument("--dry-run", action="store_true", help="count what would be deleted; change nothing")
+    chukan_retention.set_defaults(func=cmd_chukan_retention)
 
     retention = sub.add_parser(
         "retention", help="delete what is past retention.toml's periods, this tenant's, in every store (admin)"

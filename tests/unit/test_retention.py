@@ -1105,10 +1105,10 @@ def test_the_command_runs_for_the_callers_tenant_and_records_the_counts(
     assert stores.snapshot() == before
     assert cli("retention", "run") == 0
     out = capsys.readouterr().out
-    assert "4 store(s), 32 table(s) checked" in out
+    assert "2 store(s), 19 table(s) checked" in out  # the city's: the hub's database and the processors' store
     assert "residents" in out
     assert "processor_people" in out
-    assert "network_fugo" in out
+    assert "network_fugo" not in out
     ops = [(r.staff_id, r.outcome, r.target) for r in records if r.operation is StaffOperationType.RETENTION_PURGE]
     assert ops == [
         (ANONYMOUS, OperationOutcome.DENIED, "retention run"),
@@ -1119,14 +1119,32 @@ def test_the_command_runs_for_the_callers_tenant_and_records_the_counts(
     detail = records[-1].detail or ""
     assert "tenant 012041" in detail
     assert "sinks.residents=2" in detail
-    assert "network.network_fugo=2" in detail
+    assert "network" not in detail
+    after = stores.snapshot()
+    for where, rows in before.items():
+        if where[1] in ("staff_accounts", "staff_sessions"):  # the logins
+            continue
+        if where[0] in ("chukan", "network"):  # not the city's to write: their operator's, and their own schedule
+            assert after[where] == rows, where
+        else:
+            assert rows - after[where] == stores.gone.get(where, set()), where
+    held = catalog.HELD_PROVISIONS.name
+    city = {(t, k) for t, k in stores.tombstones if t != held}
+    assert {(t, k) for t, k, _ in cast(FakeProducer, local.producer).sent} == city
+
+    # the shared platform's operator: the 中間サーバー's and the network's stores, for one municipality, recorded
+    made: list[FakeProducer] = []
+    monkeypatch.setattr(hub.review, "Producer", lambda _conf: made.append(FakeProducer()) or made[-1])
+    assert cli("chukan", "retention", "run", "12345") == 1  # not a 団体コード
+    assert cli("chukan", "retention", "run", A) == 0
+    assert "2 store(s), 13 table(s) checked" in capsys.readouterr().out
+    shared = stores.snapshot()
+    for where, rows in after.items():
+        if where[0] in ("chukan", "network") and where[1] != ct.chukan_retention_runs.name:
+            assert rows - shared[where] == stores.gone.get(where, set()), where
+    assert {(t, k) for p in made for t, k, _ in p.sent} == {(t, k) for t, k in stores.tombstones if t == held}
     runs = ct.chukan_retention_runs
     with stores.engines["chukan"].connect() as conn:
         (run,) = conn.execute(sa.select(runs)).all()
-    assert (run.tenant, run.run_by) == (A, "admin1")
-    assert json.loads(run.counts)["sinks"]["residents"] == 2
-    after = stores.snapshot()
-    for where, rows in before.items():
-        if where[1] not in (runs.name, "staff_accounts", "staff_sessions"):  # the run's record, the logins
-            assert rows - after[where] == stores.gone.get(where, set()), where
-    assert {(t, k) for t, k, _ in cast(FakeProducer, local.producer).sent} == stores.tombstones
+    assert (run.tenant, run.run_by) == (A, "operator")
+    assert json.loads(run.counts)["network"]["network_fugo"] == 2
