@@ -10,7 +10,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 from hub.engine import store as engine_store
-from sinks.tables import TENANT, UtcDateTime, service_effects_table
+from sinks.tables import TENANT, UtcDateTime, retention_runs_table, service_effects_table
 
 CHUKAN_MIGRATIONS = "connectors:migrations_chukan"
 NETWORK_MIGRATIONS = "connectors:migrations_network"
@@ -175,6 +175,7 @@ chukan_review_decisions = sa.Table(
 network_metadata = sa.MetaData()
 
 network_effects = service_effects_table(network_metadata)
+network_retention_runs = retention_runs_table(network_metadata, "network_retention_runs")  # since 0003
 network_runtime = engine_store.define(network_metadata)
 
 network_fugo = sa.Table(

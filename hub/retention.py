@@ -49,9 +49,9 @@ rolls the deletion back, to be done again by the next run. Dead letters are kept
 is no SQL copy); their topics' retention is checked against ``dead_letter_days`` when ``retention.toml`` loads.
 
 :func:`run_retention` runs the stores in order (sinks, processors, 中間サーバー, network); :func:`record_run` writes
-the run to ``chukan_retention_runs``; :class:`RetentionSchedule` runs it daily from a long-running process, for
-each tenant the process's store holds (:class:`TenantSchedules`: every municipality for the 中間サーバー and the
-network).
+the run to the store's own table (:data:`RUNS`; the 中間サーバー's is ``chukan_retention_runs``), never to another
+party's; :class:`RetentionSchedule` runs it daily from a long-running process, for each tenant the process's store
+holds (:class:`TenantSchedules`: every municipality for the 中間サーバー and the network).
 """
 
 from __future__ import annotations
@@ -844,31 +844,47 @@ def run_retention(
     return report
 
 
-def record_run(engine: Engine, report: RetentionReport, run_by: str) -> None:
-    """The run in ``chukan_retention_runs`` (the 中間サーバー's store): when, for which tenant, by whom, the periods
-    of the first job's two kinds, and every count (JSON: store -> table -> rows). Dry runs are not recorded here.
+# Where each store records the runs over it (never in another party's store).
+RUNS: Mapping[str, sa.Table] = {
+    "sinks": hub_tables.retention_runs,
+    "processors": processor_tables.retention_runs,
+    "chukan": chukan_tables.chukan_retention_runs,
+    "network": chukan_tables.network_retention_runs,
+}
+
+
+def record_run(
+    engine: Engine, report: RetentionReport, run_by: str, table: sa.Table = chukan_tables.chukan_retention_runs
+) -> None:
+    """The run in ``table`` (:data:`RUNS`: the store's own): when, for which tenant, by whom, and every count (JSON:
+    store -> table -> rows); ``chukan_retention_runs`` also keeps the periods and counts of the first job's two
+    kinds. Dry runs are not recorded.
     """
     if report.dry_run:
         raise ValueError("a dry run deleted nothing: it is not a retention run")
+    row: dict[str, Any] = {
+        "run_id": report.run_id,
+        "ran_at": report.ran_at,
+        "policy_version": report.policy_version,
+        "tenant": report.tenant,
+        "run_by": run_by[:64],
+        "counts": json.dumps(report.counts(), ensure_ascii=False, sort_keys=True),
+    }
+    if table is chukan_tables.chukan_retention_runs:
+        row |= {
+            "records_before": report.cutoffs.records_before,
+            "fukuhon_ended_before": report.cutoffs.fukuhon_ended_before,
+            "records_deleted": report.count("chukan", chukan_tables.chukan_records.name),
+            "fukuhon_deleted": report.count("chukan", chukan_tables.chukan_fukuhon.name),
+        }
     with engine.begin() as conn:
-        conn.execute(
-            sa.insert(chukan_tables.chukan_retention_runs).values(
-                run_id=report.run_id,
-                ran_at=report.ran_at,
-                records_before=report.cutoffs.records_before,
-                fukuhon_ended_before=report.cutoffs.fukuhon_ended_before,
-                records_deleted=report.count("chukan", chukan_tables.chukan_records.name),
-                fukuhon_deleted=report.count("chukan", chukan_tables.chukan_fukuhon.name),
-                policy_version=report.policy_version,
-                tenant=report.tenant,
-                run_by=run_by[:64],
-                counts=json.dumps(report.counts(), ensure_ascii=False, sort_keys=True),
-            )
-        )
+        conn.execute(sa.insert(table).values(**row))
 
 
-def last_run(engine: Engine, tenant: str, run_by: str) -> datetime | None:
-    t = chukan_tables.chukan_retention_runs
+def last_run(
+    engine: Engine, tenant: str, run_by: str, table: sa.Table = chukan_tables.chukan_retention_runs
+) -> datetime | None:
+    t = table
     with engine.connect() as conn:
         value = conn.execute(
             sa.select(sa.func.max(t.c.ran_at)).where(t.c.tenant == tenant, t.c.run_by == run_by)
@@ -878,7 +894,7 @@ def last_run(engine: Engine, tenant: str, run_by: str) -> datetime | None:
     if isinstance(value, str):  # an aggregate on SQLite comes back as text, not through the column's type
         value = datetime.fromisoformat(value)
     if not isinstance(value, datetime):
-        raise TypeError(f"chukan_retention_runs.ran_at read as {type(value).__name__}")
+        raise TypeError(f"{t.name}.ran_at read as {type(value).__name__}")
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value
 
 
@@ -889,11 +905,11 @@ class RetentionSchedule:
     """Daily retention of one process's store(s), for the process's tenant, called from its loop.
 
     :meth:`due` is true from ``retention_hour`` (JST) on a day without a run, and never within
-    ``min_interval_hours`` of the last run; the last run is read from ``chukan_retention_runs`` (``run_by`` is
-    ``schedule:<name>``), so a restart does not run it again. :meth:`run` runs and records it. :meth:`tick` starts a
-    due run in a background thread (the consume loop keeps turning, Kafka's poll interval is never exceeded) and
-    :meth:`heartbeat` wraps a runner's heartbeat with it. A failed run is logged (error type only) and tried again
-    after ``retry_after``.
+    ``min_interval_hours`` of the last run; the last run is read from ``table``, the store's own (:data:`RUNS`;
+    ``run_by`` is ``schedule:<name>``), so a restart does not run it again. :meth:`run` runs and records it.
+    :meth:`tick` starts a due run in a background thread (the consume loop keeps turning, Kafka's poll interval is
+    never exceeded) and :meth:`heartbeat` wraps a runner's heartbeat with it. A failed run is logged (error type
+    only) and tried again after ``retry_after``.
     """
 
     def __init__(
@@ -903,6 +919,7 @@ class RetentionSchedule:
         *,
         name: str,
         record: Engine,
+        table: sa.Table = chukan_tables.chukan_retention_runs,
         policy: Retention | None = None,
         kafka: KafkaPositions | None = None,
         producer: Callable[[], TombstoneProducer] | None = None,
@@ -916,6 +933,7 @@ class RetentionSchedule:
         self.tenant = tenant
         self.run_by = f"{SCHEDULE_PREFIX}{name}"
         self.record = record
+        self.table = table
         self.policy = policy if policy is not None else default_policies().retention
         self.kafka = kafka
         self.producer = producer
@@ -932,7 +950,7 @@ class RetentionSchedule:
 
     def last_run(self) -> datetime | None:
         if not self._loaded:
-            self._last = last_run(self.record, self.tenant, self.run_by)
+            self._last = last_run(self.record, self.tenant, self.run_by, self.table)
             self._loaded = True
         return self._last
 
@@ -964,7 +982,7 @@ class RetentionSchedule:
         finally:
             if producer is not None:
                 producer.flush(30)
-        record_run(self.record, report, self.run_by)
+        record_run(self.record, report, self.run_by, self.table)
         self._last, self._loaded = now, True
         self.last_report = report
         log.info("retention %s (%s): %s", self.run_by, self.tenant, report.detail())
@@ -1021,8 +1039,9 @@ class RetentionSchedule:
     ) -> RetentionSchedule:
         """The schedule of a long-running process over its own store ``engine``: ``sinks`` (the hub's database,
         which the connector shares: its schedule is the sinks'), ``processors``, ``chukan`` or ``network``. Runs
-        are recorded in the 中間サーバー store (``chukan_retention_runs``); tombstones go out with the process's
-        producer configuration; committed offsets are read with its identity.
+        are recorded in that store (:data:`RUNS`); tombstones go out with the process's producer configuration;
+        committed offsets are read with its identity. The network's run reads (only) which 符号 the 中間サーバー
+        still holds.
         """
         from confluent_kafka import Producer
 
@@ -1030,18 +1049,18 @@ class RetentionSchedule:
 
         if process not in STORES:
             raise ValueError(f"no retention schedule for {process!r} (one of {', '.join(STORES)})")
-        if process == "chukan":
-            record = engine
-        else:
+        fugo_source = None
+        if process == "network":
             from connectors.runner import chukan_engine  # the runners import this module: imported when used
 
-            record = chukan_engine(settings)
-        stores = RetentionStores(**{process: engine}, fugo_source=record if process == "network" else None)
+            fugo_source = chukan_engine(settings)  # which 符号 the 中間サーバー still holds (read only)
+        stores = RetentionStores(**{process: engine}, fugo_source=fugo_source)
         return cls(
             stores,
             tenant if tenant is not None else settings.tenant,
             name=process,
-            record=record,
+            record=engine,
+            table=RUNS[process],
             kafka=KafkaOffsets(settings),
             producer=lambda: Producer(producer_config(settings)),
         )

@@ -48,7 +48,7 @@ from connectors.service import Output
 from hub.errors import CommandError
 from hub.kafka import producer_config
 from hub.office import Office, office
-from hub.retention import KafkaOffsets, RetentionError, RetentionStores, record_run, run_retention
+from hub.retention import RUNS, KafkaOffsets, RetentionError, RetentionStores, record_run, run_retention
 from hub.settings import Settings
 from hub.staff import ROLES, Session, StaffError
 from hub.validation import is_valid_tenant_code
@@ -300,6 +300,8 @@ def cmd_retention(settings: Settings, args: argparse.Namespace) -> int:
             stores, opened = _retention_stores(settings, o)
             report = run_retention(stores, settings.tenant, dry_run=dry_run, kafka=KafkaOffsets(o.settings),
                                    producer=o.producer, now=now_utc())  # fmt: skip
+            if not dry_run:
+                record_run(o.engine, report, session.staff_id, RUNS["sinks"])  # the city's run, in the city's store
         except BaseException as exc:
             o.staff.record(session.staff_id, operation, OperationOutcome.FAILED, target, _failure(exc))
             if isinstance(exc, RetentionError | KafkaException | sa.exc.SQLAlchemyError):

@@ -19,7 +19,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from hub.engine import store as engine_store
 from hub.pii import PREFIX, PiiError, PiiKeys, is_sealed, key_id_of
-from sinks.tables import UtcDateTime
+from sinks.tables import UtcDateTime, retention_runs_table
 
 PROCESSORS_MIGRATIONS = "processors:migrations"
 
@@ -77,6 +77,7 @@ receptions = sa.Table(
 STORE_PREFIX = "processor_"  # the runtime's tables: processor_runtime_offsets, processor_runtime_outbox
 VERSION_TABLE = "alembic_version_processors"  # so the processors' store may share a database with the sinks'
 runtime_offsets, runtime_outbox = engine_store.define(metadata, STORE_PREFIX)
+retention_runs = retention_runs_table(metadata, f"{STORE_PREFIX}retention_runs")  # since 0005
 
 LOG_COLUMN = "processor_people.log"  # the associated data's column name
 _REENCRYPT_BATCH = 500

@@ -322,6 +322,27 @@ def service_effects_table(meta: sa.MetaData) -> sa.Table:
 
 service_effects = service_effects_table(metadata)
 
+
+def retention_runs_table(meta: sa.MetaData, name: str) -> sa.Table:
+    """The retention runs over the store it is in (``hub.retention``): each store records its own, so no process
+    writes another party's store to say it ran (the 中間サーバー's own runs: ``chukan_retention_runs``).
+    """
+    return sa.Table(
+        name,
+        meta,
+        sa.Column("run_id", sa.String(36), primary_key=True),
+        sa.Column("ran_at", UtcDateTime, nullable=False),
+        sa.Column("tenant", TENANT, nullable=False),
+        sa.Column("run_by", sa.String(64), nullable=False),  # a staff id, or schedule:<process>
+        sa.Column("policy_version", sa.String(32), nullable=False),
+        sa.Column("counts", sa.Text, nullable=False),  # JSON: store -> table -> rows deleted
+        sa.PrimaryKeyConstraint("run_id", name=f"pk_{name}"),
+        sa.Index(f"ix_{name}_tenant", "tenant", "run_by", "ran_at"),
+    )
+
+
+retention_runs = retention_runs_table(metadata, "retention_runs")
+
 integrated_atena = sa.Table(
     "integrated_atena",
     metadata,

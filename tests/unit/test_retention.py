@@ -68,7 +68,7 @@ NOW = datetime(2026, 6, 1, 3, 0, tzinfo=UTC)  # 12:00 JST, fiscal year 2026
 GROUP = "kenshin-hub-test"
 
 # Tables retention never deletes from, and why (no tenant's resident data, or needed as they are).
-KEPT: dict[str, set[str]] = {
+KEPT: dict[str, set[str]] = {  # the runs' records, accounts (reviewers too), counters and reference data
     "sinks": {
         "statistics",
         "staff_accounts",
@@ -76,14 +76,16 @@ KEPT: dict[str, set[str]] = {
         "integrated_atena_seq",
         "runtime_offsets",
         "institution_versions",
+        "retention_runs",
     },
-    "processors": {"processor_years", "processor_runtime_offsets", "processor_institutions"},
-    "chukan": {
-        "chukan_retention_runs",
-        "runtime_offsets",
-        "chukan_reviewers",
-    },  # reviewers: accounts, as staff_accounts
-    "network": {"runtime_offsets"},
+    "processors": {
+        "processor_years",
+        "processor_runtime_offsets",
+        "processor_institutions",
+        "processor_retention_runs",
+    },
+    "chukan": {"chukan_retention_runs", "runtime_offsets", "chukan_reviewers"},
+    "network": {"runtime_offsets", "network_retention_runs"},
 }
 METADATA: dict[str, sa.MetaData] = {
     "sinks": st.metadata,
@@ -1017,6 +1019,26 @@ def test_the_schedule_runs_in_the_background_from_a_heartbeat_and_survives_a_fai
     assert s.last_report is not None
     assert s.last_report.tombstones_sent == 2
     assert beats == [1, 1]
+
+
+def test_each_process_records_its_runs_in_its_own_store(stores: Stores, tmp_path: Path) -> None:
+    """No process writes another party's store to say it ran: the city's processes their own, the 中間サーバー and
+    the network theirs (the network only reads which 符号 the 中間サーバー still holds)."""
+    settings = load_settings({"KENSHIN_STATE_DIR": str(tmp_path / "state"), "KENSHIN_TENANT": A,
+                              "KENSHIN_CHUKAN_DATABASE_URL": f"sqlite:///{tmp_path / 'chukan-ro.db'}"})  # fmt: skip
+    for process, table in (("sinks", st.retention_runs), ("processors", pt.retention_runs),
+                           ("chukan", ct.chukan_retention_runs), ("network", ct.network_retention_runs)):  # fmt: skip
+        engine = stores.engines[process]
+        schedule = RetentionSchedule.for_process(settings, process, engine)
+        assert (schedule.record, schedule.table) == (engine, table), process
+    processors = stores.engines["processors"]
+    s = RetentionSchedule(RetentionStores(processors=processors), A, name="processors", record=processors,
+                          table=pt.retention_runs, policy=load_retention(), producer=FakeProducer)  # fmt: skip
+    runs_before = stores.snapshot()[("chukan", ct.chukan_retention_runs.name)]
+    assert s.tick(jst(1, 2, 5), background=False) is True
+    assert last_run(processors, A, f"{SCHEDULE_PREFIX}processors", pt.retention_runs) == jst(1, 2, 5)
+    assert not s.due(jst(1, 3, 0))
+    assert stores.snapshot()[("chukan", ct.chukan_retention_runs.name)] == runs_before
 
 
 def test_a_shared_services_schedule_runs_for_every_tenant_it_serves_one_at_a_time(stores: Stores) -> None:

@@ -186,7 +186,7 @@ def invitation(trigger: m.InvitationTrigger, age: int = 50) -> m.Invitation:
 def test_migrations_create_the_tables_that_tables_py_describes(engine: Engine) -> None:
     names = set(sa.inspect(engine).get_table_names())
     assert {t.name for t in ALL_TABLES} | {"alembic_version"} == names
-    assert current_revision(engine) == head_revision() == "0011"
+    assert current_revision(engine) == head_revision() == "0012"
     with engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), metadata)
     assert diff == []
