@@ -21,8 +21,9 @@ import hashlib
 import hmac
 import os
 import secrets
+import uuid
 from dataclasses import dataclass, replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from cryptography.exceptions import InvalidSignature
@@ -34,7 +35,8 @@ from cryptography.hazmat.primitives.serialization import (
     load_pem_public_key,
 )
 
-from schemas.models import ProvisionPermit, ReviewDecision
+from hub.validation import is_valid_staff_id, is_valid_tenant_code
+from schemas.models import ProvisionPermit, ReviewDecision, ReviewVerdict
 from schemas.record import EPOCH
 
 _LINKAGE = "linkage.key"
@@ -206,7 +208,7 @@ def review_message(decision: ReviewDecision) -> bytes:
 
 
 def _reviewer_path(state_dir: Path, tenant: str, staff_id: str) -> Path:
-    if not (staff_id.isascii() and staff_id.replace("-", "").replace("_", "").isalnum() and tenant.isdigit()):
+    if not (is_valid_staff_id(staff_id) and is_valid_tenant_code(tenant)):
         raise ValueError("a reviewer's key is named by a 団体コード and a staff id of ASCII letters, digits, '-', '_'")
     return state_dir / "keys" / "reviewers" / f"{tenant}-{staff_id}.pem"
 
@@ -233,6 +235,36 @@ UNSIGNED = "unsigned"
 def sign_review(key: Ed25519PrivateKey, decision: ReviewDecision) -> ReviewDecision:
     """``decision`` (made with ``signature=UNSIGNED``) with the reviewer's signature over its other fields."""
     return replace(decision, signature=base64.b64encode(key.sign(review_message(decision))).decode())
+
+
+def signed_review(
+    key: Ed25519PrivateKey,
+    *,
+    tenant: str,
+    source_system: str,
+    request_id: uuid.UUID,
+    staff_id: str,
+    approve: bool,
+    reason: str | None,
+    now: datetime,
+) -> ReviewDecision:
+    """A new decision (its own event id) of ``staff_id`` on a held provision, signed with their key.
+
+    Raises :class:`~schemas.record.ModelError` for a decision the 中間サーバー could not take (a refusal without a
+    reason, say).
+    """
+    decision = ReviewDecision(
+        event_id=uuid.uuid4(),
+        occurred_at=now,
+        tenant=tenant,
+        source_system=source_system,
+        request_id=request_id,
+        staff_id=staff_id,
+        verdict=ReviewVerdict.APPROVE if approve else ReviewVerdict.REFUSE,
+        reason=None if approve else reason,
+        signature=UNSIGNED,
+    )
+    return sign_review(key, decision)
 
 
 def public_key_of(text: str) -> Ed25519PublicKey:

@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy.engine import Engine
 
 from connectors.chukan import ChukanServer, TenantStore
-from connectors.keys import UNSIGNED, PermitSigner, PermitVerifier, person_token, public_key_text, sign_review
+from connectors.keys import PermitSigner, PermitVerifier, person_token, public_key_text, signed_review
 from connectors.network import NetworkSimulator
 from connectors.policy import Policies, default_policies
 from connectors.service import Bus, Output
@@ -31,7 +31,6 @@ from schemas.models import (
     PersonIdentity,
     ResidentStatus,
     ReviewDecision,
-    ReviewVerdict,
 )
 from sinks.db import make_engine, upgrade
 from topics import catalog
@@ -173,11 +172,9 @@ class World:
         self, tenant: str, request_id: uuid.UUID, approve: bool, reason: str | None = None, staff_id: str = REVIEWER
     ) -> ReviewDecision:
         """A reviewer's decision, signed and sent to the 中間サーバー as the staff tools send it (enrolled first)."""
-        verdict = ReviewVerdict.APPROVE if approve else ReviewVerdict.REFUSE
-        unsigned = ReviewDecision(event_id=uuid.uuid4(), occurred_at=self.clock(), tenant=tenant, source_system=SOURCE,
-                                  request_id=request_id, staff_id=staff_id, verdict=verdict,
-                                  reason=None if approve else reason, signature=UNSIGNED)  # fmt: skip
-        decision = sign_review(self.enrol(tenant, staff_id), unsigned)
+        decision = signed_review(self.enrol(tenant, staff_id), tenant=tenant, source_system=SOURCE,
+                                 request_id=request_id, staff_id=staff_id, approve=approve, reason=reason,
+                                 now=self.clock())  # fmt: skip
         self.publish((catalog.REVIEW_DECISIONS, decision))
         return decision
 

@@ -1035,7 +1035,12 @@ class RetentionSchedule:
 
     @classmethod
     def for_process(
-        cls, settings: Settings, process: str, engine: Engine, tenant: str | None = None
+        cls,
+        settings: Settings,
+        process: str,
+        engine: Engine,
+        tenant: str | None = None,
+        fugo_source: Engine | None = None,
     ) -> RetentionSchedule:
         """The schedule of a long-running process over its own store ``engine``: ``sinks`` (the hub's database,
         which the connector shares: its schedule is the sinks'), ``processors``, ``chukan`` or ``network``. Runs
@@ -1049,11 +1054,8 @@ class RetentionSchedule:
 
         if process not in STORES:
             raise ValueError(f"no retention schedule for {process!r} (one of {', '.join(STORES)})")
-        fugo_source = None
-        if process == "network":
-            from connectors.runner import chukan_engine  # the runners import this module: imported when used
-
-            fugo_source = chukan_engine(settings)  # which 符号 the 中間サーバー still holds (read only)
+        if process == "network" and fugo_source is None:
+            fugo_source = _chukan_reader(settings)
         stores = RetentionStores(**{process: engine}, fugo_source=fugo_source)
         return cls(
             stores,
@@ -1064,6 +1066,13 @@ class RetentionSchedule:
             kafka=KafkaOffsets(settings),
             producer=lambda: Producer(producer_config(settings)),
         )
+
+
+def _chukan_reader(settings: Settings) -> Engine:
+    """The 中間サーバー's store, which the network's run reads (only) to learn which 符号 are still held."""
+    from connectors.runner import chukan_engine  # the runners import this module: imported when used
+
+    return chukan_engine(settings)
 
 
 def _throttled(beat: Callable[[], None] | None, tick: Callable[[], bool], every_s: float) -> Callable[[], None]:
@@ -1103,7 +1112,8 @@ class TenantSchedules:
     @classmethod
     def for_process(cls, settings: Settings, process: str, engine: Engine) -> TenantSchedules:
         tenants = served_tenants(process, settings.tenant)
-        return cls([RetentionSchedule.for_process(settings, process, engine, t) for t in tenants])
+        source = _chukan_reader(settings) if process == "network" else None  # one engine for every tenant's run
+        return cls([RetentionSchedule.for_process(settings, process, engine, t, source) for t in tenants])
 
     def tick(self, now: datetime | None = None, *, background: bool = True) -> bool:
         """Start the first due run, unless one is running; whether one was started."""

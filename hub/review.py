@@ -42,7 +42,7 @@ from connectors.chukan import (
     sanitized_request,
 )
 from connectors.connector import export_offline, read_offline
-from connectors.keys import UNSIGNED, public_key_text, reviewer_key, sign_review
+from connectors.keys import public_key_text, reviewer_key, signed_review
 from connectors.runner import chukan_engine, chukan_server, network_engine
 from connectors.service import Output
 from hub.errors import CommandError
@@ -51,17 +51,16 @@ from hub.office import Office, office
 from hub.retention import RUNS, KafkaOffsets, RetentionError, RetentionStores, record_run, run_retention
 from hub.settings import Settings
 from hub.staff import ROLES, Session, StaffError
-from hub.validation import is_valid_tenant_code
+from hub.validation import STAFF_ID_MAX, is_valid_staff_id, is_valid_tenant_code
 from processors.runner import processors_engine
 from schemas.models import (
     HoldStatus,
     OperationOutcome,
     ProvisionRequest,
     ReviewDecision,
-    ReviewVerdict,
     StaffOperationType,
 )
-from schemas.record import ModelError, now_utc
+from schemas.record import now_utc
 from topics import catalog
 
 STAFF_SOURCE = "kenshin-hub.staff"
@@ -163,20 +162,11 @@ def send_decision(o: Office, staff_id: str, request_id: str, approve: bool, reas
         raise CommandError(f"{staff_id} has no reviewer key here: run `kenshin-hub review enrol`, then have the "
                            "中間サーバー's operator enrol it")  # fmt: skip
     try:
-        unsigned = ReviewDecision(
-            event_id=uuid.uuid4(),
-            occurred_at=now_utc(),
-            tenant=settings.tenant,
-            source_system=STAFF_SOURCE,
-            request_id=uuid.UUID(request_id),
-            staff_id=staff_id,
-            verdict=ReviewVerdict.APPROVE if approve else ReviewVerdict.REFUSE,
-            reason=reason,
-            signature=UNSIGNED,
-        )
-    except (ValueError, ModelError) as exc:
+        decision = signed_review(key, tenant=settings.tenant, source_system=STAFF_SOURCE,
+                                 request_id=uuid.UUID(request_id), staff_id=staff_id, approve=approve, reason=reason,
+                                 now=now_utc())  # fmt: skip
+    except ValueError as exc:  # a malformed request id, or a ModelError (a refusal without a reason)
         raise CommandError(f"not a decision the 中間サーバー could take: {exc}") from None
-    decision = sign_review(key, unsigned)
     o.publish([(catalog.REVIEW_DECISIONS, decision)],
               "the decision could not be sent to the broker; run the same command again")  # fmt: skip
     return decision
@@ -220,7 +210,7 @@ def cmd_chukan_reviewer(settings: Settings, args: argparse.Namespace) -> int:
             store = TenantStore(conn, args.tenant)
             if args.action == "add":
                 try:
-                    _reviewer_key_checked(args.tenant, args.staff_id)
+                    _check_reviewer_id(args.tenant, args.staff_id)
                     store.enrol_reviewer(args.staff_id, args.public_key, now_utc())
                 except ValueError as exc:
                     raise CommandError(str(exc)) from None
@@ -235,11 +225,11 @@ def cmd_chukan_reviewer(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-def _reviewer_key_checked(tenant: str, staff_id: str) -> None:
+def _check_reviewer_id(tenant: str, staff_id: str) -> None:
     if not is_valid_tenant_code(tenant):
         raise ValueError(f"{tenant} is not a 団体コード")
-    if not (0 < len(staff_id) <= 64 and staff_id.isascii() and staff_id.replace("-", "").replace("_", "").isalnum()):
-        raise ValueError("a staff id is 1 to 64 ASCII letters, digits, '-' and '_'")
+    if not is_valid_staff_id(staff_id):
+        raise ValueError(f"a staff id is 1 to {STAFF_ID_MAX} ASCII letters, digits, '-' and '_'")
 
 
 def _show(server: ChukanServer, engine: sa.Engine, tenant: str, request_id: str) -> None:

@@ -34,6 +34,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from hub.errors import CommandError
+from hub.validation import STAFF_ID_MAX, is_valid_staff_id
 from schemas.models import OperationOutcome, StaffOperation, StaffOperationType
 from schemas.record import now_utc
 from sinks.tables import staff_accounts, staff_sessions
@@ -45,7 +46,6 @@ MIN_PASSWORD_LENGTH = 12
 MAX_PASSWORD_LENGTH = 1024
 # recorded as the staff id of an attempt that carries no valid session (staff ids never contain parentheses)
 ANONYMOUS = "(anonymous)"
-_STAFF_ID_MAX = 64  # staff_operations.staff_id is VARCHAR(64): a typed id longer than that is recorded truncated
 _LOGIN_FAILED = "login failed"
 
 
@@ -203,7 +203,7 @@ class StaffService:
                 occurred_at=at,
                 tenant=self.tenant,
                 source_system="kenshin-hub.staff",
-                staff_id=staff_id[:_STAFF_ID_MAX] or ANONYMOUS,
+                staff_id=staff_id[:STAFF_ID_MAX] or ANONYMOUS,
                 operation=operation,
                 target=target,
                 outcome=outcome,
@@ -538,6 +538,5 @@ def _check_password(password: str) -> None:
 def _check_new(staff_id: str, roles: set[str], password: str) -> None:
     _check_roles(roles)
     _check_password(password)
-    if (not staff_id or len(staff_id) > _STAFF_ID_MAX or not staff_id.isascii()
-            or not staff_id.replace("-", "").replace("_", "").isalnum()):  # fmt: skip
-        raise StaffError(f"a staff id is 1 to {_STAFF_ID_MAX} ASCII letters, digits, '-' and '_'")
+    if not is_valid_staff_id(staff_id):
+        raise StaffError(f"a staff id is 1 to {STAFF_ID_MAX} ASCII letters, digits, '-' and '_'")

@@ -63,6 +63,15 @@ def is_valid_tenant_code(value: str) -> bool:
     return tenant_check_digit(value[:-1]) == int(value[-1])
 
 
+# staff_operations.staff_id and the 中間サーバー's reviewer ids are VARCHAR(64); a longer typed id is recorded truncated
+STAFF_ID_MAX = 64
+
+
+def is_valid_staff_id(value: str) -> bool:
+    """1 to 64 ASCII letters, digits, '-' and '_' (also safe as part of a file name)."""
+    return 0 < len(value) <= STAFF_ID_MAX and value.isascii() and value.replace("-", "").replace("_", "").isalnum()
+
+
 def legal_age(birth: date, on: date) -> int:
     """Age in completed years on ``on`` under Japanese law.
 
