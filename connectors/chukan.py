@@ -50,7 +50,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from connectors.keys import PermitVerifier, fugo_digest, public_key_of, valid_review_signature
 from connectors.network import MSG_NO_FUGO, derived_id, not_permitted
 from connectors.policy import Policies
-from connectors.service import Output, Position, decode_outputs, encode_outputs
+from connectors.service import Output, Position, decode_outputs, encode_outputs, rejection, sanitized_request
 from connectors.stores import (
     chukan_fukuhon,
     chukan_held,
@@ -65,7 +65,6 @@ from hub.validation import fiscal_year
 from schemas.models import (
     ChukanPerson,
     ChukanQuery,
-    DeadLetter,
     Event,
     FugoIssuance,
     FukuhonOperation,
@@ -144,17 +143,6 @@ def permit_mismatches(permit: ProvisionPermit, request: ProvisionRequest, tenant
     if bound is None or not hmac.compare_digest(bound.encode(), fugo_digest(request.fugo).encode()):
         wrong.append("符号")
     return tuple(wrong)
-
-
-def sanitized_request(request: ProvisionRequest) -> str:
-    """The request body as records keep it: no 符号, and of the permit only its id and expiry."""
-    body: dict[str, Any] = json.loads(request.to_json())
-    body.pop("fugo", None)
-    permit = body.pop("permit", None)
-    if permit:
-        body["permit_id"] = permit.get("permit_id")
-        body["permit_expires_at"] = permit.get("expires_at")
-    return json.dumps(body, ensure_ascii=False, sort_keys=True)
 
 
 def _by_tenant(table: sa.Table, *columns: str) -> list[ColumnElement[bool]]:
@@ -300,7 +288,7 @@ class ChukanServer:
     """The 中間サーバー platform: every municipality of the network is a tenant with a store of its own."""
 
     name = "chukan"
-    inputs: tuple[Topic, ...] = (
+    templates: tuple[Topic, ...] = (
         catalog.CHUKAN_PERSONS,
         catalog.CHUKAN_FUKUHON,
         catalog.CHUKAN_QUERIES,
@@ -315,6 +303,10 @@ class ChukanServer:
         self.verifier = verifier
         self.clock = clock
         self.position: Position | None = None  # of the input being handled, for dead letters
+        # every tenant's own topics: the tenant of an input is the topic's, never the payload's
+        self.inputs: tuple[Topic, ...] = tuple(
+            catalog.for_tenant(t, code) for code in sorted(policies.network.bodies) for t in self.templates
+        )
 
     def accepts(self, event: Event) -> bool:
         return self.policies.network.body(event.tenant) is not None
@@ -323,7 +315,10 @@ class ChukanServer:
         return TenantStore(conn, tenant)
 
     def handle(self, conn: Connection, topic: Topic, event: Event) -> list[Output]:
-        store = self.store(conn, event.tenant)
+        tenant, mismatch = catalog.tenant_check(topic, event)
+        if mismatch is not None:
+            return [self._dead_letter(topic, event, mismatch)]
+        store = self.store(conn, tenant)
         try:
             if isinstance(event, ChukanPerson):
                 return self._person(store, event)
@@ -344,24 +339,8 @@ class ChukanServer:
         raise TypeError(f"the 中間サーバー does not take {type(event).__name__}")
 
     def _dead_letter(self, topic: Topic, event: Event, reason: str) -> Output:
-        position = self.position or Position(topic.name, -1, -1)
-        dlq = topic.dlq or catalog.SINKS_DLQ
-        letter = DeadLetter(
-            event_id=derived_id("chukan-dlq", event.event_id),
-            occurred_at=self.clock(),
-            tenant=event.tenant,
-            source_system=SOURCE,
-            step="chukan.register",
-            reason=reason,
-            error_type="Rejected",
-            source_topic=position.topic,
-            source_partition=position.partition,
-            source_offset=position.offset,
-            original_value=(
-                sanitized_request(event) if isinstance(event, ProvisionRequest) else event.to_json()
-            ).encode(),  # a provision request's letter keeps no 符号
-        )
-        return (dlq, letter)
+        return rejection(topic, event, reason, self.position, event_id=derived_id("chukan-dlq", event.event_id),
+                         occurred_at=self.clock(), source=SOURCE, step="chukan.register")  # fmt: skip
 
     # --- persons and 符号 -------------------------------------------------------------------------------------
 
@@ -376,7 +355,7 @@ class ChukanServer:
             requested = True
             out.append(
                 (
-                    catalog.FUGO_REQUESTS,
+                    catalog.for_tenant(catalog.FUGO_REQUESTS, store.tenant),
                     FugoIssuance(
                         event_id=derived_id("fugo-request", store.tenant, person.integrated_atena_no),
                         occurred_at=self.clock(),
@@ -500,7 +479,7 @@ class ChukanServer:
             fiscal_year_to=query.fiscal_year_to,
             requested_at=query.requested_at,
         )
-        return (catalog.NETWORK_QUERIES, request)
+        return (catalog.for_tenant(catalog.NETWORK_QUERIES, store.tenant), request)
 
     def _fail_query(self, store: TenantStore, query: ChukanQuery, message: str) -> list[Output]:
         """The query cannot leave (no 符号): answer the connector and record it on the requester side."""
@@ -520,7 +499,7 @@ class ChukanServer:
         )
         record = self._requester_record(store, query, response)
         answer = replace(response, integrated_atena_no=query.integrated_atena_no)
-        return [record, (catalog.QUERY_ANSWERS, answer)]
+        return [record, (catalog.for_tenant(catalog.QUERY_ANSWERS, store.tenant), answer)]
 
     def _requester_record(self, store: TenantStore, query: ChukanQuery, response: ProvisionResponse) -> Output:
         """The requester's 情報提供等記録 of ``query`` and its answer."""
@@ -554,7 +533,7 @@ class ChukanServer:
             source_system=SOURCE,
             integrated_atena_no=outgoing.integrated_no,
         )
-        return [record, (catalog.QUERY_ANSWERS, answer)]
+        return [record, (catalog.for_tenant(catalog.QUERY_ANSWERS, store.tenant), answer)]
 
     # --- provider side -----------------------------------------------------------------------------------------
 
@@ -671,7 +650,7 @@ class ChukanServer:
                 status=HoldStatus.HELD.value,
                 held_at=now,
             )
-            return [(catalog.HELD_PROVISIONS, held)], ProvisionOutcome.HELD
+            return [(catalog.for_tenant(catalog.HELD_PROVISIONS, store.tenant), held)], ProvisionOutcome.HELD
         lines = self.lines(store, person.integrated_no, request)
         replies = self._provider_reply(
             store, request, ProvisionOutcome.PROVIDED_AUTOMATICALLY, None, lines, non_disclosure=False
@@ -745,7 +724,7 @@ class ChukanServer:
             non_disclosure=non_disclosure,
             reason=reason,
         )
-        return [(catalog.PROVISION_RESPONSES, response), record]
+        return [(catalog.for_tenant(catalog.PROVISION_RESPONSES, request.requester), response), record]
 
     def _review(self, store: TenantStore, decision: ReviewDecision) -> list[Output]:
         """A reviewer's signed decision (``chukan.review-decisions.v1``): acted on only when this server enrolled
@@ -779,7 +758,7 @@ class ChukanServer:
             received_at=self.clock(),
         )
         if reason is not None:
-            return [self._dead_letter(catalog.REVIEW_DECISIONS, decision, reason)]
+            return [self._dead_letter(catalog.for_tenant(catalog.REVIEW_DECISIONS, store.tenant), decision, reason)]
         approve = decision.verdict is ReviewVerdict.APPROVE
         return self.decide(store.conn, store.tenant, str(decision.request_id), decision.staff_id, approve,
                            decision.reason)  # fmt: skip
@@ -842,7 +821,7 @@ class ChukanServer:
             decided_at=now,
             refusal_reason=None if approve else reason,
         )
-        outputs.append((catalog.HELD_PROVISIONS, decided))
+        outputs.append((catalog.for_tenant(catalog.HELD_PROVISIONS, tenant), decided))
         store.decide_held(
             request_id,
             status=status.value,
@@ -904,7 +883,7 @@ class ChukanServer:
             requested_at=requested_at,
             body=record.to_json(),
         )
-        return (catalog.PROVISION_RECORDS, record)
+        return (catalog.for_tenant(catalog.PROVISION_RECORDS, store.tenant), record)
 
 
 def _fiscal_year_of(data: dict[str, str], item: str | None, fallback: date) -> int:

@@ -126,7 +126,6 @@ def rekey_fukuhon(reg: FukuhonRegistration, integrated: str) -> FukuhonRegistrat
 
 class Connector:
     name = "connector"
-    inputs: tuple[Topic, ...] = (catalog.RESIDENTS, catalog.FUKUHON_REGISTRATIONS, catalog.QUERY_ANSWERS)
 
     def __init__(
         self,
@@ -140,6 +139,12 @@ class Connector:
         pii: PiiKeys | None = None,
     ) -> None:
         self.tenant = tenant
+        # the city's own topics, and its own tenant topics of the provision flow (its principal has no other's)
+        self.inputs: tuple[Topic, ...] = (
+            catalog.RESIDENTS,
+            catalog.FUKUHON_REGISTRATIONS,
+            catalog.for_tenant(catalog.QUERY_ANSWERS, tenant),
+        )
         self.linkage_key = linkage_key
         self.pii = pii  # opens the residents' sealed 個人番号 (default: hub.pii.default_keys, the settings' key file)
         self.offline = offline
@@ -171,7 +176,7 @@ class Connector:
         token = person_token(self.linkage_key, number) if number else None
         out: list[Output] = [
             (
-                catalog.CHUKAN_PERSONS,
+                catalog.for_tenant(catalog.CHUKAN_PERSONS, self.tenant),
                 ChukanPerson(
                     event_id=derived_id("connector-person", state.event_id),
                     occurred_at=now,
@@ -213,7 +218,7 @@ class Connector:
                 fy = fiscal_year(move_in.change_date)
                 out.append(
                     (
-                        catalog.CHUKAN_QUERIES,
+                        catalog.for_tenant(catalog.CHUKAN_QUERIES, self.tenant),
                         ChukanQuery(
                             event_id=derived_id("connector-query", request_id),
                             occurred_at=now,
@@ -259,7 +264,7 @@ class Connector:
             ],
             ["tenant", "record_id", "version"],
         )
-        return [] if self.offline else [(catalog.CHUKAN_FUKUHON, forwarded)]
+        return [] if self.offline else [(catalog.for_tenant(catalog.CHUKAN_FUKUHON, self.tenant), forwarded)]
 
     def _answer(self, conn: Connection, answer: ProvisionResponse) -> list[Output]:
         q = connector_queries

@@ -23,7 +23,7 @@ from sqlalchemy.engine import Connection
 
 from connectors.keys import PermitSigner, fugo_digest
 from connectors.policy import Policies
-from connectors.service import Output
+from connectors.service import Output, Position, rejection
 from connectors.stores import network_fugo, network_log
 from schemas.models import (
     Event,
@@ -54,19 +54,29 @@ def derived_id(*parts: object) -> uuid.UUID:
 
 class NetworkSimulator:
     name = "network"
-    inputs: tuple[Topic, ...] = (catalog.FUGO_REQUESTS, catalog.NETWORK_QUERIES)
+    templates: tuple[Topic, ...] = (catalog.FUGO_REQUESTS, catalog.NETWORK_QUERIES)
 
     def __init__(self, policies: Policies, signer: PermitSigner, clock: Callable[[], datetime] = now_utc) -> None:
         self.policies = policies
         self.signer = signer
         self.clock = clock
+        self.position: Position | None = None  # of the input being handled, for dead letters
+        # every member's own topics: who sent a request is the topic's tenant, never the payload's say-so
+        self.inputs: tuple[Topic, ...] = tuple(
+            catalog.for_tenant(t, code) for code in sorted(policies.network.bodies) for t in self.templates
+        )
 
     def accepts(self, event: Event) -> bool:
         return True
 
     def handle(self, conn: Connection, topic: Topic, event: Event) -> list[Output]:
+        tenant, mismatch = catalog.tenant_check(topic, event)
+        if mismatch is not None:
+            letter_id = derived_id("network-dlq", event.event_id)
+            return [rejection(topic, event, mismatch, self.position, event_id=letter_id, occurred_at=self.clock(),
+                              source=SOURCE, step="network.route")]  # fmt: skip
         if isinstance(event, FugoIssuance):
-            return [(catalog.FUGO_ISSUED, self._issue(conn, event))]
+            return [(catalog.for_tenant(catalog.FUGO_ISSUED, tenant), self._issue(conn, event))]
         if isinstance(event, ProvisionRequest):
             return self._route(conn, event)
         raise TypeError(f"the network does not take {type(event).__name__}")
@@ -156,7 +166,7 @@ class NetworkSimulator:
                 message=refusal,
                 responded_at=now,
             )
-            return [(catalog.PROVISION_RESPONSES, response)]
+            return [(catalog.for_tenant(catalog.PROVISION_RESPONSES, query.requester), response)]
         permit = ProvisionPermit(
             permit_id=derived_id("permit", query.request_id),
             request_id=query.request_id,
@@ -181,7 +191,7 @@ class NetworkSimulator:
             fugo=provider_fugo,
             permit=permit,
         )
-        return [(catalog.PROVISION_REQUESTS, routed)]
+        return [(catalog.for_tenant(catalog.PROVISION_REQUESTS, query.provider), routed)]
 
     def _check(self, query: ProvisionRequest) -> str | None:
         network = self.policies.network

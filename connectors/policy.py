@@ -299,3 +299,10 @@ class Policies:
 @cache
 def default_policies() -> Policies:
     return Policies(load_permitted_queries(), load_network(), load_sensitive_items(), load_retention())
+
+
+def network_tenants() -> tuple[str, ...]:
+    """The 団体コード of every municipality of the simulated network, whose 中間サーバー (and tenant topics) this
+    hub's cluster carries.
+    """
+    return tuple(sorted(load_network().bodies))

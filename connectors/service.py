@@ -17,16 +17,18 @@ from __future__ import annotations
 
 import json
 import logging
+import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Protocol
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from hub.engine.handler import Delivery, Outcome, Refusal
-from schemas.models import Event
+from schemas.models import DeadLetter, Event, ProvisionRequest
 from schemas.record import json_default, now_utc
 from sinks.base import Sink
 from topics import catalog
@@ -44,6 +46,48 @@ class Position:
     topic: str
     partition: int
     offset: int
+
+
+def sanitized_request(request: ProvisionRequest) -> str:
+    """The request body as records and dead letters keep it: no 符号, and of the permit only its id and expiry."""
+    body: dict[str, Any] = json.loads(request.to_json())
+    body.pop("fugo", None)
+    permit = body.pop("permit", None)
+    if permit:
+        body["permit_id"] = permit.get("permit_id")
+        body["permit_expires_at"] = permit.get("expires_at")
+    return json.dumps(body, ensure_ascii=False, sort_keys=True)
+
+
+def rejection(
+    topic: Topic,
+    event: Event,
+    reason: str,
+    position: Position | None,
+    *,
+    event_id: uuid.UUID,
+    occurred_at: datetime,
+    source: str,
+    step: str,
+) -> Output:
+    """The dead letter of an input a service refuses to act on (a decoded event the data's own fault), on the
+    input topic's dead-letter topic. A provision request's letter keeps no 符号.
+    """
+    where = position or Position(topic.name, -1, -1)
+    letter = DeadLetter(
+        event_id=event_id,
+        occurred_at=occurred_at,
+        tenant=event.tenant,
+        source_system=source,
+        step=step,
+        reason=reason,
+        error_type="Rejected",
+        source_topic=where.topic,
+        source_partition=where.partition,
+        source_offset=where.offset,
+        original_value=(sanitized_request(event) if isinstance(event, ProvisionRequest) else event.to_json()).encode(),
+    )
+    return (topic.dlq or catalog.SINKS_DLQ, letter)
 
 
 class Service(Protocol):
@@ -169,8 +213,10 @@ class Bus:
 
     members: list[tuple[Service, Engine, sa.Table]] = field(default_factory=list)
     log: dict[str, list[Event]] = field(default_factory=dict)
+    sent: list[Output] = field(default_factory=list)
     _queue: deque[Output] = field(default_factory=deque)
     taps: list[Callable[[Topic, Event], None]] = field(default_factory=list)
+    _inputs: dict[int, frozenset[str]] = field(default_factory=dict)
 
     def join(self, service: Service, engine: Engine, effects: sa.Table) -> None:
         self.members.append((service, engine, effects))
@@ -178,9 +224,20 @@ class Bus:
     def publish(self, outputs: Iterable[Output]) -> None:
         for topic, event in outputs:
             self.log.setdefault(topic.name, []).append(event)
+            self.sent.append((topic, event))
             for tap in self.taps:
                 tap(topic, event)
             self._queue.append((topic, event))
+
+    def _inputs_of(self, service: Service) -> frozenset[str]:
+        names = self._inputs.get(id(service))
+        if names is None:
+            names = self._inputs[id(service)] = frozenset(t.name for t in service.inputs)
+        return names
+
+    def on(self, topic: Topic) -> list[Event]:
+        """What crossed ``topic``; for a template of the tenant topics, what crossed any municipality's, in order."""
+        return [e for t, e in self.sent if topic.name in (t.name, t.template)]
 
     def run(self, limit: int = 1_000_000) -> int:
         """Deliver until nothing is left (bounded); the number of deliveries."""
@@ -190,7 +247,7 @@ class Bus:
                 raise RuntimeError("the bus did not settle")
             topic, event = self._queue.popleft()
             for service, engine, effects in self.members:
-                if topic in service.inputs:
+                if topic.name in self._inputs_of(service):
                     with engine.begin() as conn:
                         outputs = act_once(conn, effects, service, topic, event)
                     self.publish(outputs)

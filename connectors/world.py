@@ -116,7 +116,7 @@ class World:
             support_measure=support_measure,
             version=version,
         )
-        self.publish((catalog.CHUKAN_PERSONS, event))
+        self.publish((catalog.for_tenant(catalog.CHUKAN_PERSONS, tenant), event))
 
     def fukuhon(self, tenant: str, integrated_no: str, record_id: str, data: dict[str, str], *,
                 version: int = 1, start: date = date(2020, 4, 1), end: date | None = None,
@@ -138,7 +138,7 @@ class World:
             operation=operation or (FukuhonOperation.REGISTER if version == 1 else FukuhonOperation.UPDATE),
             data=data,
         )
-        self.publish((catalog.CHUKAN_FUKUHON, event))
+        self.publish((catalog.for_tenant(catalog.CHUKAN_FUKUHON, tenant), event))
         return event
 
     def query(self, requester: str, integrated_no: str, provider: str, items: tuple[str, ...], *,
@@ -156,7 +156,7 @@ class World:
             fiscal_year_to=fiscal_years[1] if fiscal_years else None,
             requested_at=self.clock(),
         )
-        self.publish((catalog.CHUKAN_QUERIES, event))
+        self.publish((catalog.for_tenant(catalog.CHUKAN_QUERIES, requester), event))
         return event
 
     def enrol(self, tenant: str, staff_id: str = REVIEWER) -> Ed25519PrivateKey:
@@ -175,11 +175,12 @@ class World:
         decision = signed_review(self.enrol(tenant, staff_id), tenant=tenant, source_system=SOURCE,
                                  request_id=request_id, staff_id=staff_id, approve=approve, reason=reason,
                                  now=self.clock())  # fmt: skip
-        self.publish((catalog.REVIEW_DECISIONS, decision))
+        self.publish((catalog.for_tenant(catalog.REVIEW_DECISIONS, tenant), decision))
         return decision
 
     def events(self, topic: catalog.Topic) -> list[Event]:
-        return list(self.bus.log.get(topic.name, []))
+        """What crossed ``topic``; for a template, what crossed every municipality's topic of it, in order."""
+        return self.bus.on(topic)
 
     def count(self, name: str, table: sa.Table, *where: sa.ColumnElement[bool]) -> int:
         with self.engines[name].connect() as conn:

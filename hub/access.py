@@ -31,6 +31,7 @@ from confluent_kafka.admin._scram import (
 )
 
 from hub.validation import is_valid_tenant_code
+from topics import catalog
 from topics.catalog import ALL_TOPICS
 
 ADMIN = "admin"
@@ -140,28 +141,47 @@ def bindings(
     tenant: str,
     grants: Mapping[str, Grant] | None = None,
     *,
-    topic_name: Callable[[str], str] = lambda name: name,
+    network: Iterable[str] = (),
     group_name: Callable[[str], str] = lambda name: name,
 ) -> list[AclBinding]:
-    """The ACLs of every grant for ``tenant``; ``topic_name``/``group_name`` map catalog names (tests prefix them)."""
-    if not is_valid_tenant_code(tenant):
-        raise AccessError(f"{tenant!r} is not a 団体コード")
+    """The ACLs of every grant for ``tenant``; the shared services' (a name without ``{tenant}``) for ``tenant`` and
+    each municipality of ``network``, whose tenant topics they serve. A template of ``catalog.TENANT_SCOPED`` in
+    access.toml stands for that municipality's own topic (``{団体コード}.{name}``): each ACL names one topic
+    (LITERAL), so a principal of one municipality is never granted another's, and never more of its own than its
+    role. ``group_name`` maps group names (tests suffix them).
+    """
+    for code in (tenant, *network):
+        if not is_valid_tenant_code(code):
+            raise AccessError(f"{code!r} is not a 団体コード")
     out: list[AclBinding] = []
     for grant in (grants if grants is not None else load_access()).values():
-        user = f"User:{grant.principal(tenant)}"
+        shared = "{tenant}" not in grant.name_template
+        for code in dict.fromkeys((tenant, *network)) if shared else (tenant,):
+            out.extend(_grant_bindings(grant, code, group_name))
+    return out
 
-        def allow(kind: ResourceType, name: str, op: AclOperation, user: str = user) -> AclBinding:
-            return AclBinding(kind, name, ResourcePatternType.LITERAL, user, "*", op, AclPermissionType.ALLOW)
 
-        for topic in grant.read:
-            out.append(allow(ResourceType.TOPIC, topic_name(topic), AclOperation.READ))
-        for topic in grant.writes():
-            out.append(allow(ResourceType.TOPIC, topic_name(topic), AclOperation.WRITE))
-            out.append(allow(ResourceType.TOPIC, topic_name(topic), AclOperation.DESCRIBE))
-        for group in grant.groups:
-            out.append(allow(ResourceType.GROUP, group_name(group), AclOperation.READ))
-        for group in grant.describe_groups:
-            out.append(allow(ResourceType.GROUP, group_name(group), AclOperation.DESCRIBE))
+def topic_for(name: str, tenant: str) -> str:
+    """The topic access.toml's ``name`` means for ``tenant``: its tenant topic when ``name`` is a template."""
+    return catalog.own(catalog.by_name(name), tenant).name
+
+
+def _grant_bindings(grant: Grant, tenant: str, group_name: Callable[[str], str]) -> list[AclBinding]:
+    user = f"User:{grant.principal(tenant)}"
+
+    def allow(kind: ResourceType, name: str, op: AclOperation) -> AclBinding:
+        return AclBinding(kind, name, ResourcePatternType.LITERAL, user, "*", op, AclPermissionType.ALLOW)
+
+    out: list[AclBinding] = []
+    for topic in grant.read:
+        out.append(allow(ResourceType.TOPIC, topic_for(topic, tenant), AclOperation.READ))
+    for topic in grant.writes():
+        out.append(allow(ResourceType.TOPIC, topic_for(topic, tenant), AclOperation.WRITE))
+        out.append(allow(ResourceType.TOPIC, topic_for(topic, tenant), AclOperation.DESCRIBE))
+    for group in grant.groups:
+        out.append(allow(ResourceType.GROUP, group_name(group), AclOperation.READ))
+    for group in grant.describe_groups:
+        out.append(allow(ResourceType.GROUP, group_name(group), AclOperation.DESCRIBE))
     return out
 
 

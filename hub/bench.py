@@ -33,7 +33,7 @@ from confluent_kafka import Producer
 from hub.demo import end_offsets, machine, passthrough, pipeline_processes
 from hub.errors import CommandError
 from hub.kafka import ClientConfig, producer_config
-from hub.runtime.stack import grant_local_tenant
+from hub.runtime.stack import onboard_tenant
 from hub.scenario import PROCESSOR_INPUTS, SINK_INPUTS, build, year_start_commands
 from hub.settings import Settings
 from hub.supervise import wait_drained
@@ -150,7 +150,7 @@ def cmd_bench_ingest(settings: Settings, args: argparse.Namespace, prepare: Call
     body = f"{random.Random().randrange(10000, 99999):05d}"  # noqa: S311 - a throw-away tenant, not a secret
     tenant = body + str(tenant_check_digit(body))
     bench = replace(settings, tenant=tenant)
-    grant_local_tenant(settings, tenant)  # a secured local stack: the throw-away tenant's principals
+    onboard_tenant(settings, tenant)  # the throw-away tenant's topics and (secured local stack) principals
     year = 2025
     print(f"bench: generating a synthetic city of {args.size} residents under throw-away tenant {tenant}")
     city, plan = build(args.seed, args.size, tenant, year, 0.05)

@@ -39,7 +39,7 @@ import sqlalchemy as sa
 from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
 
 from connectors.keys import linkage_key, person_token
-from connectors.policy import Policies, default_policies
+from connectors.policy import Policies, default_policies, network_tenants
 from connectors.runner import GROUPS, chukan_engine
 from connectors.service import Output
 from connectors.simulators.city import City
@@ -191,6 +191,7 @@ def _fire(
 ) -> None:
     """Publish ``count`` requests at ``rate`` per second, on a schedule (a late one does not shift the rest)."""
     interval = 1.0 / rate
+    queries = {code: catalog.for_tenant(catalog.CHUKAN_QUERIES, code).name for code in network_tenants()}
     began = time.monotonic()
     for i in range(count):
         delay = began + i * interval - time.monotonic()
@@ -209,7 +210,7 @@ def _fire(
         at = time.time()
         while True:
             try:
-                producer.produce(catalog.CHUKAN_QUERIES.name, key=key, value=value, on_delivery=delivered)
+                producer.produce(queries[query.tenant], key=key, value=value, on_delivery=delivered)
                 break
             except BufferError:
                 producer.poll(0.01)
@@ -365,12 +366,19 @@ def _pct(values: Sequence[float], p: float) -> float:
     return values[max(0, math.ceil(p / 100 * len(values)) - 1)]
 
 
+def _every(*templates: Topic) -> tuple[str, ...]:
+    """Every municipality's topic of each of ``templates``."""
+    return tuple(catalog.for_tenant(t, code).name for t in templates for code in network_tenants())
+
+
 def _hop_times(
     settings: Settings, conf: ClientConfig, start: Mapping[tuple[str, int], int], ids: set[str]
 ) -> dict[str, dict[str, int]]:
-    """Per intermediate topic, request id -> the Kafka timestamp (ms) of the record a step produced for it."""
+    """Per intermediate topic (its template: every municipality's topic of it), request id -> the Kafka timestamp
+    (ms) of the record a step produced for it.
+    """
     out: dict[str, dict[str, int]] = {}
-    topics = tuple(t.name for _, t in HOPS[:-1])
+    topics = _every(*(t for _, t in HOPS[:-1]))
     end = end_offsets(conf, topics)
     consumer = Consumer({**conf, "group.id": f"bench-provision-{uuid.uuid4().hex}", "enable.auto.commit": False,
                          "log_level": 0})  # fmt: skip
@@ -389,10 +397,11 @@ def _hop_times(
                     if int(msg.offset() or 0) >= end[(name, partition)]:
                         continue
                     seen += 1
-                    event = serdes[name].decode(msg.value() or b"", name)
+                    template = catalog.split_tenant(name)[1]
+                    event = serdes[template].decode(msg.value() or b"", name)
                     request_id = str(getattr(event, "request_id", ""))
                     if request_id in ids:
-                        out.setdefault(name, {}).setdefault(request_id, msg.timestamp()[1])
+                        out.setdefault(template, {}).setdefault(request_id, msg.timestamp()[1])
     finally:
         consumer.close()
     return out
@@ -504,11 +513,11 @@ def cmd_bench_provision(settings: Settings, args: argparse.Namespace, prepare: C
         started = time.monotonic()
         wait_drained(conf, APP_ID, PROCESSOR_INPUTS, timeout_s=SETTLE_TIMEOUT_S)  # an earlier run's backlog
         publish_outputs(settings, others.registrations)
-        settle(conf, [GROUPS["chukan"], GROUPS["network"]], SETTLE_TIMEOUT_S)
+        settle(conf, [GROUPS["chukan"], GROUPS["network"]], settings.tenant, SETTLE_TIMEOUT_S)
         run_scenario(settings, seed=args.seed, size=args.provider_size, fiscal_year=YEAR, progress=False,
                      start_fiscal_year=lambda: _publish(producer, _commands(settings, YEAR)),
                      timeout_s=SETTLE_TIMEOUT_S, echo=lambda line: print(f"  provider, {line.strip()}"))  # fmt: skip
-        settle(conf, list(GROUPS.values()), SETTLE_TIMEOUT_S)
+        settle(conf, list(GROUPS.values()), settings.tenant, SETTLE_TIMEOUT_S)
         wait_drained(conf, SINKS_GROUP, SINK_INPUTS, timeout_s=SETTLE_TIMEOUT_S)
         persons, with_fugo, fukuhon = _provider_counts(settings)
         print(f"bench: provider set up in {time.monotonic() - started:.0f}s: {persons} persons ({with_fugo} with a "
@@ -516,7 +525,7 @@ def cmd_bench_provision(settings: Settings, args: argparse.Namespace, prepare: C
               f"{len({r.tenant for r in pool})} municipalities")  # fmt: skip
 
         serde: TopicSerde[ChukanQuery] = TopicSerde(catalog.CHUKAN_QUERIES, registry)
-        answers = Answers(conf, end_offsets(conf, (catalog.QUERY_ANSWERS.name,)))
+        answers = Answers(conf, end_offsets(conf, _every(catalog.QUERY_ANSWERS)))
         answers.start()
         ingest: Ingest | None = None
         profiles: list[tuple[str, Path, subprocess.Popen[bytes]]] = []
@@ -529,7 +538,7 @@ def cmd_bench_provision(settings: Settings, args: argparse.Namespace, prepare: C
                 raise CommandError(f"warm-up requests were not all answered automatically: {dict(got)}")
             print(f"bench: {WARMUP_REQUESTS} warm-up requests answered automatically")
 
-            hop_start = end_offsets(conf, tuple(t.name for _, t in HOPS[:-1]))
+            hop_start = end_offsets(conf, _every(*(t for _, t in HOPS[:-1])))
             pids = {child.name: child.pid for child in children.children}
             ingest = Ingest(settings, records, LEAD_S + args.seconds)
             print(f"bench: ingest at {ingest.pace:.0f} events/s; in {LEAD_S:.0f}s, {args.rate:g} requests/s for "

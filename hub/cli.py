@@ -96,14 +96,15 @@ def _admin(settings: Settings) -> object:
 
 
 def cmd_topics(settings: Settings, args: argparse.Namespace) -> int:
-    from topics.admin import apply, listing
+    from topics.admin import apply, listing, network_topics
 
     admin = _admin(settings)
+    topics = network_topics(settings.tenant)  # the city's own tenant topics too, if it is not on the network
     if args.action == "apply":
-        changes = apply(admin)  # type: ignore[arg-type]
+        changes = apply(admin, topics)  # type: ignore[arg-type]
         print("\n".join(changes) if changes else "topics already match the catalog")
         return 0
-    rows = listing(admin)  # type: ignore[arg-type]
+    rows = listing(admin, topics)  # type: ignore[arg-type]
     print(_table(rows))
     return 0 if all(r["status"] == "ok" for r in rows) else 1
 

@@ -21,9 +21,11 @@ from datetime import date
 import sqlalchemy as sa
 from confluent_kafka import Producer
 
-from connectors.chukan import TenantStore
+from connectors.chukan import ChukanServer, TenantStore
 from connectors.keys import linkage_key, public_key_text, reviewer_key
 from connectors.network import SOURCE as NETWORK
+from connectors.network import NetworkSimulator
+from connectors.policy import network_tenants
 from connectors.runner import GROUPS, chukan_engine
 from connectors.service import Output
 from connectors.simulators.city import City
@@ -65,15 +67,18 @@ def _publish(settings: Settings, outputs: Sequence[Output]) -> None:
         raise RuntimeError("the simulated municipalities' events were not all delivered")
 
 
-SERVICE_INPUTS: dict[str, tuple[catalog.Topic, ...]] = {
-    GROUPS["connector"]: (catalog.RESIDENTS, catalog.FUKUHON_REGISTRATIONS, catalog.QUERY_ANSWERS),
-    GROUPS["chukan"]: (catalog.CHUKAN_PERSONS, catalog.CHUKAN_FUKUHON, catalog.CHUKAN_QUERIES, catalog.FUGO_ISSUED,
-                       catalog.PROVISION_REQUESTS, catalog.PROVISION_RESPONSES),
-    GROUPS["network"]: (catalog.FUGO_REQUESTS, catalog.NETWORK_QUERIES),
-}  # fmt: skip
+def service_inputs(tenant: str) -> dict[str, tuple[catalog.Topic, ...]]:
+    """The topics each provision service's group consumes, ``tenant`` being the city whose connector runs."""
+    tenants = network_tenants()
+    return {
+        GROUPS["connector"]: (catalog.RESIDENTS, catalog.FUKUHON_REGISTRATIONS,
+                              catalog.for_tenant(catalog.QUERY_ANSWERS, tenant)),
+        GROUPS["chukan"]: tuple(catalog.for_tenant(t, code) for code in tenants for t in ChukanServer.templates),
+        GROUPS["network"]: tuple(catalog.for_tenant(t, code) for code in tenants for t in NetworkSimulator.templates),
+    }  # fmt: skip
 
 
-def settle(conf: ClientConfig, groups: Sequence[str], timeout_s: float = 900) -> None:
+def settle(conf: ClientConfig, groups: Sequence[str], tenant: str, timeout_s: float = 900) -> None:
     """Wait until the services are quiescent: every group caught up while no topic of theirs grew.
 
     The services feed each other, so one group being drained says nothing about the next moment; a round in which
@@ -81,13 +86,14 @@ def settle(conf: ClientConfig, groups: Sequence[str], timeout_s: float = 900) ->
     Each turn (and each drain wait's turn) checks the supervised children (:func:`hub.supervise.check_running`):
     a service that died is reported at once instead of being waited for.
     """
-    topics = tuple(sorted({t.name for g in groups for t in SERVICE_INPUTS[g]}))
+    inputs = service_inputs(tenant)
+    topics = tuple(sorted({t.name for g in groups for t in inputs[g]}))
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         check_running()
         before = end_offsets(conf, topics)
         for group in groups:
-            wait_drained(conf, group, [t.name for t in SERVICE_INPUTS[group]],
+            wait_drained(conf, group, [t.name for t in inputs[group]],
                          timeout_s=max(1.0, deadline - time.monotonic()))  # fmt: skip
         if end_offsets(conf, topics) == before:
             return
@@ -144,16 +150,17 @@ def run_provision_demo(settings: Settings, city: City, seed: int, year_start: da
     started = time.monotonic()
     with pipeline_processes(settings, env, ("chukan", "network")):
         _publish(settings, others.registrations)
-        settle(conf, [GROUPS["chukan"], GROUPS["network"]])
+        settle(conf, [GROUPS["chukan"], GROUPS["network"]], settings.tenant)
         print(f"  other municipalities registered {len(others.registrations)} persons and 副本")
         with pipeline_processes(settings, env, ("connector",)):
-            settle(conf, list(GROUPS.values()))
+            settle(conf, list(GROUPS.values()), settings.tenant)
             print("  this city's residents and 副本 registered; 転入 queries answered")
             _publish(settings, others.queries)
-            settle(conf, list(GROUPS.values()))
+            settle(conf, list(GROUPS.values()), settings.tenant)
             approved, refused_by_staff = _review(settings)
-            settle(conf, list(GROUPS.values()))
-            wait_drained(conf, SINKS_GROUP, [catalog.PROVISION_RECORDS.name], timeout_s=300)
+            settle(conf, list(GROUPS.values()), settings.tenant)
+            records = catalog.for_tenant(catalog.PROVISION_RECORDS, settings.tenant)
+            wait_drained(conf, SINKS_GROUP, [records.name], timeout_s=300)
     print(f"  provision flow settled in {time.monotonic() - started:.1f}s")
     print_provision_summary(settings, others.kinds, approved, refused_by_staff)
 

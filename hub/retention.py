@@ -71,7 +71,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Topic
 from sqlalchemy.engine import Connection, Engine
 
 from connectors import stores as chukan_tables
-from connectors.policy import Retention, default_policies
+from connectors.policy import Retention, default_policies, network_tenants
 from hub.engine import store as engine_store
 from hub.kafka import consumer_config
 from hub.pii import PiiError, PiiKeys, default_keys
@@ -255,13 +255,19 @@ def tombstone_key(topic: Topic, row: Mapping[str, Any]) -> bytes:
     return ":".join(str(row[name]) for name in topic.key_fields).encode()
 
 
+def _compacted(name: str) -> bool:
+    try:
+        return catalog.by_name(name).cleanup_policy == "compact"
+    except KeyError:
+        return False
+
+
 def send_tombstones(producer: TombstoneProducer, tombstones: Sequence[Tombstone], timeout_s: float = 30.0) -> int:
     """Produce a tombstone (key, null value) for each ``(topic, key)`` on its compacted topic and wait until the broker
     has acknowledged every one; :class:`RetentionError` if any is not. ``producer`` is made with the hub's
     :func:`hub.kafka.producer_config` (murmur2, like every producer of the hub, so a tombstone lands on the partition
     of the records it deletes). Returns the number sent.
     """
-    compacted = {t.name for t in catalog.ALL_TOPICS if t.cleanup_policy == "compact"}
     failures: list[str] = []
 
     def delivered(err: KafkaError | None, _msg: Message) -> None:
@@ -269,7 +275,7 @@ def send_tombstones(producer: TombstoneProducer, tombstones: Sequence[Tombstone]
             failures.append(err.name())
 
     for topic, key in tombstones:
-        if topic not in compacted:
+        if not _compacted(topic):
             raise ValueError(f"{topic} is not a compacted topic: a tombstone would delete nothing there")
         while True:
             try:
@@ -325,9 +331,10 @@ class _Purge:
         topic = COMPACTED.get(table.name)
         if topic is not None:
             names = [c.name for c in pk]
-            self.result.tombstones += [
-                (topic.name, tombstone_key(topic, dict(zip(names, k, strict=True)))) for k in unique
-            ]
+            for k in unique:
+                row = dict(zip(names, k, strict=True))
+                on = catalog.own(topic, str(row["tenant"]))  # a held provision's is its tenant's own topic
+                self.result.tombstones.append((on.name, tombstone_key(on, row)))
         return unique
 
 
@@ -1096,7 +1103,7 @@ def served_tenants(process: str, tenant: str) -> tuple[str, ...]:
     the network (one platform for all of them), the city's own (``tenant``) for the others.
     """
     if process in SHARED:
-        return tuple(sorted(default_policies().network.bodies))
+        return network_tenants()
     return (tenant,)
 
 

@@ -39,12 +39,11 @@ from connectors.chukan import (
     REVIEWER_DISABLED,
     ChukanServer,
     TenantStore,
-    sanitized_request,
 )
 from connectors.connector import export_offline, read_offline
 from connectors.keys import public_key_text, reviewer_key, signed_review
 from connectors.runner import chukan_engine, chukan_server, network_engine
-from connectors.service import Output
+from connectors.service import Output, sanitized_request
 from hub.errors import CommandError
 from hub.kafka import producer_config
 from hub.office import Office, office
@@ -167,7 +166,7 @@ def send_decision(o: Office, staff_id: str, request_id: str, approve: bool, reas
                                  now=now_utc())  # fmt: skip
     except ValueError as exc:  # a malformed request id, or a ModelError (a refusal without a reason)
         raise CommandError(f"not a decision the 中間サーバー could take: {exc}") from None
-    o.publish([(catalog.REVIEW_DECISIONS, decision)],
+    o.publish([(catalog.for_tenant(catalog.REVIEW_DECISIONS, settings.tenant), decision)],
               "the decision could not be sent to the broker; run the same command again")  # fmt: skip
     return decision
 
@@ -358,7 +357,12 @@ def _import_offline(settings: Settings, path: Path) -> int:
             raise CommandError(f"{path}: not an offline linkage medium ({exc})") from None
         if any(r.atena_no is not None or r.integrated_atena_no is None for r in registrations):
             raise CommandError(f"{path}: a 副本 carries a 宛名番号 or no 統合宛名番号; nothing imported")
-        produce(o, [(catalog.CHUKAN_FUKUHON, r) for r in registrations])
+        others = sorted({r.tenant for r in registrations} - {settings.tenant})
+        if others:
+            raise CommandError(f"{path}: 副本 of another municipality ({', '.join(others)}), not of "
+                               f"{settings.tenant}; nothing imported")  # fmt: skip
+        fukuhon = catalog.for_tenant(catalog.CHUKAN_FUKUHON, settings.tenant)
+        produce(o, [(fukuhon, r) for r in registrations])
     print(f"{len(registrations)} 副本 from {path} handed to the 中間サーバー")
     return 0
 

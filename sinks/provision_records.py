@@ -1,4 +1,7 @@
-"""chukan.provision-records.v1 -> ``provision_records``: the 情報提供等記録, append-only (a replay changes nothing)."""
+"""``{団体コード}.chukan.provision-records.v1`` -> ``provision_records``: the city's own 情報提供等記録, append-only
+(a replay changes nothing). The sinks' principal may read the city's own records topic only, so another
+municipality's records never reach this store.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +14,7 @@ from schemas.record import now_utc
 from sinks.base import Row, TableSink
 from sinks.db import insert_or_ignore
 from sinks.tables import provision_records
-from topics.catalog import PROVISION_RECORDS, Topic
+from topics.catalog import PROVISION_RECORDS, for_tenant
 
 
 class ProvisionRecordsSink(TableSink[ProvisionRecord]):
@@ -20,8 +23,8 @@ class ProvisionRecordsSink(TableSink[ProvisionRecord]):
     table = provision_records
     keep_first = True
 
-    def __init__(self, topic: Topic = PROVISION_RECORDS, name: str = "sinks.provision_records") -> None:
-        super().__init__(topic, name)
+    def __init__(self, tenant: str, name: str = "sinks.provision_records") -> None:
+        super().__init__(for_tenant(PROVISION_RECORDS, tenant), name)
 
     def to_row(self, event: ProvisionRecord) -> Row:
         return {

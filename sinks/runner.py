@@ -43,7 +43,7 @@ def build_runner(
             InvitationsSink(),
             NoticeDecisionsSink(),
             InstitutionsSink(),
-            ProvisionRecordsSink(),
+            ProvisionRecordsSink(settings.tenant),
             StaffActivitySink(runner_metrics),
         ],
         group_id=GROUP_ID,

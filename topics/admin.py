@@ -12,7 +12,7 @@ from confluent_kafka.admin import AdminClient
 from confluent_kafka.admin._config import AlterConfigOpType, ConfigEntry, ConfigResource
 from confluent_kafka.cimpl import NewPartitions, NewTopic
 
-from topics.catalog import CLUSTER_TOPICS, TopicSpec
+from topics.catalog import TopicSpec, cluster_topics
 
 TIMEOUT_S = 30.0
 
@@ -49,9 +49,18 @@ def _broker_count(admin: AdminClient) -> int:
     return len(admin.list_topics(timeout=TIMEOUT_S).brokers)
 
 
-def describe(admin: AdminClient, topics: Iterable[TopicSpec] = CLUSTER_TOPICS) -> list[TopicState]:
+def network_topics(*tenants: str) -> tuple[TopicSpec, ...]:
+    """The cluster's topics: the hub's own, and the tenant topics of every municipality of the simulated network
+    (``connectors/data/network.toml``, whose 中間サーバー this cluster carries) and of ``tenants`` (the city's own).
+    """
+    from connectors.policy import network_tenants
+
+    return cluster_topics({*network_tenants(), *tenants})
+
+
+def describe(admin: AdminClient, topics: Iterable[TopicSpec] | None = None) -> list[TopicState]:
     metadata = admin.list_topics(timeout=TIMEOUT_S).topics
-    wanted = list(topics)
+    wanted = list(topics) if topics is not None else list(network_topics())
     existing = [t for t in wanted if t.name in metadata and metadata[t.name].error is None]
     configs = _configs(admin, [t.name for t in existing])
     states = []
@@ -113,9 +122,9 @@ def _await_metadata(admin: AdminClient, names: set[str]) -> None:
     raise TimeoutError(f"topics not visible after {TIMEOUT_S:.0f}s: {sorted(names)}")
 
 
-def apply(admin: AdminClient, topics: Iterable[TopicSpec] = CLUSTER_TOPICS) -> list[str]:
+def apply(admin: AdminClient, topics: Iterable[TopicSpec] | None = None) -> list[str]:
     """Create missing topics, add partitions, align configs; return one line per change (empty when none)."""
-    wanted = list(topics)
+    wanted = list(topics) if topics is not None else list(network_topics())
     brokers = _broker_count(admin)
     plans = {t.name: plan_for(t, brokers) for t in wanted}
     states = {s.name: s for s in describe(admin, wanted)}
@@ -214,9 +223,9 @@ def _await_applied(admin: AdminClient, plans: list[Plan]) -> None:
         time.sleep(0.2)
 
 
-def listing(admin: AdminClient, topics: Iterable[TopicSpec] = CLUSTER_TOPICS) -> list[dict[str, str]]:
+def listing(admin: AdminClient, topics: Iterable[TopicSpec] | None = None) -> list[dict[str, str]]:
     """One row per catalog topic: declared figures against the cluster's."""
-    wanted = list(topics)
+    wanted = list(topics) if topics is not None else list(network_topics())
     brokers = _broker_count(admin)
     rows = []
     for topic, state in zip(wanted, describe(admin, wanted), strict=True):

@@ -5,13 +5,20 @@ strings made of the fields named in ``key_fields`` joined by ``:`` (tenant first
 so every person's events land on one partition in order, and compaction sees stable bytes whatever the registry.
 Values are Avro (Confluent wire format) of the topic's model; the subject is ``<topic>-value``.
 
+Topics that carry one municipality's data on the provision flow (:data:`TENANT_SCOPED`) exist once per tenant,
+named ``{団体コード}.{name}`` (:func:`for_tenant`), so that Kafka's ACLs, not the services' code, keep one
+municipality's persons, queries, answers, holds and records from another's (topics/TENANCY.md). The constants below
+are their templates: no process reads or writes a template itself. A tenant topic's subject is its template's (one
+subject per schema, however many tenants).
+
 Replication factor and min ISR are the production figures; ``topics apply`` lowers them to what a smaller
 cluster can hold (the 1-node local stack) and says so.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
 from typing import Literal
 
 from schemas import models
@@ -36,6 +43,7 @@ class TopicSpec:
     doc: str
     replication_factor: int = 3
     min_insync_replicas: int = 2
+    template: str | None = None  # a tenant topic's template (its name without the tenant prefix)
 
     @property
     def value_format(self) -> str:
@@ -57,7 +65,12 @@ class Topic(TopicSpec):
 
     @property
     def value_subject(self) -> str:
-        return f"{self.name}-value"
+        return f"{self.template or self.name}-value"
+
+    @property
+    def tenant(self) -> str | None:
+        """The municipality a tenant topic belongs to (its name's prefix); None for the hub's own topics."""
+        return self.name.split(".", 1)[0] if self.template is not None else None
 
     @property
     def value_format(self) -> str:
@@ -378,11 +391,121 @@ ALL_TOPICS: tuple[Topic, ...] = (
 # The processors' consumer group (their state lives in their own SQL store, not in topics: processors/store.py).
 PROCESSORS_APP_ID = "kenshin-hub-processors"
 
-CLUSTER_TOPICS: tuple[TopicSpec, ...] = ALL_TOPICS
+# --- tenant topics -------------------------------------------------------------------------------------------
+
+TENANT_SCOPED: tuple[Topic, ...] = (
+    CHUKAN_PERSONS,
+    CHUKAN_FUKUHON,
+    CHUKAN_QUERIES,
+    QUERY_ANSWERS,
+    HELD_PROVISIONS,
+    REVIEW_DECISIONS,
+    PROVISION_RECORDS,
+    FUGO_REQUESTS,
+    FUGO_ISSUED,
+    NETWORK_QUERIES,
+    PROVISION_REQUESTS,
+    PROVISION_RESPONSES,
+)
+# One partition per tenant topic: a municipality's provision traffic is a few requests a minute, and 1,741 tenants
+# times 24 topics must stay a partition count a cluster carries (topics/TENANCY.md has the figures).
+TENANT_PARTITIONS = 1
+
+_TEMPLATES: dict[str, Topic] = {
+    t.name: t for t in TENANT_SCOPED + tuple(t.dlq for t in TENANT_SCOPED if t.dlq is not None)
+}
+_BY_NAME: dict[str, Topic] = {t.name: t for t in ALL_TOPICS}
+_FOR_TENANT: dict[tuple[str, str], Topic] = {}
+
+# The hub's own topics: one city's deployment (the tenant topics are created per municipality: cluster_topics).
+CITY_TOPICS: tuple[Topic, ...] = tuple(t for t in ALL_TOPICS if t.name not in _TEMPLATES)
+
+
+def _is_tenant_code(text: str) -> bool:
+    return len(text) == 6 and text.isascii() and text.isdigit()
+
+
+def for_tenant(topic: Topic, tenant: str) -> Topic:
+    """``topic`` (a template of :data:`TENANT_SCOPED`, or its dead-letter topic) for the municipality ``tenant``."""
+    made = _FOR_TENANT.get((topic.name, tenant))
+    if made is not None:
+        return made
+    if _TEMPLATES.get(topic.name) is not topic:
+        raise ValueError(f"{topic.name} is not a tenant topic")
+    if not _is_tenant_code(tenant):
+        raise ValueError(f"{tenant!r} is not a 団体コード")
+    made = replace(
+        topic,
+        name=f"{tenant}.{topic.name}",
+        template=topic.name,
+        partitions=TENANT_PARTITIONS,
+        dlq=for_tenant(topic.dlq, tenant) if topic.dlq is not None else None,
+    )
+    _FOR_TENANT[(topic.name, tenant)] = made
+    return made
+
+
+def own(topic: Topic, tenant: str) -> Topic:
+    """``tenant``'s topic of ``topic``: its tenant topic when ``topic`` is a template, else ``topic`` itself."""
+    return for_tenant(topic, tenant) if _TEMPLATES.get(topic.name) is topic else topic
+
+
+def split_tenant(name: str) -> tuple[str | None, str]:
+    """``(tenant, template)`` of a tenant topic's name; ``(None, name)`` for any other name."""
+    head, _, rest = name.partition(".")
+    if _is_tenant_code(head) and rest in _TEMPLATES:
+        return head, rest
+    return None, name
+
+
+def tenant_of(name: str) -> str | None:
+    """The municipality whose topic ``name`` is (its prefix), or None: what the shared services trust, never the
+    payload.
+    """
+    return split_tenant(name)[0]
+
+
+# The party whose topic a message of these templates is on, besides its ``tenant``: an answer's requester. (A
+# request's provider is bound by its permit, which the provider's 中間サーバー checks against the topic's tenant and
+# uses up whatever the outcome; a query's requester is checked by the network, which refuses the query.)
+_PARTY: dict[str, str] = {PROVISION_RESPONSES.name: "requester"}
+TENANT_MISMATCH = "TENANT_MISMATCH"
+
+
+def tenant_check(topic: Topic, event: Event) -> tuple[str, str | None]:
+    """The tenant ``event`` was read for (its topic's), and why the payload disagrees with it (None when it does
+    not): its ``tenant`` and, for an answer, the requester whose topic it is on. The shared services act
+    on the topic's tenant only, and dead-letter a message that names another.
+    """
+    tenant = topic.tenant
+    if tenant is None:
+        raise ValueError(f"{topic.name} is not a tenant topic")
+    fields = ("tenant", _PARTY[topic.template]) if topic.template in _PARTY else ("tenant",)
+    wrong = [f"{f} {getattr(event, f)}" for f in fields if getattr(event, f) != tenant]
+    if not wrong:
+        return tenant, None
+    return tenant, f"{TENANT_MISMATCH}: read from {topic.name}, but the message names {', '.join(wrong)}"
+
+
+def tenant_topics(tenant: str) -> tuple[Topic, ...]:
+    """Every topic of one municipality, dead-letter topics included."""
+    return tuple(for_tenant(t, tenant) for t in _TEMPLATES.values())
+
+
+def cluster_topics(tenants: Iterable[str]) -> tuple[Topic, ...]:
+    """What a cluster holds: the hub's own topics and the tenant topics of each municipality of ``tenants``."""
+    out = list(CITY_TOPICS)
+    for tenant in sorted(set(tenants)):
+        out.extend(tenant_topics(tenant))
+    return tuple(out)
 
 
 def by_name(name: str) -> Topic:
-    for topic in ALL_TOPICS:
-        if topic.name == name:
-            return topic
-    raise KeyError(name)
+    """The topic called ``name``: one of the catalog, or a tenant topic (``{団体コード}.{template}``)."""
+    tenant, template = split_tenant(name)
+    if tenant is not None:
+        return for_tenant(_TEMPLATES[template], tenant)
+    try:
+        return _BY_NAME[name]
+    except KeyError:
+        raise KeyError(name) from None

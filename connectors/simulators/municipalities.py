@@ -58,7 +58,7 @@ def simulate_others(
     def register(tenant: str, p: PersonRecord) -> str:
         numbers[tenant] = numbers.get(tenant, 0) + 1
         integrated = f"9{numbers[tenant]:014d}"
-        out.registrations.append((catalog.CHUKAN_PERSONS, ChukanPerson(
+        out.registrations.append((catalog.for_tenant(catalog.CHUKAN_PERSONS, tenant), ChukanPerson(
             **header(tenant, "person", p.atena_no),  # type: ignore[arg-type]
             integrated_atena_no=integrated, person_token=person_token(linkage_key, p.my_number),
             person=p.identity_on(p.resident_since), status=ResidentStatus.RESIDENT, support_measure=False, version=1,
@@ -68,7 +68,7 @@ def simulate_others(
     def history(tenant: str, integrated: str, p: PersonRecord) -> None:
         for back in range(rng.randint(0, 3)):
             fy = city.fiscal_year - 1 - back
-            out.registrations.append((catalog.CHUKAN_FUKUHON, FukuhonRegistration(
+            out.registrations.append((catalog.for_tenant(catalog.CHUKAN_FUKUHON, tenant), FukuhonRegistration(
                 **header(tenant, "fukuhon", p.atena_no, fy),  # type: ignore[arg-type]
                 record_id=f"KH{tenant}{integrated}STO{fy}", integrated_atena_no=integrated,
                 info_name_code=PERMITTED_INFO, dataset_item_code="GANKENSHIN01",
@@ -80,7 +80,7 @@ def simulate_others(
     def query(tenant: str, integrated: str, p: PersonRecord, info: str, items: tuple[str, ...], kind: str) -> None:
         out.kinds[kind] = out.kinds.get(kind, 0) + 1
         request_id = derived_id("sim-query", tenant, p.atena_no, kind)
-        out.queries.append((catalog.CHUKAN_QUERIES, ChukanQuery(
+        out.queries.append((catalog.for_tenant(catalog.CHUKAN_QUERIES, tenant), ChukanQuery(
             **header(tenant, "query", request_id),  # type: ignore[arg-type]
             request_id=request_id, integrated_atena_no=integrated, provider=city.tenant, affair_code=AFFAIR,
             info_name_code=info, items=items, fiscal_year_from=city.fiscal_year - 4,

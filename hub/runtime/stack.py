@@ -28,6 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from connectors.policy import network_tenants
 from hub import access
 from hub.runtime import gate, kafka, maven
 from hub.runtime.errors import StackError
@@ -243,6 +244,8 @@ class LocalStack:
 
     def grant_tenant(self, tenant: str, bootstrap: str | None = None) -> int:
         """A tenant's principals as SCRAM users with their ACLs, and known to the registry gate; the ACL count.
+        The shared services (中間サーバー, network) are granted the tenant topics of every municipality of the
+        simulated network, which they serve.
 
         `stack up` grants the city's tenant; `kenshin-hub setup` (and the benchmarks' throw-away tenants) any other.
         """
@@ -255,7 +258,7 @@ class LocalStack:
             admin = AdminClient({**self.admin_config(bootstrap or self.settings.kafka_bootstrap_servers),
                                  "log_level": 0})  # fmt: skip
             access.ensure_users(admin, users)
-            count = access.apply(admin, access.bindings(tenant))
+            count = access.apply(admin, access.bindings(tenant, network=network_tenants()))
             gate.write_htpasswd(self.layout.state_dir.resolve() / "registry-gate", self._gate_users())
         return count
 
@@ -464,3 +467,16 @@ def grant_local_tenant(settings: Settings, tenant: str) -> int | None:
     if profile is None or settings.kafka_credentials_dir != profile.credentials_dir:
         return None
     return LocalStack(settings, echo=lambda _line: None).grant_tenant(tenant)
+
+
+def onboard_tenant(settings: Settings, tenant: str) -> None:
+    """A municipality new to the cluster (the benchmarks' throw-away tenants): its tenant topics and, on the
+    secured local stack, its principals. ``settings`` are the operator's (the admin identity).
+    """
+    from confluent_kafka.admin import AdminClient
+
+    from topics.admin import apply
+    from topics.catalog import tenant_topics
+
+    apply(AdminClient({**settings.kafka_config(), "log_level": 0}), tenant_topics(tenant))
+    grant_local_tenant(settings, tenant)

@@ -258,7 +258,8 @@ def test_prometheus_scrapes_the_hub_during_a_load(
     processors_partitions = {(t.name, str(i)) for t in catalog.ALL_TOPICS if t.name in PROCESSOR_INPUTS
                              for i in range(t.partitions)}  # fmt: skip
     assert {(t, part) for (g, t, part) in lag if g == APP_ID} == processors_partitions
-    sink_topics = {*SINK_INPUTS, catalog.STAFF_OPERATIONS.name, catalog.PROVISION_RECORDS.name}
+    records = catalog.for_tenant(catalog.PROVISION_RECORDS, pipeline.settings.tenant).name  # the city's own records
+    sink_topics = {*SINK_INPUTS, catalog.STAFF_OPERATIONS.name, records}
     assert {t for (g, t, _) in lag if g == SINKS_GROUP} == sink_topics
     assert set(lag.values()) == {0}
 

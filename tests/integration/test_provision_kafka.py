@@ -35,6 +35,7 @@ from tests import samples
 from tests.integration.conftest import Endpoints
 from tests.integration.helpers import consume, create, produce
 from topics import catalog
+from topics.admin import network_topics
 from topics.catalog import Topic
 
 pytestmark = pytest.mark.integration
@@ -57,7 +58,7 @@ def settings(endpoints: Endpoints, tmp_path: Path) -> Settings:
 def services(
     settings: Settings, admin: AdminClient, endpoints: Endpoints, unique: str
 ) -> Iterator[dict[str, SinkRunner]]:
-    create(admin, endpoints.registry_url, *catalog.ALL_TOPICS)
+    create(admin, endpoints.registry_url, *network_topics())
     stop = threading.Event()
     runners = {
         what: build(settings, what, group_id=f"it-{unique}-{what}") for what in ("connector", "chukan", "network")
@@ -188,10 +189,11 @@ def test_the_provision_flow_end_to_end_on_kafka(
 ) -> None:
     hub, chukan = services["connector"].engine, services["chukan"].engine
     # 札幌's side: the person who moved to 函館, with two years of history there
-    send(settings, (catalog.CHUKAN_PERSONS, sapporo_person(settings, "000000000000501", NUMBER_A)),
-         (catalog.CHUKAN_PERSONS, sapporo_person(settings, "000000000000502", NUMBER_B)))  # fmt: skip
-    send(settings, (catalog.CHUKAN_FUKUHON, fukuhon(SAPPORO, 2024, integrated="000000000000501")),
-         (catalog.CHUKAN_FUKUHON, fukuhon(SAPPORO, 2025, integrated="000000000000501")))  # fmt: skip
+    persons, registrations = (catalog.for_tenant(t, SAPPORO) for t in (catalog.CHUKAN_PERSONS, catalog.CHUKAN_FUKUHON))
+    send(settings, (persons, sapporo_person(settings, "000000000000501", NUMBER_A)),
+         (persons, sapporo_person(settings, "000000000000502", NUMBER_B)))  # fmt: skip
+    send(settings, (registrations, fukuhon(SAPPORO, 2024, integrated="000000000000501")),
+         (registrations, fukuhon(SAPPORO, 2025, integrated="000000000000501")))  # fmt: skip
     eventually("札幌's 符号", lambda: count(chukan, sa.table("chukan_persons", sa.column("tenant"), sa.column("fugo")),
                                             sa.text(f"tenant = '{SAPPORO}' AND fugo IS NOT NULL")) == 2)  # fmt: skip
     # 函館: A moved in from 札幌; B is under a support measure and has a ledger 副本
@@ -214,7 +216,8 @@ def test_the_provision_flow_end_to_end_on_kafka(
     # 札幌 queries 函館 about B (held: support measure), then something not on the list
     integrated_b = outbox.integrated_no
     held_q, refused_q = query(HAKODATE, "000000000000502"), query(HAKODATE, "000000000000502", info="TM00000000000140")
-    send(settings, (catalog.CHUKAN_QUERIES, held_q), (catalog.CHUKAN_QUERIES, refused_q))
+    sapporo_queries = catalog.for_tenant(catalog.CHUKAN_QUERIES, SAPPORO)
+    send(settings, (sapporo_queries, held_q), (sapporo_queries, refused_q))
     eventually("the held provision", lambda: count(chukan, chukan_held, chukan_held.c.tenant == HAKODATE) == 1)
     # a reviewer logs in and approves it through the CLI, as staff do
     env = {**endpoints.env(), "KENSHIN_TENANT": HAKODATE, "KENSHIN_STATE_DIR": str(settings.state_dir),
@@ -269,7 +272,7 @@ def test_the_provision_flow_end_to_end_on_kafka(
     assert ("admin1", "LIST", "DENIED", "held provisions") in ops
     assert ("rev1", "LIST", "FAILED", "held provisions") in ops  # before the 中間サーバー enrolled rev1
     # a poison message on the 中間サーバー's input: dead-lettered, the services keep going
-    produce(endpoints.bootstrap, catalog.CHUKAN_QUERIES.name, [(b"011002:x", b"\x00garbage")])
+    produce(endpoints.bootstrap, sapporo_queries.name, [(b"011002:x", b"\x00garbage")])
     eventually("records on both sides", lambda: count(chukan, chukan_records) == 1 + 1 + 2 + 1)
     with chukan.connect() as conn:
         outcomes = sorted((r.tenant, r.side, r.outcome) for r in conn.execute(sa.select(chukan_records)).all())
@@ -279,5 +282,5 @@ def test_the_provision_flow_end_to_end_on_kafka(
         (SAPPORO, "REQUESTER", "REFUSED"),
     ])  # fmt: skip
     assert integrated_b
-    letters = consume(endpoints.bootstrap, catalog.CHUKAN_QUERIES.dlq.name, f"it-{unique}-dlq", 1)  # type: ignore[union-attr]
+    letters = consume(endpoints.bootstrap, sapporo_queries.dlq.name, f"it-{unique}-dlq", 1)  # type: ignore[union-attr]
     assert len(letters) == 1

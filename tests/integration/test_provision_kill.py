@@ -167,7 +167,7 @@ def workload(key: bytes) -> tuple[list[Output], list[Output], list[Output], dict
             if not wanted:
                 continue
             integrated = f"9{i:014d}"
-            others.append((catalog.CHUKAN_PERSONS, m.ChukanPerson(
+            others.append((catalog.for_tenant(catalog.CHUKAN_PERSONS, tenant), m.ChukanPerson(
                 **header(tenant, "person", i),  # type: ignore[arg-type]
                 integrated_atena_no=integrated, person_token=person_token(key, number(i)), person=samples.person(),
                 status=m.ResidentStatus.RESIDENT, support_measure=False, version=1,
@@ -175,7 +175,7 @@ def workload(key: bytes) -> tuple[list[Output], list[Output], list[Output], dict
             if tenant == FORMER:
                 for fy in range(2022, 2022 + i % 3):
                     history += 1
-                    others.append((catalog.CHUKAN_FUKUHON, m.FukuhonRegistration(
+                    others.append((catalog.for_tenant(catalog.CHUKAN_FUKUHON, tenant), m.FukuhonRegistration(
                         **header(tenant, "history", i, fy),  # type: ignore[arg-type]
                         record_id=f"KH{tenant}{integrated}STO{fy}", integrated_atena_no=integrated,
                         info_name_code="TM00000000000139", dataset_item_code="GANKENSHIN01",
@@ -187,7 +187,7 @@ def workload(key: bytes) -> tuple[list[Output], list[Output], list[Output], dict
                 items = ("K001", "K002", "K007") if i % 3 == 0 else ("K001", "K002")
                 info = "TM00000000000140" if i % 10 == 1 else "TM00000000000139"
                 request_id = derived_id("kill-query", i)
-                queries.append((catalog.CHUKAN_QUERIES, m.ChukanQuery(
+                queries.append((catalog.for_tenant(catalog.CHUKAN_QUERIES, tenant), m.ChukanQuery(
                     **header(tenant, "query", i),  # type: ignore[arg-type]
                     request_id=request_id, integrated_atena_no=integrated, provider=HOME, affair_code="JM0139",
                     info_name_code=info, items=items, requested_at=AT,
@@ -228,15 +228,15 @@ def test_sigkill_of_the_provision_services_loses_and_doubles_nothing(services: S
     others, city, queries, expected = workload(linkage_key(settings.state_dir))
     groups = list(GROUPS.values())
     publish_in_chunks(services, others, ["network", "chukan"])
-    settle(conf, groups, timeout_s=600)
+    settle(conf, groups, HOME, timeout_s=600)
     publish_in_chunks(services, city, ["chukan", "connector", "network"])
-    settle(conf, groups, timeout_s=600)
+    settle(conf, groups, HOME, timeout_s=600)
     # the narrowest window: the 中間サーバー and the network die after their transaction, before their outputs
     services.crash_after_commit("chukan", 2)
     services.crash_after_commit("network", 1)
     publish_in_chunks(services, queries, ["connector"])
     services.restart_crashed()
-    settle(conf, groups, timeout_s=600)
+    settle(conf, groups, HOME, timeout_s=600)
     assert sum(services.kills.values()) == 8
 
     hub, chukan = settings.database_url.reveal(), settings.chukan_url()

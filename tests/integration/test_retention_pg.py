@@ -41,7 +41,7 @@ from topics.catalog import FOREVER, TopicSpec
 
 pytestmark = pytest.mark.integration
 
-COMPACTED = tuple(t for t in catalog.ALL_TOPICS if t.cleanup_policy == "compact")
+COMPACTED = tuple(catalog.own(t, A) for t in catalog.ALL_TOPICS if t.cleanup_policy == "compact")  # A's own
 CUTOFF = Cutoffs.of(load_retention(), NOW).outbox_inputs_before  # the outbox's "inputs too old" (NOW - 30 days)
 TIMEOUT_S = 60.0
 OUTBOX = {  # each store's runtime outbox table

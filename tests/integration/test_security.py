@@ -38,6 +38,18 @@ from topics import catalog
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 TENANT = "012041"
+OTHER = "011002"  # 札幌市, another member of the simulated network
+
+
+def own(template: str) -> str:
+    """The city's own topic of ``template`` (the provision flow's topics are per municipality)."""
+    return catalog.for_tenant(catalog.by_name(template), TENANT).name
+
+
+def other(template: str) -> str:
+    return catalog.for_tenant(catalog.by_name(template), OTHER).name
+
+
 REFUSAL_S = 15.0  # a refusal arrives within this; a silent timeout would take librdkafka's 300 s
 
 
@@ -188,30 +200,49 @@ def test_refusals_are_immediate_and_named(secured: Secured) -> None:
     # The processors' principal may write its own outputs ...
     assert _delivery_error(processors, "residents.v1") is None
     # ... but not the network's topics, nor read them, nor the 中間サーバー's.
-    for topic in ("network.fugo-issued.v1", "network.provision-requests.v1", "chukan.query-answers.v1"):
+    for topic in (own("network.fugo-issued.v1"), own("network.provision-requests.v1"), own("chukan.query-answers.v1")):
         error = _delivery_error(processors, topic)
         tried += 1
         assert error is not None, (topic, error)
         assert error.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED, (topic, error)
-    for topic in ("network.fugo-issued.v1", "network.fugo-requests.v1"):
+    for topic in (own("network.fugo-issued.v1"), own("network.fugo-requests.v1")):
         error = _read_error(processors, topic, "kenshin-hub-processors")
         tried += 1
         assert error is not None, (topic, error)
         assert error.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED, (topic, error)
     # 符号 travel only between the 中間サーバー and the network: the sinks and the connector cannot read them.
     for process in ("sinks", "connector"):
-        error = _read_error(secured.as_process(process), "network.fugo-issued.v1", f"kenshin-hub-{process}")
+        error = _read_error(secured.as_process(process), own("network.fugo-issued.v1"), f"kenshin-hub-{process}")
         tried += 1
         assert error is not None, (process, error)
         assert error.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED, (process, error)
     # The staff tools send a signed decision; only the 中間サーバー answers a requester or writes its records.
     staff = secured.as_process("staff")
-    assert _delivery_error(staff, "chukan.review-decisions.v1") is None
-    for topic in ("network.provision-responses.v1", "chukan.provision-records.v1"):
+    assert _delivery_error(staff, own("chukan.review-decisions.v1")) is None
+    for topic in (own("network.provision-responses.v1"), own("chukan.provision-records.v1")):
         error = _delivery_error(staff, topic)
         tried += 1
         assert error is not None, (topic, error)
         assert error.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED, (topic, error)
+    # Tenants kept apart by Kafka itself: the city's principals touch none of another municipality's topics.
+    for process, topic in (
+        ("connector", other("chukan.queries.v1")),  # query as 札幌
+        ("connector", other("chukan.persons.v1")),  # register persons as 札幌
+        ("staff", other("chukan.review-decisions.v1")),  # decide 札幌's held provisions
+        ("staff", other("chukan.fukuhon.v1")),  # import 副本 as 札幌
+    ):
+        error = _delivery_error(secured.as_process(process), topic)
+        tried += 1
+        assert error is not None, (process, topic, error)
+        assert error.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED, (process, topic, error)
+    for process, topic in (
+        ("connector", other("chukan.query-answers.v1")),  # 札幌's answers
+        ("sinks", other("chukan.provision-records.v1")),  # 札幌's 情報提供等記録
+    ):
+        error = _read_error(secured.as_process(process), topic, f"kenshin-hub-{process}")
+        tried += 1
+        assert error is not None, (process, topic, error)
+        assert error.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED, (process, topic, error)
     # A group that is not its own.
     error = _read_error(processors, "juki.resident-changes.v1", "kenshin-hub-sinks")
     tried += 1

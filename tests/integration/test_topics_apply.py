@@ -11,8 +11,8 @@ from confluent_kafka.admin._config import AlterConfigOpType, ConfigEntry, Config
 
 from tests.integration.conftest import Endpoints
 from tests.integration.helpers import private_topic
-from topics.admin import apply, describe, listing
-from topics.catalog import CLUSTER_TOPICS, INVITATIONS, TopicSpec
+from topics.admin import apply, describe, listing, network_topics
+from topics.catalog import CHUKAN_PERSONS, INVITATIONS, TopicSpec
 
 pytestmark = pytest.mark.integration
 
@@ -22,8 +22,13 @@ def test_apply_twice_leaves_the_same_cluster(endpoints: Endpoints, admin: AdminC
     before = describe(admin)
     assert apply(admin) == []
     assert describe(admin) == before
-    assert {s.name for s in before if s.exists} == {t.name for t in CLUSTER_TOPICS}
+    assert {s.name for s in before if s.exists} == {t.name for t in network_topics()}
     assert all(row["status"] == "ok" for row in listing(admin))
+    # the provision flow's topics exist per municipality (012033 is a body of network.toml), never as templates
+    on_cluster = admin.list_topics(timeout=30).topics
+    assert "012033.chukan.persons.v1" in on_cluster
+    assert "012033.chukan.persons.dlq.v1" in on_cluster
+    assert CHUKAN_PERSONS.name not in on_cluster
 
 
 def test_cli_apply_and_list(endpoints: Endpoints) -> None:

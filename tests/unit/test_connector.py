@@ -86,7 +86,7 @@ def test_what_leaves_the_connector_carries_no_my_number_and_no_atena_no(engine: 
     person = next(e for _, e in out if isinstance(e, m.ChukanPerson))
     assert person.person_token == person_token(b"k", samples.my_number())
     [(topic, forwarded)] = [(t, e) for t, e in out if isinstance(e, m.FukuhonRegistration)]
-    assert topic == catalog.CHUKAN_FUKUHON.name
+    assert topic == catalog.for_tenant(catalog.CHUKAN_FUKUHON, HOME).name  # the city's own topic, no other's
     assert isinstance(forwarded, m.FukuhonRegistration)
     assert forwarded.atena_no is None
     assert forwarded.record_id == f"KH{HOME}000000000000001STO2025"

@@ -127,8 +127,10 @@ def genuine(town: Town, *, person: str = A_SAPPORO, items: tuple[str, ...] = ITE
         requested_at=world.clock(),
     )
     with world.engines["network"].begin() as conn:
-        [(topic, routed)] = world.network.handle(conn, catalog.NETWORK_QUERIES, query)
-    assert topic == catalog.PROVISION_REQUESTS
+        [(topic, routed)] = world.network.handle(
+            conn, catalog.for_tenant(catalog.NETWORK_QUERIES, query.requester), query
+        )
+    assert topic == catalog.for_tenant(catalog.PROVISION_REQUESTS, query.provider)
     assert isinstance(routed, ProvisionRequest)
     assert routed.permit is not None
     return routed
@@ -140,7 +142,11 @@ class Reply:
 
     @property
     def response(self) -> ProvisionResponse | None:
-        found = [e for t, e in self.outputs if t == catalog.PROVISION_RESPONSES and isinstance(e, ProvisionResponse)]
+        found = [
+            e
+            for t, e in self.outputs
+            if t.template == catalog.PROVISION_RESPONSES.name and isinstance(e, ProvisionResponse)
+        ]
         return found[0] if found else None
 
     @property
@@ -152,7 +158,11 @@ class Reply:
 
     @property
     def record(self) -> ProvisionRecord | None:
-        found = [e for t, e in self.outputs if t == catalog.PROVISION_RECORDS and isinstance(e, ProvisionRecord)]
+        found = [
+            e
+            for t, e in self.outputs
+            if t.template == catalog.PROVISION_RECORDS.name and isinstance(e, ProvisionRecord)
+        ]
         return found[0] if found else None
 
 
@@ -161,7 +171,7 @@ def present(town: Town, request: ProvisionRequest) -> Reply:
     request = replace(request, event_id=uuid.uuid4())
     world = town.world
     with world.engines["chukan"].begin() as conn:
-        return Reply(world.chukan.handle(conn, catalog.PROVISION_REQUESTS, request))
+        return Reply(world.chukan.handle(conn, catalog.for_tenant(catalog.PROVISION_REQUESTS, request.tenant), request))
 
 
 def assert_refused(reply: Reply, message: str) -> None:

@@ -340,7 +340,7 @@ def _attack(world: World, genuine: ProvisionRequest, tamper: str, forger: Permit
         request = replace(genuine, permit=None)
         expected = MSG_NO_PERMIT
     attack = replace(request, event_id=uuid.uuid4(), source_system="attacker")
-    world.publish((catalog.PROVISION_REQUESTS, attack))
+    world.publish((catalog.for_tenant(catalog.PROVISION_REQUESTS, attack.tenant), attack))
     answers = [
         e
         for e in world.events(catalog.PROVISION_RESPONSES)
@@ -358,7 +358,7 @@ def test_an_expired_genuine_permit_is_refused(world: World) -> None:
     person_in(world, SAPPORO, "000000000000077", samples.my_number())
     world.fukuhon(HOME, "000000000000001", "R1", history(2025))
     routed: list[ProvisionRequest] = []
-    world.bus.taps.append(lambda t, e: routed.append(e) if t == catalog.PROVISION_REQUESTS else None)  # type: ignore[arg-type, func-returns-value]
+    world.bus.taps.append(lambda t, e: routed.append(e) if t.template == catalog.PROVISION_REQUESTS.name else None)  # type: ignore[arg-type, func-returns-value]
     # hold the routed request back: deliver it after the permit's expiry
     world.bus.members = [m for m in world.bus.members if m[0] is not world.chukan] + [
         m for m in world.bus.members if m[0] is world.chukan
@@ -367,7 +367,7 @@ def test_an_expired_genuine_permit_is_refused(world: World) -> None:
     [genuine] = [r for r in routed if r.request_id == query.request_id]
     late = replace(genuine, event_id=uuid.uuid4(), request_id=genuine.request_id)
     world.clock.now = T0 + timedelta(seconds=world.policies.network.permit_ttl_seconds + 1)
-    world.publish((catalog.PROVISION_REQUESTS, late))
+    world.publish((catalog.for_tenant(catalog.PROVISION_REQUESTS, late.tenant), late))
     last = [e for e in world.events(catalog.PROVISION_RESPONSES) if e.request_id == query.request_id][-1]  # type: ignore[attr-defined]
     assert last.outcome is ProvisionOutcome.REFUSED
     assert last.message in (MSG_PERMIT_EXPIRED, MSG_PERMIT_USED)
@@ -412,14 +412,16 @@ def test_issue9_a_copy_of_a_genuine_permit_on_a_changed_request_is_refused(tmp_p
             fiscal_year_from=2024, fiscal_year_to=2026, requested_at=T0,
         )  # fmt: skip
         with world.engines["network"].begin() as conn:  # what the network routes to the provider (held back here)
-            [(_, genuine)] = world.network.handle(conn, catalog.NETWORK_QUERIES, query)
+            [(_, genuine)] = world.network.handle(
+                conn, catalog.for_tenant(catalog.NETWORK_QUERIES, query.tenant), query
+            )
         assert isinstance(genuine, ProvisionRequest)
         assert genuine.permit is not None
         values = {k: fugo[(HOME, "000000000000002")] if v == "B" else v for k, v in change.items()}
         copy = replace(genuine, event_id=uuid.uuid4(), source_system="attacker", **values)
 
         def answer_to(request: ProvisionRequest) -> ProvisionResponse:
-            world.publish((catalog.PROVISION_REQUESTS, request))
+            world.publish((catalog.for_tenant(catalog.PROVISION_REQUESTS, request.tenant), request))
             [answer] = [
                 e
                 for e in world.events(catalog.PROVISION_RESPONSES)
@@ -488,18 +490,24 @@ def test_a_replayed_input_re_sends_its_outputs_instead_of_acting_again(world: Wo
     world.fukuhon(HOME, "000000000000001", "R1", history(2025))
     captured: list[ProvisionRequest] = []
     world.bus.taps.append(
-        lambda t, e: captured.append(e) if t == catalog.PROVISION_REQUESTS and isinstance(e, ProvisionRequest) else None
+        lambda t, e: (
+            captured.append(e)
+            if t.template == catalog.PROVISION_REQUESTS.name and isinstance(e, ProvisionRequest)
+            else None
+        )
     )
     world.query(SAPPORO, "000000000000077", HOME, ITEMS)
     [request] = captured
     with world.engines["chukan"].begin() as conn:
-        replayed = act_once(conn, chukan_effects, world.chukan, catalog.PROVISION_REQUESTS, request)
+        replayed = act_once(
+            conn, chukan_effects, world.chukan, catalog.for_tenant(catalog.PROVISION_REQUESTS, request.tenant), request
+        )
     [first] = [e for e in world.events(catalog.PROVISION_RESPONSES) if e.request_id == request.request_id]
-    [(_, again)] = [(t, e) for t, e in replayed if t == catalog.PROVISION_RESPONSES]
+    [(_, again)] = [(t, e) for t, e in replayed if t.template == catalog.PROVISION_RESPONSES.name]
     assert again == first
     # acting again instead: the permit is now used and the record exists; the replay could never re-send the answer
     with pytest.raises(sa_exc.IntegrityError), world.engines["chukan"].begin() as conn:
-        world.chukan.handle(conn, catalog.PROVISION_REQUESTS, request)
+        world.chukan.handle(conn, catalog.for_tenant(catalog.PROVISION_REQUESTS, request.tenant), request)
 
 
 def test_the_outcomes_reach_the_metrics_bundle(world: World) -> None:

@@ -173,7 +173,8 @@ class Seed:
             key = tuple(values[c.name] for c in table.primary_key.columns)
             self.s.gone.setdefault((store, table.name), set()).add(key)
             topic = COMPACTED.get(table.name)
-            if topic is not None:
+            if topic is not None:  # a held provision's tombstone goes to its tenant's own topic
+                topic = catalog.own(topic, values["tenant"])
                 self.s.tombstones.add((topic.name, tombstone_key(topic, values)))
 
 
@@ -790,7 +791,8 @@ def test_retention_deletes_exactly_the_expired_rows_of_one_tenant_in_every_store
     # tombstones for every deleted row of a compacted topic's table, with a null value, on that topic
     assert {(t, k) for t, k, _ in producer.sent} == stores.tombstones
     assert all(v is None for _, _, v in producer.sent)
-    assert {t for t, _, _ in producer.sent} == {t.name for t in catalog.ALL_TOPICS if t.cleanup_policy == "compact"}
+    compacted = {catalog.own(t, A).name for t in catalog.ALL_TOPICS if t.cleanup_policy == "compact"}
+    assert {t for t, _, _ in producer.sent} == compacted
     assert report.tombstones_sent == len(stores.tombstones)
     assert (len(report.results), report.tables_checked) == (4, 32)
     print(f"\nstores checked by retention: {len(report.results)} stores, {report.tables_checked} tables")
@@ -1150,7 +1152,7 @@ def test_the_command_runs_for_the_callers_tenant_and_records_the_counts(
             assert after[where] == rows, where
         else:
             assert rows - after[where] == stores.gone.get(where, set()), where
-    held = catalog.HELD_PROVISIONS.name
+    held = catalog.for_tenant(catalog.HELD_PROVISIONS, A).name
     city = {(t, k) for t, k in stores.tombstones if t != held}
     assert {(t, k) for t, k, _ in cast(FakeProducer, local.producer).sent} == city
 

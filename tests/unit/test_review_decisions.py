@@ -100,7 +100,7 @@ def decision(world: World, request_id: uuid.UUID, key: Ed25519PrivateKey, **fiel
 
 
 def send(world: World, event: ReviewDecision) -> None:
-    world.publish((catalog.REVIEW_DECISIONS, event))
+    world.publish((catalog.for_tenant(catalog.REVIEW_DECISIONS, event.tenant), event))
 
 
 def test_an_enrolled_reviewers_signed_decision_is_acted_on_once(world: World) -> None:
@@ -157,7 +157,7 @@ def test_a_decision_changed_in_any_field_after_signing_is_rejected_and_changes_n
     assert "signature does not verify" in row.reason
     [letter] = letters(world)
     assert letter.reason == row.reason
-    assert letter.source_topic == catalog.REVIEW_DECISIONS.name
+    assert letter.source_topic == catalog.for_tenant(catalog.REVIEW_DECISIONS, tampered.tenant).name
 
 
 def valid_review_signature_of(world: World, event: ReviewDecision) -> bool:

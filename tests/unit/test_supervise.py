@@ -147,7 +147,7 @@ def test_the_provision_and_drain_waits_check_the_children_first(tmp_path: Path) 
     from hub.provision_demo import settle
     from hub.supervise import wait_drained
 
-    for wait in (lambda: settle({}, [GROUPS["chukan"]]), lambda: wait_drained({}, "g", ["t"])):
+    for wait in (lambda: settle({}, [GROUPS["chukan"]], "012041"), lambda: wait_drained({}, "g", ["t"])):
         supervisor = Supervisor({"crasher": py(CRASHER)}, log_dir=tmp_path, signals=False)
         # no broker here: the wait must fail on the dead child before asking Kafka anything
         with pytest.raises(ChildExited, match="crasher"):
