@@ -153,12 +153,13 @@ def bindings(
     for code in (tenant, *network):
         if not is_valid_tenant_code(code):
             raise AccessError(f"{code!r} is not a 団体コード")
-    out: list[AclBinding] = []
+    out: dict[tuple[object, ...], AclBinding] = {}
     for grant in (grants if grants is not None else load_access()).values():
         shared = "{tenant}" not in grant.name_template
         for code in dict.fromkeys((tenant, *network)) if shared else (tenant,):
-            out.extend(_grant_bindings(grant, code, group_name))
-    return out
+            for b in _grant_bindings(grant, code, group_name):  # a shared service's own topics and groups: once
+                out.setdefault((b.restype, b.name, b.principal, b.operation), b)
+    return list(out.values())
 
 
 def topic_for(name: str, tenant: str) -> str:

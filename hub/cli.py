@@ -149,6 +149,42 @@ def cmd_setup(settings: Settings, args: argparse.Namespace) -> int:
     return topics_rc or schemas_rc
 
 
+def cmd_access(settings: Settings, args: argparse.Namespace) -> int:
+    """topics/access.toml on a cluster the operator runs: each principal of the city's tenant as a SCRAM user, with
+    its password from ``KENSHIN_KAFKA_CREDENTIALS_DIR``, and the ACLs of every principal (the shared services' for
+    every body of the network). The local stack does this itself; docker-compose's ``hub-init`` runs it.
+    """
+    from connectors.policy import network_tenants
+    from hub import access
+    from hub.runtime.pki import Passwords
+
+    if settings.kafka_credentials_dir is None:
+        raise CommandError("`access apply` needs KENSHIN_KAFKA_CREDENTIALS_DIR: the principals' password files")
+    passwords = Passwords(settings.kafka_credentials_dir)
+    users: dict[str, str] = {}
+    for grant in access.load_access().values():
+        user = grant.principal(settings.tenant)
+        try:
+            users[user] = passwords.read(user)
+        except OSError:
+            raise CommandError(f"no password for {user} in {settings.kafka_credentials_dir}") from None
+    admin = _admin(settings)
+    access.ensure_users(admin, users)  # type: ignore[arg-type]
+    count = access.apply(admin, access.bindings(settings.tenant, network=network_tenants()))  # type: ignore[arg-type]
+    print(f"access: {len(users)} principals and {count} ACLs for tenant {settings.tenant}")
+    return 0
+
+
+def cmd_compose(settings: Settings, args: argparse.Namespace) -> int:
+    from hub.runtime.compose import write
+
+    files = write(Path(args.dir), Path(args.data), settings.tenant, Path(".env"))
+    print(f"compose: TLS, passwords and configuration for tenant {settings.tenant} in {files.root}/ and the data "
+          f"folders in {files.data}/ (0600 files, 0700 folders); .env: the containers' user and the database's and "
+          "Grafana's passwords. Then: docker compose up -d")  # fmt: skip
+    return 0
+
+
 def _on_local_stack(settings: Settings, args: argparse.Namespace) -> tuple[int, Settings]:
     """`stack up`, then `setup`, with the settings loaded again in between: a secured stack's client profile (its
     TLS CA and credentials) exists only once it is up, and the settings loaded before it would still be plaintext.
@@ -368,6 +404,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     setup = sub.add_parser("setup", help="topics apply + schemas register (idempotent)")
     setup.set_defaults(func=cmd_setup)
+
+    acl = sub.add_parser("access", help="topics/access.toml as SCRAM users and ACLs on a cluster you operate")
+    acl_sub = acl.add_subparsers(dest="action", required=True)
+    acl_sub.add_parser("apply", help="the city's principals (passwords from KENSHIN_KAFKA_CREDENTIALS_DIR) and ACLs")
+    acl.set_defaults(func=cmd_access)
+
+    compose = sub.add_parser("compose", help="the secured docker-compose stack's TLS, passwords and configuration")
+    compose_sub = compose.add_subparsers(dest="action", required=True)
+    init = compose_sub.add_parser("init", help="write them (idempotent: existing keys and passwords are kept)")
+    init.add_argument("--dir", default="compose-secrets", help="where (default: ./compose-secrets)")
+    init.add_argument("--data", default="compose-data", help="the data folders (default: ./compose-data)")
+    compose.set_defaults(func=cmd_compose)
 
     office_parsers(sub)
     counter_parsers(sub)

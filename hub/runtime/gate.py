@@ -63,13 +63,45 @@ def write_config(root: Path, *, port: int, backend_port: int, pki: Pki, users: M
     htpasswd = write_htpasswd(root, users)
     # As root, nginx's workers would otherwise run as nobody, who cannot read the 0600 htpasswd.
     user = f"user {getpass.getuser()};\n" if os.geteuid() == 0 else ""
-    temp = root / "tmp"
-    conf = f"""\
-# Written by `kenshin-hub stack up` (hub/runtime/gate.py): TLS and basic auth in front of the schema registry.
-{user}daemon off;
+    conf = render(
+        listen=f"127.0.0.1:{port}",
+        backend=f"127.0.0.1:{backend_port}",
+        cert=pki.server_cert,
+        key=pki.server_key,
+        htpasswd=htpasswd,
+        run_dir=root,
+        error_log=root / "logs" / "error.log",
+        admin=admin,
+        preamble=f"# Written by `kenshin-hub stack up` (hub/runtime/gate.py).\n{user}",
+    )
+    path = root / "nginx.conf"
+    write_private(path, conf.encode())
+    return path
+
+
+def render(
+    *,
+    listen: str,
+    backend: str,
+    cert: Path,
+    key: Path,
+    htpasswd: Path,
+    run_dir: Path,
+    error_log: Path | str,
+    admin: str,
+    preamble: str = "",
+    temp_dir: Path | None = None,
+) -> str:
+    """The gate's nginx configuration: TLS and basic auth in front of the registry at ``backend``; writing
+    (registering, configuring, deleting) for ``admin`` only. ``run_dir`` holds the pid file, ``temp_dir`` (default
+    ``run_dir/tmp``, which must exist) the temp folders.
+    """
+    temp = temp_dir or run_dir / "tmp"
+    return f"""\
+{preamble}daemon off;
 worker_processes 1;
-pid {root / "nginx.pid"};
-error_log {root / "logs" / "error.log"} warn;
+pid {run_dir / "nginx.pid"};
+error_log {error_log} warn;
 events {{ worker_connections 512; }}
 http {{
     access_log off;
@@ -87,24 +119,21 @@ http {{
     }}
     map "$kh_write$kh_admin" $kh_denied {{ default 0; "10" 1; }}
     server {{
-        listen 127.0.0.1:{port} ssl;
-        ssl_certificate {pki.server_cert};
-        ssl_certificate_key {pki.server_key};
+        listen {listen} ssl;
+        ssl_certificate {cert};
+        ssl_certificate_key {key};
         ssl_protocols TLSv1.2 TLSv1.3;
         auth_basic "kenshin-hub schema registry";
         auth_basic_user_file {htpasswd};
         location / {{
             if ($kh_denied) {{ return 403; }}
-            proxy_pass http://127.0.0.1:{backend_port};
+            proxy_pass http://{backend};
             proxy_set_header Host $http_host;
             proxy_set_header X-Forwarded-Proto https;
         }}
     }}
 }}
 """
-    path = root / "nginx.conf"
-    write_private(path, conf.encode())
-    return path
 
 
 def command(config: Path) -> list[str]:

@@ -92,6 +92,9 @@ class KafkaNode:
         return f"127.0.0.1:{self.broker_port}"
 
     def properties(self) -> str:
+        return "".join(f"{k}={v}\n" for k, v in self.property_map().items())
+
+    def property_map(self) -> dict[str, str]:
         replication = min(3, self.cluster_size)
         min_isr = 1 if replication == 1 else 2
         props = {
@@ -123,7 +126,7 @@ class KafkaNode:
         }
         if self.security is not None:
             props.update(self.security.properties(self.broker_port, self.controller_port))
-        return "".join(f"{k}={v}\n" for k, v in props.items())
+        return props
 
     @property
     def config_file(self) -> Path:

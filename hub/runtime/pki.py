@@ -70,9 +70,12 @@ def write_private(path: Path, content: bytes, mode: int = FILE_MODE) -> None:
 
 @dataclass(frozen=True)
 class Pki:
-    """The TLS files of one state directory."""
+    """The TLS files of one state directory. The server certificate names ``localhost`` and 127.0.0.1, and the
+    DNS ``names`` a deployment adds (docker-compose's service names).
+    """
 
     root: Path
+    names: tuple[str, ...] = ()
 
     @property
     def ca_cert(self) -> Path:
@@ -143,7 +146,10 @@ class Pki:
         cert = x509.load_pem_x509_certificate(self.server_cert.read_bytes())
         ca = x509.load_pem_x509_certificate(self.ca_cert.read_bytes())
         soon = dt.datetime.now(dt.UTC) + dt.timedelta(days=7)
-        return cert.issuer == ca.subject and cert.not_valid_after_utc > soon
+        named = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(
+            x509.DNSName
+        )
+        return cert.issuer == ca.subject and cert.not_valid_after_utc > soon and set(self.names) <= set(named)
 
     def _new_server(self) -> None:
         ca_key = serialization.load_pem_private_key(self.ca_key.read_bytes(), password=None)
@@ -162,7 +168,11 @@ class Pki:
             .not_valid_after(now + dt.timedelta(days=SERVER_DAYS))
             .add_extension(
                 x509.SubjectAlternativeName(
-                    [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+                    [
+                        x509.DNSName("localhost"),
+                        *(x509.DNSName(n) for n in self.names),
+                        x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+                    ]
                 ),
                 critical=False,
             )

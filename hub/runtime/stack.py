@@ -203,16 +203,7 @@ class LocalStack:
             return None
         pki = self.layout.pki()
         pki.ensure()
-        passwords = self.layout.passwords()
-        return kafka.NodeSecurity(
-            keystore=pki.server_pem,
-            truststore=pki.ca_cert,
-            broker_user=access.BROKER,
-            broker_password=passwords.ensure(access.BROKER),
-            super_users=(f"User:{access.BROKER}", f"User:{access.ADMIN}", f"User:CN={SERVER_NAME}"),
-            admin_user=access.ADMIN,
-            admin_password=passwords.ensure(access.ADMIN),
-        )
+        return node_security(self.layout.passwords(), keystore=pki.server_pem, truststore=pki.ca_cert)
 
     def admin_config(self, bootstrap: str) -> dict[str, str]:
         """librdkafka settings of the stack's admin principal (the operator's tooling)."""
@@ -230,12 +221,7 @@ class LocalStack:
         return conf
 
     def _users(self, tenant: str) -> dict[str, str]:
-        """``admin`` and every principal of access.toml for ``tenant``, with their passwords (created when new)."""
-        passwords = self.layout.passwords()
-        users = {access.ADMIN: passwords.ensure(access.ADMIN)}
-        for grant in access.load_access().values():
-            users[grant.principal(tenant)] = passwords.ensure(grant.principal(tenant))
-        return users
+        return principal_passwords(self.layout.passwords(), tenant)
 
     def _gate_users(self) -> dict[str, str]:
         """Everyone the registry gate lets in: every principal with a password (the brokers' own excepted)."""
@@ -457,6 +443,29 @@ class LocalStack:
                 names.add("registry-gate")
         processes = {name: running_pid(self.layout.pid_file(name), self.layout.marker) for name in sorted(names)}
         return {"state_dir": str(self.layout.state_dir), "manifest": manifest, "processes": processes}
+
+
+def node_security(passwords: Passwords, *, keystore: Path, truststore: Path) -> kafka.NodeSecurity:
+    """A secured broker's settings: its keystore and truststore (as the broker sees them), the brokers' and the
+    admin's SCRAM credentials (created when new), and the super users (those two and the controllers' TLS name).
+    """
+    return kafka.NodeSecurity(
+        keystore=keystore,
+        truststore=truststore,
+        broker_user=access.BROKER,
+        broker_password=passwords.ensure(access.BROKER),
+        super_users=(f"User:{access.BROKER}", f"User:{access.ADMIN}", f"User:CN={SERVER_NAME}"),
+        admin_user=access.ADMIN,
+        admin_password=passwords.ensure(access.ADMIN),
+    )
+
+
+def principal_passwords(passwords: Passwords, tenant: str) -> dict[str, str]:
+    """``admin`` and every principal of access.toml for ``tenant``, with their passwords (created when new)."""
+    users = {access.ADMIN: passwords.ensure(access.ADMIN)}
+    for grant in access.load_access().values():
+        users[grant.principal(tenant)] = passwords.ensure(grant.principal(tenant))
+    return users
 
 
 def grant_local_tenant(settings: Settings, tenant: str) -> int | None:

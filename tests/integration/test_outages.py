@@ -50,6 +50,8 @@ from topics.catalog import (
     RESIDENT_CHANGES,
     RESIDENTS,
     SCREENING_ERRORS,
+    Topic,
+    cluster_topics,
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.fault]
@@ -57,7 +59,12 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.fault]
 SEED, SIZE, YEAR, CHUNKS = 11, 2500, 2025, 4  # 4,437 events
 OUTAGE_S = 30.0  # how long the registry stays down at least (the scenario, not an assertion)
 CALM, REGISTRY_OUT, BROKER_DOWN = tenant_code("01215"), tenant_code("01216"), tenant_code("01217")
-DLQ_TOPICS = tuple(t for t in ALL_TOPICS if t.value_type is DeadLetter)
+
+
+def dlq_topics(tenant: str) -> tuple[Topic, ...]:
+    """Every dead-letter topic that can hold ``tenant``'s letters: the hub's own and its tenant topics'."""
+    return tuple(t for t in cluster_topics([tenant]) if t.value_type is DeadLetter)
+
 
 Fault = Callable[[Pipeline, str, int], None]
 
@@ -121,7 +128,7 @@ def _dead_letters(endpoints: Endpoints, tenant: str) -> list[tuple[str, str, str
     try:
         metadata = consumer.list_topics(timeout=30).topics
         wanted: dict[tuple[str, int], int] = {}  # (topic, partition) -> high watermark
-        for topic in DLQ_TOPICS:
+        for topic in dlq_topics(tenant):
             for partition in metadata[topic.name].partitions:
                 low, high = consumer.get_watermark_offsets(TopicPartition(topic.name, partition), 30, cached=False)
                 if high > low:
@@ -130,7 +137,7 @@ def _dead_letters(endpoints: Endpoints, tenant: str) -> list[tuple[str, str, str
             return []
         consumer.assign([TopicPartition(t, p, 0) for t, p in wanted])
         with registry_client({"url": endpoints.registry_url}) as registry:
-            serdes: dict[str, TopicSerde[DeadLetter]] = {t.name: TopicSerde(t, registry) for t in DLQ_TOPICS}
+            serdes: dict[str, TopicSerde[DeadLetter]] = {t.name: TopicSerde(t, registry) for t in dlq_topics(tenant)}
             done: set[tuple[str, int]] = set()
             deadline = time.monotonic() + 60
             while len(done) < len(wanted) and time.monotonic() < deadline:

@@ -179,3 +179,13 @@ def test_the_network_issues_no_fugo_for_a_request_naming_another_member_than_its
     assert letter.step == "network.route"
     with world.engines["network"].connect() as conn:
         assert conn.execute(sa.select(sa.func.count()).select_from(network_fugo)).scalar_one() == 0
+
+
+def test_the_acls_name_each_binding_once() -> None:
+    """The admin API refuses a batch with a binding twice: the shared services' own topics and groups (their
+    dead-letter topic, their group) are granted once however many municipalities they serve.
+    """
+    acls = access.bindings(HOME, network=network_tenants())
+    keys = [(b.restype, b.name, b.principal, b.operation) for b in acls]
+    assert len(keys) == len(set(keys))
+    assert ("sinks.dlq.v1", "User:chukan") in {(b.name, b.principal) for b in acls}
