@@ -74,7 +74,13 @@ def test_docker_compose_config_accepts_it(name: str) -> None:
 @pytest.mark.skipif(not _compose_available(), reason="the docker compose client is not installed here")
 def test_the_secured_compose_stack_asks_for_compose_init_first() -> None:
     env = {k: v for k, v in os.environ.items() if k not in ENV}
-    run = subprocess.run(["docker", "compose", "--env-file", os.devnull, "config", "-q"], cwd=ROOT, env=env,
-                         capture_output=True, text=True, check=False)  # fmt: skip  (a .env of `compose init` ignored)
+    run = subprocess.run(
+        ["docker", "compose", "--env-file", os.devnull, "config", "-q"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )  # fmt: skip  (a .env of `compose init` ignored)
     assert run.returncode != 0
     assert "run `kenshin-hub compose init` first" in run.stderr
