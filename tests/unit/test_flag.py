@@ -8,15 +8,12 @@ unknown (which one is current cannot be told) until a newer version arrives; a r
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
-from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 
 from connectors.stores import chukan_held, chukan_persons
-from connectors.world import Clock, World
+from connectors.world import World
 from schemas.models import HeldProvision, HoldReason, ProvisionOutcome, ProvisionRecord, ProvisionResponse, RecordSide
 from tests import samples
 from topics import catalog
@@ -25,15 +22,7 @@ pytestmark = pytest.mark.unit
 
 HOME, SAPPORO = "012041", "011002"
 ITEMS = ("K001", "K002", "K003")
-T0 = datetime(2026, 6, 1, 9, 0, tzinfo=UTC)
 MINE, THEIRS = "000000000000001", "000000000000077"
-
-
-@pytest.fixture
-def world(tmp_path: Path) -> Iterator[World]:
-    w = World(root=tmp_path, clock=Clock(T0))
-    yield w
-    w.close()
 
 
 def setup_person(world: World, *, support: bool = False, version: int = 1) -> None:

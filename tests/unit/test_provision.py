@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator
 from dataclasses import replace
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
@@ -48,24 +47,17 @@ from schemas.models import (
     RecordSide,
 )
 from tests import samples
+from tests.unit.conftest import T0
 from topics import catalog
 
 pytestmark = pytest.mark.unit
 
 HOME, SAPPORO, HAKODATE = "012041", "011002", "012025"
 ITEMS = ("K001", "K002", "K003", "K004", "K005", "K006", "K008")
-T0 = datetime(2026, 6, 1, 9, 0, tzinfo=UTC)
 
 
 def history(fy: int, kind: str = "STOMACH") -> dict[str, str]:
     return {"K001": kind, "K002": str(fy), "K003": f"{fy}-06-01", "K004": "61", "K005": "0", "K008": "XRAY"}
-
-
-@pytest.fixture
-def world(tmp_path: Path) -> Iterator[World]:
-    w = World(root=tmp_path, clock=Clock(T0))
-    yield w
-    w.close()
 
 
 def person_in(world: World, tenant: str, no: str, my_number: str, *, support: bool = False) -> None:

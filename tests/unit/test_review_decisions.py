@@ -9,7 +9,6 @@ operator's enrolment).
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
@@ -29,7 +28,7 @@ from connectors.keys import (
     valid_review_signature,
 )
 from connectors.stores import chukan_held, chukan_review_decisions
-from connectors.world import REVIEWER, Clock, World
+from connectors.world import REVIEWER, World
 from hub.errors import CommandError
 from hub.review import check_enrolled
 from hub.settings import load_settings
@@ -40,13 +39,6 @@ from tests.unit.test_provision import HOME, ITEMS, SAPPORO, T0, history, person_
 from topics import catalog
 
 pytestmark = pytest.mark.unit
-
-
-@pytest.fixture
-def world(tmp_path: Path) -> Iterator[World]:
-    w = World(root=tmp_path, clock=Clock(T0))
-    yield w
-    w.close()
 
 
 def held_requests(world: World, count: int) -> list[uuid.UUID]:

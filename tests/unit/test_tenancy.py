@@ -8,9 +8,7 @@ names another municipality is dead-lettered there and changes nothing.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -18,7 +16,7 @@ from confluent_kafka.admin._resource import ResourcePatternType, ResourceType
 
 from connectors.policy import network_tenants
 from connectors.stores import chukan_persons, network_fugo
-from connectors.world import Clock, World
+from connectors.world import World
 from hub import access
 from schemas.models import ChukanPerson, DeadLetter, FugoIssuance, ProvisionOutcome, ProvisionResponse, ResidentStatus
 from tests import samples
@@ -27,13 +25,6 @@ from topics import catalog
 from topics.admin import network_topics
 
 pytestmark = pytest.mark.unit
-
-
-@pytest.fixture
-def world(tmp_path: Path) -> Iterator[World]:
-    w = World(root=tmp_path, clock=Clock(T0))
-    yield w
-    w.close()
 
 
 # --- the naming --------------------------------------------------------------------------------------------------
