@@ -107,6 +107,7 @@ HOPS: tuple[tuple[str, Topic], ...] = (
 class Requester:
     tenant: str
     integrated_no: str
+    token: str  # the person's linkage token: which of the provider's registered persons it is
 
 
 @dataclass
@@ -144,11 +145,28 @@ def _requesters(city: City, registrations: Iterable[Output], key: bytes, policie
     for _topic, event in registrations:
         if (
             isinstance(event, ChukanPerson)
+            and event.person_token is not None
             and event.person_token in plain
             and _check_query(policies, event.tenant, city.tenant) is None
         ):
-            out.append(Requester(event.tenant, event.integrated_atena_no))
+            out.append(Requester(event.tenant, event.integrated_atena_no, event.person_token))
     return out
+
+
+def _registered(settings: Settings) -> set[str]:
+    """The linkage tokens of the provider's persons with a 符号 in the 中間サーバー: whom a query can be answered
+    about (the hub registers nobody below every kind's target age, so a child known elsewhere is no one here).
+    """
+    engine = chukan_engine(settings)
+    try:
+        with engine.connect() as conn:
+            p = chukan_persons
+            rows = conn.execute(
+                sa.select(p.c.person_token).where(p.c.tenant == settings.tenant, p.c.fugo.is_not(None))
+            ).scalars()
+            return {str(t) for t in rows if t}
+    finally:
+        engine.dispose()
 
 
 def _provider_counts(settings: Settings) -> tuple[int, int, int]:
@@ -520,6 +538,10 @@ def cmd_bench_provision(settings: Settings, args: argparse.Namespace, prepare: C
         settle(conf, list(GROUPS.values()), settings.tenant, SETTLE_TIMEOUT_S)
         wait_drained(conf, SINKS_GROUP, SINK_INPUTS, timeout_s=SETTLE_TIMEOUT_S)
         persons, with_fugo, fukuhon = _provider_counts(settings)
+        registered = _registered(settings)
+        pool = [r for r in pool if r.token in registered]
+        if not pool:
+            raise CommandError("none of the persons the municipalities know is registered with the provider")
         print(f"bench: provider set up in {time.monotonic() - started:.0f}s: {persons} persons ({with_fugo} with a "
               f"符号) and {fukuhon} 副本 in the 中間サーバー; {len(pool)} persons to ask about, known to "
               f"{len({r.tenant for r in pool})} municipalities")  # fmt: skip
