@@ -207,12 +207,11 @@ def service_sinks(
 class Bus:
     """Delivers events between services in process, each service in its own database (tests and simulations).
 
-    Every published event is kept in :attr:`log` by topic, so a test can look at everything that crossed each
-    topic, as a consumer of it would.
+    Every published event is kept in :attr:`sent` with its topic (:meth:`on` reads it), so a test can look at
+    everything that crossed each topic, as a consumer of it would.
     """
 
     members: list[tuple[Service, Engine, sa.Table]] = field(default_factory=list)
-    log: dict[str, list[Event]] = field(default_factory=dict)
     sent: list[Output] = field(default_factory=list)
     _queue: deque[Output] = field(default_factory=deque)
     taps: list[Callable[[Topic, Event], None]] = field(default_factory=list)
@@ -223,7 +222,6 @@ class Bus:
 
     def publish(self, outputs: Iterable[Output]) -> None:
         for topic, event in outputs:
-            self.log.setdefault(topic.name, []).append(event)
             self.sent.append((topic, event))
             for tap in self.taps:
                 tap(topic, event)

@@ -30,6 +30,7 @@ from confluent_kafka.admin._scram import (
     UserScramCredentialUpsertion,
 )
 
+from connectors.policy import network_tenants
 from hub.validation import is_valid_tenant_code
 from topics import catalog
 from topics.catalog import ALL_TOPICS
@@ -199,6 +200,14 @@ def ensure_users(admin: AdminClient, passwords: Mapping[str, str], timeout_s: fl
             future.result(timeout=timeout_s)
         except KafkaException as exc:
             raise AccessError(f"could not set the SCRAM credential of {user}: {exc}") from exc
+
+
+def grant(admin: AdminClient, tenant: str, users: Mapping[str, str]) -> int:
+    """``users`` (principal → password) as SCRAM users, and the ACLs of every grant for ``tenant`` (the shared
+    services' for every member of the network, whose tenant topics they serve); the ACL count.
+    """
+    ensure_users(admin, users)
+    return apply(admin, bindings(tenant, network=network_tenants()))
 
 
 def apply(admin: AdminClient, acls: Sequence[AclBinding], timeout_s: float = 30.0) -> int:

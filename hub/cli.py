@@ -154,7 +154,6 @@ def cmd_access(settings: Settings, args: argparse.Namespace) -> int:
     its password from ``KENSHIN_KAFKA_CREDENTIALS_DIR``, and the ACLs of every principal (the shared services' for
     every body of the network). The local stack does this itself; docker-compose's ``hub-init`` runs it.
     """
-    from connectors.policy import network_tenants
     from hub import access
     from hub.runtime.pki import Passwords
 
@@ -168,9 +167,7 @@ def cmd_access(settings: Settings, args: argparse.Namespace) -> int:
             users[user] = passwords.read(user)
         except OSError:
             raise CommandError(f"no password for {user} in {settings.kafka_credentials_dir}") from None
-    admin = _admin(settings)
-    access.ensure_users(admin, users)  # type: ignore[arg-type]
-    count = access.apply(admin, access.bindings(settings.tenant, network=network_tenants()))  # type: ignore[arg-type]
+    count = access.grant(_admin(settings), settings.tenant, users)  # type: ignore[arg-type]
     print(f"access: {len(users)} principals and {count} ACLs for tenant {settings.tenant}")
     return 0
 

@@ -8,19 +8,24 @@ import shutil
 import pytest
 
 
-def prometheus_tool(name: str) -> str:
-    """Path of a Prometheus binary (``prometheus``, ``promtool``; Debian package ``prometheus``).
-
-    Missing, the test is skipped on a developer's machine but fails in CI (``CI`` set), where .ci/run installs it:
-    these tests must never be skipped silently there.
+def needed(what: str, found: bool, install: str) -> None:
+    """A tool a test needs: missing, the test is skipped on a developer's machine but fails in CI (``CI`` set),
+    where .ci/run installs it (``install`` says how): these tests must never be skipped silently there.
     """
-    path = shutil.which(name)
-    if path is not None:
-        return path
-    message = f"{name} is not installed (apt-get install prometheus; .ci/run installs it)"
+    if found:
+        return
+    message = f"{what} is not installed ({install}; .ci/run installs it)"
     if os.environ.get("CI"):
         pytest.fail(message)
     pytest.skip(message)
+
+
+def prometheus_tool(name: str) -> str:
+    """Path of a Prometheus binary (``prometheus``, ``promtool``; Debian package ``prometheus``)."""
+    path = shutil.which(name)
+    needed(name, path is not None, "apt-get install prometheus")
+    assert path is not None
+    return path
 
 
 @pytest.fixture(scope="session")

@@ -21,6 +21,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from typing import Literal
 
+from hub.validation import is_valid_tenant_code
 from schemas import models
 from schemas.models import Event
 
@@ -421,10 +422,6 @@ _FOR_TENANT: dict[tuple[str, str], Topic] = {}
 CITY_TOPICS: tuple[Topic, ...] = tuple(t for t in ALL_TOPICS if t.name not in _TEMPLATES)
 
 
-def _is_tenant_code(text: str) -> bool:
-    return len(text) == 6 and text.isascii() and text.isdigit()
-
-
 def for_tenant(topic: Topic, tenant: str) -> Topic:
     """``topic`` (a template of :data:`TENANT_SCOPED`, or its dead-letter topic) for the municipality ``tenant``."""
     made = _FOR_TENANT.get((topic.name, tenant))
@@ -432,7 +429,7 @@ def for_tenant(topic: Topic, tenant: str) -> Topic:
         return made
     if _TEMPLATES.get(topic.name) is not topic:
         raise ValueError(f"{topic.name} is not a tenant topic")
-    if not _is_tenant_code(tenant):
+    if not is_valid_tenant_code(tenant):
         raise ValueError(f"{tenant!r} is not a 団体コード")
     made = replace(
         topic,
@@ -453,16 +450,9 @@ def own(topic: Topic, tenant: str) -> Topic:
 def split_tenant(name: str) -> tuple[str | None, str]:
     """``(tenant, template)`` of a tenant topic's name; ``(None, name)`` for any other name."""
     head, _, rest = name.partition(".")
-    if _is_tenant_code(head) and rest in _TEMPLATES:
+    if is_valid_tenant_code(head) and rest in _TEMPLATES:
         return head, rest
     return None, name
-
-
-def tenant_of(name: str) -> str | None:
-    """The municipality whose topic ``name`` is (its prefix), or None: what the shared services trust, never the
-    payload.
-    """
-    return split_tenant(name)[0]
 
 
 # The party whose topic a message of these templates is on, besides its ``tenant``: an answer's requester. (A

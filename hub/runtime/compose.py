@@ -30,6 +30,7 @@ from pathlib import Path
 from hub import access
 from hub.runtime import gate, kafka
 from hub.runtime.pki import Passwords, Pki, owner_only, private_dir, write_private
+from hub.runtime.stack import node_security, principal_passwords
 
 CONTAINER_ROOT = Path("/etc/kenshin")  # where each service's folder of ``root`` is mounted
 SERVICE_NAMES = ("kafka", "registry-gate")  # the certificate's names inside the compose network
@@ -89,8 +90,6 @@ def broker_properties(passwords: Passwords) -> str:
 
 
 def _security(passwords: Passwords, inside: Path) -> kafka.NodeSecurity:
-    from hub.runtime.stack import node_security
-
     return node_security(passwords, keystore=inside / "server.pem", truststore=inside / "ca.pem")
 
 
@@ -118,18 +117,14 @@ exec /opt/kafka/bin/kafka-server-start.sh {config}
 
 def client_properties(passwords: Passwords) -> str:
     """The admin's client settings inside the broker's container (its health check)."""
-    jaas = (
-        "org.apache.kafka.common.security.scram.ScramLoginModule required "
-        f'username="{access.ADMIN}" password="{passwords.ensure(access.ADMIN)}";'
-    )
     return (
         "security.protocol=SASL_SSL\nsasl.mechanism=SCRAM-SHA-512\n"
-        f"sasl.jaas.config={jaas}\n"
+        f"sasl.jaas.config={kafka.scram_jaas(access.ADMIN, passwords.ensure(access.ADMIN))}\n"
         f"ssl.truststore.type=PEM\nssl.truststore.location={CONTAINER_ROOT / 'kafka' / 'ca.pem'}\n"
     )
 
 
-def write_env(path: Path, uid: int, gid: int) -> dict[str, str]:
+def write_env(path: Path, uid: int, gid: int) -> None:
     """docker compose's ``.env`` (0600): the user the containers run as, and random passwords for PostgreSQL and
     Grafana's admin. Values already there are kept; the file's other lines too.
     """
@@ -143,7 +138,6 @@ def write_env(path: Path, uid: int, gid: int) -> dict[str, str]:
     }
     added = {k: v for k, v in wanted.items() if k not in have}
     write_private(path, "".join(f"{line}\n" for line in [*lines, *(f"{k}={v}" for k, v in added.items())]).encode())
-    return added
 
 
 def gate_config() -> str:
@@ -163,7 +157,7 @@ def gate_config() -> str:
     )
 
 
-def write(root: Path, data: Path, tenant: str, env: Path, cluster_id: str | None = None) -> ComposeFiles:
+def write(root: Path, data: Path, tenant: str, env: Path) -> ComposeFiles:
     """Write (or complete: existing keys and passwords are kept) the compose stack's files for ``tenant``, and
     ``env`` (docker compose's ``.env``).
     """
@@ -180,7 +174,7 @@ def write(root: Path, data: Path, tenant: str, env: Path, cluster_id: str | None
         _copy(pki.ca_cert, files.kafka / "ca.pem")
         write_private(files.kafka / "server.properties", broker_properties(passwords).encode())
         write_private(files.kafka / "client.properties", client_properties(passwords).encode())
-        cluster = cluster_id or _cluster_id(files.kafka / "cluster-id")
+        cluster = _cluster_id(files.kafka / "cluster-id")
         write_private(files.kafka / "start.sh", start_script(passwords, cluster).encode())
         private_dir(files.gate)
         _copy(pki.server_cert, files.gate / "server-cert.pem")
@@ -194,8 +188,6 @@ def write(root: Path, data: Path, tenant: str, env: Path, cluster_id: str | None
 
 
 def _users(passwords: Passwords, tenant: str) -> dict[str, str]:
-    from hub.runtime.stack import principal_passwords
-
     return {access.BROKER: passwords.ensure(access.BROKER), **principal_passwords(passwords, tenant)}
 
 

@@ -29,6 +29,11 @@ logger.request.level = WARN
 """
 
 
+def scram_jaas(user: str, password: str) -> str:
+    """A Java client's (or a broker's own) SCRAM login: the value of a ``sasl.jaas.config``."""
+    return f'org.apache.kafka.common.security.scram.ScramLoginModule required username="{user}" password="{password}";'
+
+
 @dataclass(frozen=True)
 class NodeSecurity:
     """A secured node: SASL_SSL (SCRAM-SHA-512) for clients and between brokers, mutual TLS between controllers,
@@ -44,10 +49,7 @@ class NodeSecurity:
     admin_password: str
 
     def properties(self, broker_port: int, controller_port: int) -> dict[str, str]:
-        jaas = (
-            "org.apache.kafka.common.security.scram.ScramLoginModule required "
-            f'username="{self.broker_user}" password="{self.broker_password}";'
-        )
+        jaas = scram_jaas(self.broker_user, self.broker_password)
         return {
             "listeners": f"SASL_SSL://127.0.0.1:{broker_port},CONTROLLER://127.0.0.1:{controller_port}",
             "advertised.listeners": f"SASL_SSL://127.0.0.1:{broker_port}",

@@ -28,7 +28,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from connectors.policy import network_tenants
 from hub import access
 from hub.runtime import gate, kafka, maven
 from hub.runtime.errors import StackError
@@ -243,8 +242,7 @@ class LocalStack:
             users = self._users(tenant)
             admin = AdminClient({**self.admin_config(bootstrap or self.settings.kafka_bootstrap_servers),
                                  "log_level": 0})  # fmt: skip
-            access.ensure_users(admin, users)
-            count = access.apply(admin, access.bindings(tenant, network=network_tenants()))
+            count = access.grant(admin, tenant, users)
             gate.write_htpasswd(self.layout.state_dir.resolve() / "registry-gate", self._gate_users())
         return count
 

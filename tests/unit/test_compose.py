@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.conftest import needed
+
 pytestmark = pytest.mark.unit
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -20,6 +22,12 @@ def _compose_available() -> bool:
     if shutil.which("docker") is None:
         return False
     return subprocess.run(["docker", "compose", "version"], capture_output=True, check=False).returncode == 0
+
+
+@pytest.fixture
+def compose() -> None:
+    """The docker client's compose plugin (.ci/deps builds it when the docker client lacks it)."""
+    needed("the docker compose client", _compose_available(), "make deps builds the plugin with Go")
 
 
 COMPOSE_FILES = ("docker-compose.yml", "docker-compose.plaintext.yml")
@@ -62,17 +70,15 @@ def test_the_default_compose_stack_is_the_secured_one() -> None:
         assert not any("compose-secrets/ca" in v for v in service.get("volumes", [])), name  # the CA key stays
 
 
-@pytest.mark.skipif(not _compose_available(), reason="the docker compose client is not installed here")
 @pytest.mark.parametrize("name", COMPOSE_FILES)
-def test_docker_compose_config_accepts_it(name: str) -> None:
+def test_docker_compose_config_accepts_it(name: str, compose: None) -> None:
     env = {**os.environ, **ENV}
     run = subprocess.run(["docker", "compose", "-f", name, "config", "-q"], cwd=ROOT, env=env, capture_output=True,
                          text=True, check=False)  # fmt: skip
     assert run.returncode == 0, run.stderr
 
 
-@pytest.mark.skipif(not _compose_available(), reason="the docker compose client is not installed here")
-def test_the_secured_compose_stack_asks_for_compose_init_first() -> None:
+def test_the_secured_compose_stack_asks_for_compose_init_first(compose: None) -> None:
     env = {k: v for k, v in os.environ.items() if k not in ENV}
     run = subprocess.run(
         ["docker", "compose", "--env-file", os.devnull, "config", "-q"],

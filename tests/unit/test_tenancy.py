@@ -42,8 +42,8 @@ def test_a_tenant_topic_is_its_template_under_the_tenants_prefix_with_the_templa
     assert catalog.for_tenant(catalog.CHUKAN_QUERIES, HOME) is topic  # made once
     assert catalog.by_name(topic.name) is topic
     assert catalog.by_name(topic.dlq.name) is topic.dlq
-    assert catalog.tenant_of(topic.name) == HOME
-    assert catalog.tenant_of(catalog.RESIDENTS.name) is None
+    assert catalog.split_tenant(topic.name) == (HOME, catalog.CHUKAN_QUERIES.name)
+    assert catalog.split_tenant(catalog.RESIDENTS.name) == (None, catalog.RESIDENTS.name)
     assert catalog.own(catalog.RESIDENTS, HOME) is catalog.RESIDENTS  # the city's own topics are not per tenant
 
 
@@ -80,7 +80,7 @@ def test_a_municipalitys_principals_are_granted_its_own_tenant_topics_and_no_oth
     for process in ("connector", "sinks", "staff", "processors", "upstream"):
         names = _topics_of(f"{process}-{HOME}", acls)
         assert not names & templates, process
-        foreign = {n for n in names if catalog.tenant_of(n) not in (None, HOME)}
+        foreign = {n for n in names if catalog.split_tenant(n)[0] not in (None, HOME)}
         assert not foreign, (process, foreign)
     connector = _topics_of(f"connector-{HOME}", acls)
     assert f"{HOME}.chukan.queries.v1" in connector
